@@ -1,0 +1,1 @@
+"""`serkit synth`."""

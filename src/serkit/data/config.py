@@ -1,0 +1,21 @@
+"""The data section of an experiment config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DataConfig:
+    """corpus: registry key ("iemocap", "ravdess", "manifest"); root: its folder (or the manifest file).
+    labels: the class set in index order (empty: the corpus default); label_map: merge/rename labels
+    before filtering (e.g. {exc: hap}); options: corpus-specific keyword arguments for prepare/split
+    (e.g. valid: superb | speaker for IEMOCAP). max_batch_seconds: audio per batch (bucketed sampler)."""
+
+    corpus: str = "iemocap"
+    root: str | None = None
+    labels: list[str] = field(default_factory=list)
+    label_map: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    max_batch_seconds: float = 60.0
+    num_workers: int = 0

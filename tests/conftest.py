@@ -1,0 +1,46 @@
+"""Shared test set-up: one thread (steady timings on 2 cores), offline hub, paths to ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path inside ../shared, or skip the test (a user's clone has no ../shared)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"optional resource {path} is absent (only developers' and CI machines have ../shared)")
+    return path
+
+
+@pytest.fixture
+def superb_split_dir() -> Path:
+    return shared_path("data", "superb_iemocap_split")
+
+
+@pytest.fixture
+def ravdess_dir() -> Path:
+    return shared_path("data", "ravdess")
+
+
+@pytest.fixture
+def whisper_tiny_dir() -> Path:
+    return shared_path("models", "whisper-tiny.en-encoder")
+
+
+@pytest.fixture
+def whisper_base_dir() -> Path:
+    return shared_path("models", "whisper-base-encoder")
