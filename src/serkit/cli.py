@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands  # noqa: F401  (registers the subcommands)
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may stand anywhere after the options (argparse alone would only take them in
+    # one block): commands with an `overrides` argument collect the leftovers that look like key=value.
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.overrides = list(args.overrides) + extras
     if args.command is None:
         parser.print_help()
         return 2

@@ -1,5 +1,7 @@
 """Task-dependent heads. Importing this package registers them all in AGGREGATORS."""
 
+from . import ecapa, mean_pool  # noqa: F401  (registers "ecapa" and "mean")
 from .base import AGGREGATORS, Aggregator, AggregatorConfig, length_mask
+from .classifier import Classifier, ClassifierConfig
 
-__all__ = ["AGGREGATORS", "Aggregator", "AggregatorConfig", "length_mask"]
+__all__ = ["AGGREGATORS", "Aggregator", "AggregatorConfig", "Classifier", "ClassifierConfig", "length_mask"]

@@ -25,14 +25,23 @@ class UpstreamConfig:
 
     name: registry key ("hf", "fbank", "text").
     source: preset name (e.g. "wav2vec2-large-robust"), hub id, or local directory; unused by "fbank".
-    layers: "last", "weighted" (learned softmax over all layers, SUPERB style) or a layer index ("6").
+    layers: "last", "weighted" (learned softmax over all layers, SUPERB style) or a layer index ("6", "-2").
     freeze: "all" (frozen), "cnn" (fine-tune all but the CNN feature encoder: the paper's choice), "none".
+    layer_norm: "weighted" only: layer-normalise each layer (no affine) before weighting; SUPERB's
+        Featurizer does not by default, nor do we.
+    whisper_input: Whisper only. "pad": pad every clip to the 30 s window Whisper was trained on, run
+        the encoder, keep the real frames (exact, the default). "crop": run the encoder on the real frames
+        only, slicing the positional embedding (cheaper for short clips; numerically different).
+    cmn: fbank only: subtract each utterance's mean over its real frames (cepstral mean normalisation).
     """
 
     name: str = "hf"
     source: str | None = None
     layers: str = "weighted"
     freeze: str = "cnn"
+    layer_norm: bool = False
+    whisper_input: str = "pad"
+    cmn: bool = False
 
 
 class UpstreamOutput(NamedTuple):
@@ -41,15 +50,22 @@ class UpstreamOutput(NamedTuple):
 
 
 class Upstream(nn.Module):
-    """Base class. Subclasses set `num_layers`, `hidden_size`, `frame_rate` and implement forward."""
+    """Base class. Subclasses set `num_layers`, `hidden_size`, `frame_rate` and implement forward.
+
+    `frozen` (set by the freeze policy "all") keeps the module in eval mode whatever `train()` asks:
+    a frozen encoder must not run dropout (or SpecAugment) while the heads above it train.
+    """
 
     modality: ClassVar[str] = "audio"  # "audio" or "text"
     num_layers: int
     hidden_size: int
     frame_rate: float  # frames per second of output (0 for text)
+    frozen: bool = False
 
     @classmethod
-    def from_config(cls, cfg: UpstreamConfig) -> "Upstream":
+    def from_config(cls, cfg: UpstreamConfig, pretrained: bool = True) -> "Upstream":
+        """pretrained=False: build the architecture from the config files in cfg.source only, with
+        untrained weights (a model bundle loads its own weights afterwards)."""
         raise NotImplementedError
 
     def forward(
@@ -60,6 +76,19 @@ class Upstream(nn.Module):
     def feature_encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of the CNN feature encoder (frozen by freeze="cnn"); none by default."""
         return []
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop training the CNN feature encoder (freeze="cnn"). HF models override this with their own."""
+        for parameter in self.feature_encoder_parameters():
+            parameter.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Upstream":
+        return super().train(mode and not self.frozen)
+
+    def save_config_files(self, directory) -> None:
+        """Write the encoder's own config files (HF config.json, preprocessor / tokenizer files) into
+        `directory`, for a model bundle: `from_config(cfg, pretrained=False)` with source=directory
+        rebuilds the same architecture offline, ready for the bundle's weights. Nothing by default."""
 
 
 UPSTREAMS: Registry[type[Upstream]] = Registry("upstream")

@@ -47,5 +47,12 @@ class Corpus:
         """Fold `fold` (1-based) of `utterances` (as `prepare` returned them, order preserved)."""
         raise NotImplementedError
 
+    @classmethod
+    def fold_count(cls, utterances: list[Utterance], **options) -> int:
+        """How many folds `split` offers for these utterances and options (folds are 1..count).
+
+        Default: the class's `num_folds`; corpora whose folds follow an option or the data override it."""
+        return cls.num_folds
+
 
 CORPORA: Registry[type[Corpus]] = Registry("corpus")

@@ -1,0 +1,26 @@
+"""`serkit average CKPT... --out OUT.safetensors`: average checkpoints' parameters into one file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import command
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT",
+                        help="safetensors checkpoints of one model config, best first (integer buffers such as "
+                             "BatchNorm counters are taken from the first)")
+    parser.add_argument("--out", required=True, type=Path, metavar="OUT.safetensors",
+                        help="where to write the averaged checkpoint")
+
+
+@command("average", "Average the parameters of checkpoints (e.g. a fold's top-k) into one checkpoint.",
+         _add_arguments)
+def run(args: argparse.Namespace) -> int:
+    from ..training.averaging import average_checkpoint_files  # torch is imported only when needed
+
+    out = average_checkpoint_files(args.checkpoints, args.out)
+    print(f"averaged {len(args.checkpoints)} checkpoints -> {out}")
+    return 0

@@ -1,0 +1,94 @@
+"""Experiment configs: typed dataclasses are the schema, YAML files are data, `key=value` overrides win.
+
+A YAML file names registry keys and presets only (never import paths). OmegaConf merges, in order: the
+schema defaults, each YAML file, then the command line's `key=value` overrides; a key that is not in the
+schema or a value of the wrong type is refused with the key's dotted name. The resolved config is saved
+as YAML next to every checkpoint and in every model bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .data.config import DataConfig
+from .errors import ConfigError
+from .model import ModelConfig
+from .training.config import TrainConfig
+
+_MISSING = object()
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    folds: list[int] = field(default_factory=list)  # empty: every fold of the corpus
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Merge YAML files / dicts over the schema defaults, then `key=value` overrides; return the typed config."""
+    merged = OmegaConf.structured(ExperimentConfig)
+    for source in sources:
+        where = str(source) if not isinstance(source, dict) else "<dict>"
+        try:
+            layer = OmegaConf.create(source) if isinstance(source, dict) else _load_yaml(Path(source))
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{where}: {_describe(e)}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, text = item.split("=", 1)
+        try:
+            # update(), not merge(from_dotlist): it addresses list items too (model.aggregators.0.channels=64)
+            value = yaml.safe_load(text) if text else None
+            if OmegaConf.select(merged, key, default=_MISSING) is _MISSING:
+                raise ConfigError(f"override {item!r}: key {key!r} is not in the config schema")
+            OmegaConf.update(merged, key, value, merge=True)
+        except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError) as e:
+            raise ConfigError(f"override {item!r}: {_describe(e)}") from None
+    return OmegaConf.to_object(merged)
+
+
+def _load_yaml(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    return OmegaConf.load(path)
+
+
+def _describe(e: Exception) -> str:
+    # OmegaConf's messages carry a multi-line "full_key: ... object_type" trailer; keep the first line + key.
+    first = str(e).splitlines()[0]
+    key = getattr(e, "full_key", None)
+    return f"key {key!r}: {first}" if key else first
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(to_yaml(cfg), encoding="utf-8")
+    tmp.replace(path)
+
+
+def config_hash(cfg) -> str:
+    """Stable hash of a (model) config: checkpoints from different configs are never averaged together."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

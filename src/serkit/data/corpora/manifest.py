@@ -1,0 +1,227 @@
+"""Any corpus as a CSV or JSONL manifest; `root` is the manifest file.
+
+Columns (CSV header or JSON keys; others are ignored):
+- path (required): audio file, relative to the manifest's folder (may not leave it through `..`) or absolute;
+- label, speaker (required, non-empty);
+- id (default: the relative path without suffix, plus @start-end for a segment; ids must be unique);
+- fold or group (the fold key; `fold` wins when both exist); text; start, end (seconds, a segment);
+- duration (seconds; read from the audio header when absent, which also checks start/end against the file).
+JSONL written by `serkit.data.utterance.write_jsonl` is a valid manifest, so prepared corpora round-trip.
+
+Folds: the distinct fold keys in natural order (numbers numerically), one fold each; with num_folds=K they are
+dealt to K folds back and forth (folds.deal). Without a fold/group column, speakers are dealt to num_folds
+(default 5, or fewer when there are fewer speakers) folds and `group` holds the fold number.
+valid="next_fold" (default) or "none" as in folds.split_by_group. Labels are an open vocabulary: the class
+set defaults to every label found; rows outside a given class set are skipped and counted.
+
+Every problem is a DataError naming the manifest file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+
+from ...errors import AudioError, ConfigError, DataError
+from ..audio import END_TOLERANCE_S, audio_info
+from ..labels import apply_labels, parse_label_map, parse_labels
+from ..utterance import Utterance
+from .base import CORPORA, Corpus, FoldSplit, Prepared
+from .folds import check_options, deal, natural_sorted, parse_count, split_by_group
+
+REQUIRED_COLUMNS = ("path", "label", "speaker")
+DEFAULT_SPEAKER_FOLDS = 5
+_OPTIONS = ("labels", "label_map", "num_folds", "valid")
+
+
+@CORPORA.register("manifest")
+class Manifest(Corpus):
+    name: ClassVar[str] = "manifest"
+    labels: ClassVar[tuple[str, ...]] = ()  # open vocabulary: every label found
+    num_folds: ClassVar[int] = DEFAULT_SPEAKER_FOLDS  # nominal; fold_count follows the data
+
+    @classmethod
+    def prepare(cls, root: str | Path, labels=None, label_map=None, **options) -> Prepared:
+        check_options(options, _OPTIONS, cls.name)
+        labels, label_map = parse_labels(labels), parse_label_map(label_map)
+        manifest = Path(root)
+        if not manifest.is_file():
+            raise DataError("manifest file not found (expected a .csv or .jsonl file)", manifest)
+        utterances, seen_ids, has_fold_key = [], {}, None
+        for line, row in _rows(manifest):
+            utt, row_has_fold_key = _utterance(manifest, line, row)
+            if utt.id in seen_ids:
+                raise DataError(f"duplicate id {utt.id!r} (first on line {seen_ids[utt.id]})", manifest, line)
+            if has_fold_key is not None and row_has_fold_key != has_fold_key:
+                raise DataError("fold/group key present on some rows only (give it on all or none)", manifest, line)
+            seen_ids[utt.id] = line
+            utterances.append(utt)
+            has_fold_key = row_has_fold_key
+        if not utterances:
+            raise DataError("manifest has no rows", manifest)
+        if not has_fold_key:
+            utterances = _deal_speakers(utterances, options.get("num_folds"))
+        mapped = {label_map.get(utt.label, utt.label) for utt in utterances}
+        absent = [label for label in labels if label not in mapped]
+        if absent:
+            raise ConfigError(f"labels: {absent} never occur in {manifest}; found: {', '.join(sorted(mapped))}")
+        kept, skipped = apply_labels(utterances, labels, label_map)
+        return Prepared(kept, skipped)
+
+    @classmethod
+    def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
+        check_options(options, _OPTIONS, cls.name)
+        num_folds = cls.fold_count(utterances, **options)
+        fold_of_group = deal(natural_sorted(utt.group for utt in utterances), num_folds)
+        return split_by_group(utterances, fold_of_group, fold, num_folds, options.get("valid", "next_fold"))
+
+    @classmethod
+    def fold_count(cls, utterances: list[Utterance], **options) -> int:
+        num_groups = len({utt.group for utt in utterances})
+        if num_groups < 2:
+            raise ConfigError(f"manifest: folds need at least 2 fold/group keys (or speakers), found {num_groups}")
+        if options.get("num_folds") is None:
+            return num_groups
+        return parse_count(options["num_folds"], "num_folds", 2, num_groups)
+
+
+def _rows(manifest: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, {column: value}) for each data row; missing required columns name the line."""
+    suffix = manifest.suffix.lower()
+    if suffix == ".csv":
+        yield from _csv_rows(manifest)
+    elif suffix in (".jsonl", ".ndjson"):
+        yield from _jsonl_rows(manifest)
+    else:
+        raise DataError(f"unknown manifest format {suffix!r} (expected .csv or .jsonl)", manifest)
+
+
+def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
+    with open(manifest, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often write a BOM
+        reader = csv.DictReader(f)
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DataError(f"missing columns {missing} (header has {header})", manifest, 1)
+        reader.fieldnames = header
+        line = reader.line_num
+        for row in reader:
+            start_line, line = line + 1, reader.line_num
+            if None in row:
+                fields = len(header) + len(row[None])
+                raise DataError(f"{fields} fields, the header has {len(header)}", manifest, start_line)
+            yield start_line, row
+
+
+def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
+    with open(manifest, encoding="utf-8") as f:
+        for line, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(f"not valid JSON ({e.msg})", manifest, line) from None
+            if not isinstance(row, dict):
+                raise DataError("expected a JSON object", manifest, line)
+            missing = [c for c in REQUIRED_COLUMNS if c not in row]
+            if missing:
+                raise DataError(f"missing columns {missing}", manifest, line)
+            yield line, row
+
+
+def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
+    """One row -> (Utterance, whether the row carries a fold/group key); group is "" when it does not."""
+
+    def text(column: str) -> str:
+        value = row.get(column)
+        return "" if value is None else str(value).strip()
+
+    for column in REQUIRED_COLUMNS:
+        if not text(column):
+            raise DataError(f"empty {column}", manifest, line)
+    audio = _audio_path(manifest, line, text("path"))
+    start = _seconds(manifest, line, "start", text("start")) or 0.0
+    end = _seconds(manifest, line, "end", text("end"))
+    if end is not None and end <= start:
+        raise DataError(f"end {end} s is not after start {start} s", manifest, line)
+    duration = _seconds(manifest, line, "duration", text("duration"))
+    if duration is None:
+        duration = _duration_from_audio(manifest, line, audio, start, end)
+    fold_column = "fold" if "fold" in row else "group" if "group" in row else None
+    if fold_column is not None and not text(fold_column):
+        raise DataError(f"empty {fold_column}", manifest, line)
+    utt = Utterance(
+        id=text("id") or _default_id(manifest, audio, start, end),
+        path=str(audio),
+        label=text("label"),
+        speaker=text("speaker"),
+        group=text(fold_column) if fold_column else "",
+        duration=duration,
+        start=start,
+        end=end,
+        text=text("text") or None,
+    )
+    return utt, fold_column is not None
+
+
+def _audio_path(manifest: Path, line: int, value: str) -> Path:
+    path = Path(value)
+    if not path.is_absolute():
+        # Lexical check (not resolve()): a symlinked data folder inside the manifest's folder is fine.
+        normal = os.path.normpath(value)
+        if normal == ".." or normal.startswith(".." + os.sep):
+            raise DataError(f"path {value!r} leaves the manifest's folder (use an absolute path)", manifest, line)
+        path = manifest.parent.absolute() / normal
+    if not path.is_file():
+        raise DataError(f"audio file {path} not found", manifest, line)
+    return path
+
+
+def _seconds(manifest: Path, line: int, column: str, value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise DataError(f"{column}: expected a number of seconds >= 0, got {value!r}", manifest, line)
+    return seconds
+
+
+def _duration_from_audio(manifest: Path, line: int, audio: Path, start: float, end: float | None) -> float:
+    try:
+        file_duration = audio_info(audio).duration
+    except AudioError as e:
+        raise DataError(str(e), manifest, line) from None
+    if start >= file_duration or (end is not None and end > file_duration + END_TOLERANCE_S):
+        raise DataError(f"segment {start}-{end} s lies outside {audio} ({file_duration:.3f} s long)", manifest, line)
+    return min(end, file_duration) - start if end is not None else file_duration - start
+
+
+def _default_id(manifest: Path, audio: Path, start: float, end: float | None) -> str:
+    try:
+        stem = audio.relative_to(manifest.parent.absolute()).with_suffix("").as_posix()
+    except ValueError:
+        stem = audio.with_suffix("").as_posix()
+    if start or end is not None:
+        stem += f"@{start:g}-{'' if end is None else f'{end:g}'}"
+    return stem
+
+
+def _deal_speakers(utterances: list[Utterance], num_folds) -> list[Utterance]:
+    """No fold column: speakers (natural order) dealt to folds; group = the fold number as text."""
+    speakers = natural_sorted(utt.speaker for utt in utterances)
+    if len(speakers) < 2:
+        raise ConfigError(f"manifest: folds need at least 2 speakers (or a fold/group column), found {len(speakers)}")
+    if num_folds is None:
+        num_folds = min(DEFAULT_SPEAKER_FOLDS, len(speakers))
+    fold_of_speaker = deal(speakers, parse_count(num_folds, "num_folds", 2, len(speakers)))
+    return [replace(utt, group=str(fold_of_speaker[utt.speaker])) for utt in utterances]

@@ -1,0 +1,156 @@
+"""The paper's Table 1 (Morais et al., ICASSP 2022) and the report that puts our numbers beside it.
+
+Published values are WA / UA in percent on IEMOCAP 4-class, 5-fold (leave-one-session-out) cross-validation.
+`write_table1` writes table1.md (for people), table1.csv and table1.json (for programs). Our numbers are the
+mean ± sample std (ddof=1) over the folds that were run; Δ = ours − paper in percentage points. An experiment
+not run is "—" in the Markdown, an empty cell in the CSV and null in the JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from ..errors import ConfigError
+from .metrics import Metrics
+from .tables import DASH, CVSummary, MeanStd
+
+PAPER = "Morais et al., Speech Emotion Recognition using Self-Supervised Features, ICASSP 2022"
+
+
+@dataclass(frozen=True)
+class PaperExperiment:
+    """One row of the paper's Table 1: number, what was run, our config name, published WA / UA (%)."""
+
+    number: int
+    system: str
+    config: str
+    wa: float
+    ua: float
+
+
+PAPER_TABLE1: dict[int, PaperExperiment] = {e.number: e for e in [
+    PaperExperiment(1, "wav2vec 2.0 fine-tuned, mean pooling", "01_w2v2_mean", 74.09, 74.56),
+    PaperExperiment(2, "HuBERT fine-tuned, mean pooling", "02_hubert_mean", 72.99, 73.45),
+    PaperExperiment(3, "wav2vec 2.0 fine-tuned, mean pooling, checkpoint averaging", "03_w2v2_mean_avg", 76.47, 76.86),
+    PaperExperiment(4, "HuBERT fine-tuned, mean pooling, checkpoint averaging", "04_hubert_mean_avg", 75.20, 75.80),
+    PaperExperiment(5, "wav2vec 2.0 fine-tuned, ECAPA-TDNN, checkpoint averaging", "05_w2v2_ecapa", 76.58, 77.36),
+    PaperExperiment(6, "HuBERT fine-tuned, ECAPA-TDNN, checkpoint averaging", "06_hubert_ecapa", 75.56, 77.04),
+    PaperExperiment(7, "early fusion HuBERT + wav2vec 2.0 frames -> ECAPA-TDNN", "07_early_fusion_ecapa", 77.07, 77.76),
+    PaperExperiment(8, "late fusion HuBERT & wav2vec 2.0 (ECAPA-TDNN each)", "08_late_fusion_ecapa", 76.78, 77.52),
+    PaperExperiment(9, "80-dim log-mel filterbank -> ECAPA-TDNN", "09_fbank_ecapa", 56.52, 57.60),
+    PaperExperiment(10, "BERT fine-tuned on transcripts, mean pooling", "10_bert_text", 69.34, 70.07),
+    PaperExperiment(11, "late fusion filterbank ECAPA-TDNN & BERT", "11_fbank_bert_late", 70.56, 71.46),
+]}
+
+CSV_COLUMNS = ("number", "system", "config", "paper_wa_pct", "paper_ua_pct", "ours_wa_mean_pct", "ours_wa_std_pct",
+               "ours_ua_mean_pct", "ours_ua_std_pct", "delta_wa_pct", "delta_ua_pct", "folds_run")
+
+
+def experiment_for_config(config_name: str) -> PaperExperiment:
+    """The Table-1 row of a paper config ("03_w2v2_mean_avg" -> experiment 3)."""
+    for experiment in PAPER_TABLE1.values():
+        if experiment.config == config_name:
+            return experiment
+    known = ", ".join(e.config for e in PAPER_TABLE1.values())
+    raise ConfigError(f"config {config_name!r} is not one of the paper's experiments; known: {known}")
+
+
+def table1_rows(results: Mapping[int, CVSummary | Metrics]) -> list[dict]:
+    """One JSON-safe dict per paper experiment (keys = CSV_COLUMNS, percent, None where not run).
+
+    results: experiment number -> its cross-validation summary (or the Metrics of a single run, 1 fold).
+    """
+    unknown = sorted(set(results) - set(PAPER_TABLE1), key=str)
+    if unknown:
+        raise ConfigError(f"results for experiments {unknown}: the paper's Table 1 has experiments 1-11")
+    rows = []
+    for number, experiment in PAPER_TABLE1.items():
+        row = {"number": number, "system": experiment.system, "config": experiment.config,
+               "paper_wa_pct": experiment.wa, "paper_ua_pct": experiment.ua}
+        wa, ua = _ours(results.get(number))
+        row.update({
+            "ours_wa_mean_pct": _pct(None if wa is None else wa.mean),
+            "ours_wa_std_pct": _pct(None if wa is None else wa.std),
+            "ours_ua_mean_pct": _pct(None if ua is None else ua.mean),
+            "ours_ua_std_pct": _pct(None if ua is None else ua.std),
+            "delta_wa_pct": None if wa is None else round(100 * wa.mean - experiment.wa, 4),
+            "delta_ua_pct": None if ua is None else round(100 * ua.mean - experiment.ua, 4),
+            "folds_run": 0 if wa is None else wa.count,
+        })
+        rows.append(row)
+    return rows
+
+
+def table1_markdown(rows: list[dict]) -> str:
+    lines = [f"Table 1 of {PAPER}: published vs. ours (WA / UA in %; ours = mean ± sample std over folds; "
+             "Δ = ours − paper in points).", "",
+             "| # | system | paper WA | paper UA | ours WA (mean ± std) | ours UA (mean ± std) | ΔWA | ΔUA "
+             "| folds run |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['number']} | {r['system']} | {r['paper_wa_pct']:.2f} | {r['paper_ua_pct']:.2f} | "
+            f"{_mean_std(r['ours_wa_mean_pct'], r['ours_wa_std_pct'])} | "
+            f"{_mean_std(r['ours_ua_mean_pct'], r['ours_ua_std_pct'])} | "
+            f"{_signed(r['delta_wa_pct'])} | {_signed(r['delta_ua_pct'])} | {r['folds_run'] or DASH} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table1_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r[k] is None else (f"{r[k]:.2f}" if isinstance(r[k], float) else r[k]))
+                         for k in CSV_COLUMNS})
+    return out.getvalue()
+
+
+def write_table1(results: Mapping[int, CVSummary | Metrics], out_dir: str | Path) -> dict[str, Path]:
+    """Write table1.md, table1.csv, table1.json into out_dir (created); returns {"md"|"csv"|"json": path}."""
+    rows = table1_rows(results)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "md": table1_markdown(rows),
+        "csv": table1_csv(rows),
+        "json": json.dumps({"source": f"{PAPER}, Table 1", "unit": "percent", "std_ddof": 1, "rows": rows},
+                           indent=2, ensure_ascii=False) + "\n",
+    }
+    paths = {}
+    for ext, text in texts.items():
+        paths[ext] = out_dir / f"table1.{ext}"
+        tmp = paths[ext].with_name(paths[ext].name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(paths[ext])
+    return paths
+
+
+def _ours(result: CVSummary | Metrics | None) -> tuple[MeanStd | None, MeanStd | None]:
+    if result is None:
+        return None, None
+    if isinstance(result, CVSummary):
+        return result.stat("wa"), result.stat("ua")
+    if isinstance(result, Metrics):
+        return MeanStd(result.wa, None, 1), MeanStd(result.ua, None, 1)
+    raise ConfigError(f"expected a CVSummary or Metrics per experiment, got {type(result).__name__}")
+
+
+def _pct(fraction: float | None) -> float | None:
+    return None if fraction is None else round(100 * fraction, 4)
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return DASH
+    return f"{mean:.2f} ± {DASH if std is None else f'{std:.2f}'}"
+
+
+def _signed(value: float | None) -> str:
+    return DASH if value is None else f"{value:+.2f}"

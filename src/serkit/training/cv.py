@@ -1,0 +1,108 @@
+"""Cross-validation: the same fold recipe once per fold, then WA / UA mean ± std and the report.
+
+Resumable: `run_fold` skips finished folds and resumes an interrupted one from its last checkpoint, so
+running the same command again after a crash finishes the job.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import lightning as L
+
+from ..config import ExperimentConfig, save_config
+from ..data.corpora import CORPORA, Prepared
+from ..data.summary import prepare_corpus as prepare_named_corpus
+from ..errors import ConfigError
+from ..evaluation.report import write_cv_report
+from ..evaluation.tables import CVSummary, FoldScores
+from ..util.atomic import write_json
+from .fold import FoldResult, run_fold
+
+
+@dataclass
+class CVResult:
+    name: str
+    labels: list[str]
+    folds: list[FoldResult]
+    report_dir: Path
+
+
+def prepare_corpus(cfg: ExperimentConfig) -> tuple[Prepared, list[str]]:
+    """Read the corpus named by the config; -> (utterances + skipped counts, class list in index order)."""
+    if not cfg.data.root:
+        raise ConfigError(f"data.root is not set: the folder of the {cfg.data.corpus} corpus is needed")
+    _, prepared, labels = prepare_named_corpus(
+        cfg.data.corpus, cfg.data.root, list(cfg.data.labels), dict(cfg.data.label_map), dict(cfg.data.options)
+    )
+    return prepared, labels
+
+
+def select_folds(cfg: ExperimentConfig, num_folds: int) -> list[int]:
+    folds = list(cfg.folds) or list(range(1, num_folds + 1))
+    bad = [f for f in folds if not 1 <= f <= num_folds]
+    if bad:
+        raise ConfigError(f"folds {bad} do not exist: {cfg.data.corpus} has folds 1..{num_folds}")
+    return folds
+
+
+def run_cv(cfg: ExperimentConfig, run_dir: str | Path) -> CVResult | None:
+    """Every selected fold of `cfg` in `run_dir/fold_K`, then the report in `run_dir`. None on non-zero ranks."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prepared, labels = prepare_corpus(cfg)
+    corpus = CORPORA.get(cfg.data.corpus)
+    folds = select_folds(cfg, corpus.fold_count(prepared.utterances, **cfg.data.options))
+    rank_zero = _is_rank_zero()
+    if rank_zero:
+        save_config(cfg, run_dir / "config.yaml")
+        write_json(run_dir / "run.json", _run_facts(cfg, labels, prepared, folds))
+
+    results = []
+    for fold in folds:
+        split = corpus.split(prepared.utterances, fold, **cfg.data.options)
+        result = run_fold(cfg, split, labels, run_dir / f"fold_{fold}")
+        if result is not None:
+            results.append(result)
+    if not rank_zero:
+        return None
+    write_cv_report(run_dir, cfg.name, summarize(results))
+    return CVResult(cfg.name, labels, results, run_dir)
+
+
+def summarize(results: list[FoldResult]) -> CVSummary:
+    """Test metrics per fold of the reported model, with the best single checkpoint's beside them."""
+    return CVSummary([
+        FoldScores(fold=r.fold, metrics=r.test, best_single=r.best["test"] if r.averaged is not None else None)
+        for r in results
+    ])
+
+
+def _is_rank_zero() -> bool:
+    return L.fabric.utilities.rank_zero.rank_zero_only.rank == 0
+
+
+def _run_facts(cfg: ExperimentConfig, labels: list[str], prepared: Prepared, folds: list[int]) -> dict:
+    """Everything a run decided, for the record: seed, versions, labels, folds, what the corpus left out."""
+    versions = {}
+    for package in ("serkit", "torch", "transformers", "lightning", "numpy", "soundfile", "soxr"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "name": cfg.name,
+        "seed": cfg.seed,
+        "labels": labels,
+        "folds": folds,
+        "utterances": len(prepared.utterances),
+        "skipped": dict(prepared.skipped),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "command": sys.argv,
+    }

@@ -1,0 +1,39 @@
+"""One fold's loaders for Lightning: the training loader shards per DDP rank; evaluation never shards."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from ..data.config import DataConfig
+from ..data.corpora import FoldSplit
+from ..data.dataset import build_loader
+from ..data.utterance import Utterance
+
+
+class FoldDataModule(L.LightningDataModule):
+    def __init__(self, split: FoldSplit, labels: list[str], cfg: DataConfig, seed: int = 0):
+        super().__init__()
+        self.split = split
+        self.labels = labels
+        self.cfg = cfg
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        # The trainer knows the world only once fit() has started, hence the lookup here and not in __init__.
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        return build_loader(
+            self.split.train, self.labels, self.cfg.max_batch_seconds, shuffle=True, seed=self.seed,
+            num_workers=self.cfg.num_workers, num_replicas=world_size, rank=rank,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader(self.split.valid)
+
+    def eval_dataloader(self, utterances: list[Utterance]) -> DataLoader:
+        """Every utterance once, in a fixed order, on every rank (metrics need the whole set)."""
+        return build_loader(
+            utterances, self.labels, self.cfg.max_batch_seconds, shuffle=False, seed=self.seed,
+            num_workers=self.cfg.num_workers,
+        )

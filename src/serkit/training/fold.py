@@ -1,0 +1,149 @@
+"""One fold of the paper's protocol: fine-tune, keep the top-k checkpoints, average them, evaluate, bundle.
+
+Read top to bottom: `run_fold` is the whole recipe. A finished fold leaves `result.json` and is skipped on
+the next call; an interrupted one resumes from `checkpoints/last.ckpt` (Lightning restores the optimiser,
+scheduler, epoch and our top-k tracker from it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from ..bundle import save_bundle
+from ..config import ExperimentConfig, config_hash, save_config
+from ..data.corpora import FoldSplit
+from ..evaluation.metrics import Metrics
+from ..model import build_model
+from ..util.atomic import write_json
+from .averaging import average_checkpoints
+from .datamodule import FoldDataModule
+from .predictions import evaluate_model
+from .topk_callback import TopKWeights
+from .module import SERModule
+
+
+@dataclass
+class FoldResult:
+    """Metrics of one fold: `best` = the single best checkpoint, `averaged` = the top-k average (None when
+    averaging is off); each maps split name ("valid", "test") -> Metrics. `reported` names the model that
+    went into the bundle and the tables: "averaged" or "best"."""
+
+    fold: int
+    best: dict[str, Metrics]
+    averaged: dict[str, Metrics] | None
+    reported: str
+
+    @property
+    def test(self) -> Metrics:
+        return (self.averaged if self.reported == "averaged" else self.best)["test"]
+
+    def to_dict(self) -> dict:
+        return {
+            "fold": self.fold,
+            "reported": self.reported,
+            "best": {k: m.to_dict() for k, m in self.best.items()},
+            "averaged": None if self.averaged is None else {k: m.to_dict() for k, m in self.averaged.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FoldResult":
+        averaged = d["averaged"]
+        return cls(
+            fold=d["fold"],
+            reported=d["reported"],
+            best={k: Metrics.from_dict(m) for k, m in d["best"].items()},
+            averaged=None if averaged is None else {k: Metrics.from_dict(m) for k, m in averaged.items()},
+        )
+
+
+def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path) -> FoldResult | None:
+    """Train and evaluate one fold in `fold_dir`. Returns None on non-zero DDP ranks (rank 0 evaluates)."""
+    fold_dir = Path(fold_dir)
+    result_path = fold_dir / "result.json"
+    if result_path.is_file():
+        return FoldResult.from_dict(json.loads(result_path.read_text()))
+    fold_dir.mkdir(parents=True, exist_ok=True)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build_model(cfg.model, num_classes=len(labels))
+    module = SERModule(model, cfg.train, labels)
+    datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed)
+    ckpt_dir = fold_dir / "checkpoints"
+    topk = TopKWeights(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor, config_hash=config_hash(cfg.model))
+    last = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False)
+    trainer = L.Trainer(
+        default_root_dir=fold_dir,
+        max_epochs=cfg.train.max_epochs,
+        accelerator=cfg.train.accelerator,
+        devices=_devices(cfg.train.devices),
+        strategy=cfg.train.strategy,
+        num_nodes=cfg.train.num_nodes,
+        precision=_precision(cfg.train.precision),
+        gradient_clip_val=cfg.train.grad_clip or None,
+        accumulate_grad_batches=cfg.train.accumulate,
+        deterministic=cfg.train.deterministic,
+        callbacks=[topk, last],
+        logger=_loggers(fold_dir),
+        log_every_n_steps=cfg.train.log_every_n_steps,
+        enable_progress_bar=cfg.train.progress_bar,
+        enable_model_summary=False,
+        # Our bucketing batch sampler shards per rank itself; Lightning must not wrap it.
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+    )
+    if trainer.is_global_zero:
+        save_config(cfg, fold_dir / "config.yaml")
+        write_json(fold_dir / "split.json", {name: [u.id for u in getattr(split, name)]
+                                             for name in ("train", "valid", "test")})
+    resume = ckpt_dir / "last.ckpt"
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.is_file() else None, weights_only=True)
+    if not trainer.is_global_zero:
+        return None
+
+    model.cpu()
+    loaders = {"valid": datamodule.eval_dataloader(split.valid), "test": datamodule.eval_dataloader(split.test)}
+    best_state = topk.best_state_dict()
+    model.load_state_dict(best_state)
+    best = {name: evaluate_model(model, loader, labels) for name, loader in loaders.items()}
+    averaged = None
+    if cfg.train.average:
+        model.load_state_dict(average_checkpoints(topk.kept_paths()))
+        averaged = {name: evaluate_model(model, loader, labels) for name, loader in loaders.items()}
+    else:
+        model.load_state_dict(best_state)
+    result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
+    save_bundle(fold_dir / "model", model, cfg, labels, metrics=result.to_dict())
+    write_json(result_path, result.to_dict())  # last: its presence marks the fold as finished
+    return result
+
+
+def _devices(devices: str):
+    return int(devices) if str(devices).isdigit() else devices
+
+
+def _precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _loggers(fold_dir: Path) -> list:
+    loggers = [CSVLogger(fold_dir, name="logs", version="")]
+    try:  # TensorBoard logs when the tensorboard package is installed (optional dependency)
+        from lightning.pytorch.loggers import TensorBoardLogger
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(fold_dir, name="tensorboard", version=""))
+    except ImportError:
+        pass
+    return loggers

@@ -1,0 +1,72 @@
+"""The LightningModule: one SERModel, cross-entropy, two learning rates, validation WA/UA.
+
+Lightning owns devices, precision, DDP, gradient clipping/accumulation and progress; this file owns only
+what is particular to SER: the loss, the parameter groups and the validation metrics.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.batch import Batch
+from ..evaluation.metrics import compute_metrics
+from ..model import SERModel
+from .config import TrainConfig
+from .schedule import warmup_linear_decay
+
+
+class SERModule(L.LightningModule):
+    def __init__(self, model: SERModel, train_cfg: TrainConfig, labels: list[str]):
+        super().__init__()
+        self.model = model
+        self.train_cfg = train_cfg
+        self.labels = list(labels)
+        self._val_preds: list[np.ndarray] = []
+        self._val_targets: list[np.ndarray] = []
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """-> logits [B, C]."""
+        return self.model(batch.wavs, batch.wav_lens, batch.texts)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        logits = self(batch)
+        loss = F.cross_entropy(logits.float(), batch.labels)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        logits = self(batch)
+        loss = F.cross_entropy(logits.float(), batch.labels)
+        self.log("val_loss", loss, batch_size=len(batch), sync_dist=False)
+        self._val_preds.append(logits.argmax(-1).cpu().numpy())
+        self._val_targets.append(batch.labels.cpu().numpy())
+
+    def on_validation_epoch_end(self) -> None:
+        # Every rank validates on the whole (unsharded) validation set, so the metrics are identical on all
+        # ranks without a gather, and duplicated padding batches never bias them.
+        if not self._val_preds:
+            return
+        metrics = compute_metrics(np.concatenate(self._val_preds), np.concatenate(self._val_targets), self.labels)
+        self._val_preds.clear()
+        self._val_targets.clear()
+        self.log("val_ua", metrics.ua, prog_bar=True, sync_dist=False)
+        self.log("val_wa", metrics.wa, prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self):
+        groups = self.model.parameter_groups()
+        cfg = self.train_cfg
+        param_groups = [
+            {"params": [p for p in groups["upstream"] if p.requires_grad], "lr": cfg.lr_upstream},
+            {"params": [p for p in groups["downstream"] if p.requires_grad], "lr": cfg.lr_downstream},
+        ]
+        param_groups = [g for g in param_groups if g["params"]]
+        optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(round(cfg.warmup * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_linear_decay(step, total, warmup)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

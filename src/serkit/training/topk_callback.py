@@ -1,0 +1,71 @@
+"""Lightning callback: keep the model weights of the k best validation epochs as safetensors files.
+
+Weights only (no optimiser), so they are small, load without pickle, and feed checkpoint averaging. The
+tracker's state travels inside Lightning's last.ckpt (state_dict/load_state_dict), so a resumed run keeps
+the same top-k; files that a crash left behind without being recorded there are removed on resume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from ..errors import ConfigError
+from .averaging import load_state_dict, save_checkpoint
+from .topk import TopK
+
+MONITORS = ("ua", "wa")
+
+
+class TopKWeights(Callback):
+    def __init__(self, dirpath: str | Path, k: int, monitor: str, config_hash: str):
+        if monitor not in MONITORS:
+            raise ConfigError(f"key 'train.monitor' is {monitor!r}; expected one of {', '.join(MONITORS)}")
+        self.dirpath = Path(dirpath)
+        self.metric = f"val_{monitor}"
+        self.config_hash = config_hash
+        self.tracker = TopK(k, metric=self.metric, mode="max")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.metric])
+        step = trainer.global_step
+        path = self.dirpath / f"epoch{trainer.current_epoch:03d}-step{step:06d}.safetensors"
+        # Every rank updates its tracker (identical: validation metrics are identical on all ranks); rank 0
+        # alone writes and deletes files.
+        if not self.tracker.would_keep(score, step):
+            return
+        if trainer.is_global_zero:
+            metadata = {"config_hash": self.config_hash, self.metric: f"{score:.6f}",
+                        "epoch": str(trainer.current_epoch), "step": str(step)}
+            save_checkpoint(pl_module.model.state_dict(), path, metadata)
+        decision = self.tracker.push(score, step, str(path))
+        if trainer.is_global_zero and decision.evicted is not None:
+            Path(decision.evicted).unlink(missing_ok=True)
+
+    def state_dict(self) -> dict:
+        return self.tracker.to_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.tracker = TopK.from_dict(state_dict)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.dirpath.is_dir():
+            return
+        kept = {Path(p).name for p in self.tracker.paths()}
+        for orphan in self.dirpath.glob("*.safetensors"):
+            if orphan.name not in kept:
+                orphan.unlink()
+
+    def kept_paths(self) -> list[str]:
+        """Best first."""
+        return self.tracker.paths()
+
+    def best_state_dict(self) -> dict:
+        best = self.tracker.best()
+        if best is None:
+            raise ConfigError("no checkpoint was kept: did validation run? (the validation set may be empty)")
+        return load_state_dict(best.path)

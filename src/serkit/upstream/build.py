@@ -1,0 +1,22 @@
+"""Config -> upstream (through the registry, with its freeze policy) and -> layer selector."""
+
+from __future__ import annotations
+
+from .base import UPSTREAMS, Upstream, UpstreamConfig
+from .freezing import apply_freeze, check_freeze_policy
+from .layers import LayerSelector
+
+
+def build_upstream(cfg: UpstreamConfig, pretrained: bool = True) -> Upstream:
+    """The upstream named by cfg.name, loaded from cfg.source, with cfg.freeze applied.
+
+    pretrained=False builds the architecture from the config files in cfg.source without loading weights
+    (for a model bundle, which loads its own weights next)."""
+    check_freeze_policy(cfg.freeze)  # fail before a long model load
+    upstream = UPSTREAMS.get(cfg.name).from_config(cfg, pretrained=pretrained)
+    return apply_freeze(upstream, cfg.freeze)
+
+
+def build_layer_selector(cfg: UpstreamConfig, upstream: Upstream) -> LayerSelector:
+    """hidden (upstream.num_layers x [B, T, D]) -> frames [B, T, D], as cfg.layers says."""
+    return LayerSelector.from_config(cfg, upstream.num_layers)

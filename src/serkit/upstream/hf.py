@@ -1,0 +1,176 @@
+"""Hugging Face speech SSL encoders (wav2vec 2.0, HuBERT, WavLM, data2vec-audio) as one upstream.
+
+Config key "hf"; `source` is a preset, a hub id or a local directory (see presets.py). A Whisper
+checkpoint given to "hf" is handed to the Whisper upstream (whisper.py), so `name: hf` works for both.
+
+Input preparation follows the checkpoint's own `preprocessor_config.json` (a Wav2Vec2FeatureExtractor):
+  do_normalize           zero mean / unit variance per utterance, over the real samples only;
+  return_attention_mask  whether the model was trained to take an attention mask.
+Without that file (e.g. a bare `save_pretrained` of a model) we fall back to fairseq's training recipe:
+do_normalize is on for data2vec-audio and for the layer-norm ("large", feat_extract_norm="layer") models,
+off for the group-norm base models; an attention mask is used exactly by the layer-norm models.
+
+Padding. Three things let padding leak into real frames, so affected models run each utterance alone,
+unpadded (utterances of equal length share a sub-batch), exactly as they were trained:
+  - a group-norm CNN (feat_extract_norm="group": wav2vec2-base, hubert-base, wavlm-base(-plus))
+    normalises each channel over the whole time axis, so zero padding changes every frame;
+  - a model trained without attention masks must not be given padded input;
+  - data2vec-audio's positional embedding is a stack of convolutions (5 x kernel 19 in the released
+    models) and HF zeroes the padding only before the first, so padding reaches ~45 real frames.
+Only the rest (wav2vec2 / HuBERT / WavLM with a layer-norm CNN and an attention mask: the large models)
+run the padded batch at once, with the mask. Either way an utterance gives the same frames alone or
+inside a batch (tests/upstream/test_hf.py).
+
+Layer-drop is switched off at load (config.layerdrop = 0): a dropped layer would hand the layer selector a
+copy of the previous layer, so "weighted" mixes and fixed layer indices would change meaning at random
+from step to step (and DDP would see parameters without gradient).
+
+Utterances shorter than the CNN's receptive field (400 samples = 25 ms) are zero-padded up to it and
+yield one frame, rather than none.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
+
+from ..errors import ConfigError
+from .audio import check_batch, repad, sample_mask, zero_mean_unit_var
+from .base import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
+from .presets import load_or_config_error, resolve_source
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
+
+
+def default_preprocessing(config) -> Wav2Vec2FeatureExtractor:
+    """The feature-extractor settings to assume when a checkpoint ships no preprocessor_config.json."""
+    layer_norm_cnn = getattr(config, "feat_extract_norm", "layer") == "layer"
+    do_normalize = config.model_type == "data2vec-audio" or layer_norm_cnn
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=SAMPLE_RATE,
+        padding_value=0.0,
+        do_normalize=do_normalize,
+        return_attention_mask=layer_norm_cnn,
+    )
+
+
+def padding_is_masked(config) -> bool:
+    """Whether an attention mask keeps padding out of every real frame (see the module docstring)."""
+    group_norm_cnn = getattr(config, "feat_extract_norm", "layer") == "group"
+    stacked_position_convs = config.model_type == "data2vec-audio"
+    return not group_norm_cnn and not stacked_position_convs
+
+
+def receptive_field(config) -> int:
+    """Fewest input samples that give one output frame of the conv stack (400 for wav2vec2's)."""
+    samples = 1
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
+@UPSTREAMS.register("hf")
+class HFSpeechUpstream(Upstream):
+    """wavs [B, S] 16 kHz -> hidden: (num_hidden_layers + 1) x [B, T, D] (CNN/embedding output first,
+    as HF returns it), frame_lens [B] from the model's `_get_feat_extract_output_lengths`; 50 Hz."""
+
+    def __init__(self, model, feature_extractor: Wav2Vec2FeatureExtractor, source: str = ""):
+        super().__init__()
+        config = model.config
+        self.model = model
+        self.feature_extractor = feature_extractor
+        self.source = source
+        self.do_normalize = bool(feature_extractor.do_normalize)
+        self.batched = bool(feature_extractor.return_attention_mask) and padding_is_masked(config)
+        self.num_layers = config.num_hidden_layers + 1
+        self.hidden_size = config.hidden_size
+        self.frame_rate = SAMPLE_RATE / math.prod(config.conv_stride)
+        self.min_samples = receptive_field(config)
+
+    @classmethod
+    def from_config(cls, cfg: UpstreamConfig, pretrained: bool = True) -> Upstream:
+        source = resolve_source(cfg.source)
+        config = load_or_config_error(AutoConfig.from_pretrained, source)
+        if config.model_type == "whisper":
+            from .whisper import WhisperUpstream
+
+            return WhisperUpstream.from_config(cfg, pretrained=pretrained)
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ConfigError(
+                f"upstream.source {cfg.source!r} is a {config.model_type!r} model; the 'hf' upstream supports "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)} and whisper"
+            )
+        if getattr(config, "add_adapter", False):
+            raise ConfigError(f"upstream.source {cfg.source!r} has an adapter (add_adapter=true): not supported")
+        config.layerdrop = 0.0
+        if pretrained:
+            model = load_or_config_error(AutoModel.from_pretrained, source, config=config, dtype=torch.float32)
+        else:
+            model = AutoModel.from_config(config, dtype=torch.float32)
+        return cls(model, cls._load_feature_extractor(source, config), source=source)
+
+    @staticmethod
+    def _load_feature_extractor(source: str, config) -> Wav2Vec2FeatureExtractor:
+        try:
+            extractor = AutoFeatureExtractor.from_pretrained(source)
+        except OSError:
+            extractor = default_preprocessing(config)
+            logger.warning(
+                "%s has no preprocessor_config.json; assuming do_normalize=%s, return_attention_mask=%s",
+                source, extractor.do_normalize, extractor.return_attention_mask,
+            )
+        if extractor.sampling_rate != SAMPLE_RATE:
+            raise ConfigError(
+                f"{source}: preprocessor_config.json has sampling_rate={extractor.sampling_rate}, expected {SAMPLE_RATE}"
+            )
+        return extractor
+
+    def forward(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None
+    ) -> UpstreamOutput:
+        wav_lens = check_batch(wavs, wav_lens)
+        input_lens = wav_lens.clamp(min=self.min_samples)  # [B] samples the model reads
+        width = int(input_lens.max())
+        if wavs.shape[1] < width:
+            wavs = torch.nn.functional.pad(wavs, (0, width - wavs.shape[1]))
+        wavs = wavs[:, :width].float() * sample_mask(wav_lens, width)  # padding is exactly zero
+        if self.do_normalize:
+            wavs = zero_mean_unit_var(wavs, wav_lens)
+        frame_lens = self.model._get_feat_extract_output_lengths(input_lens).long()
+        if self.batched:
+            hidden = self._encode(wavs, sample_mask(input_lens, width).long())
+        else:
+            hidden = self._encode_unpadded(wavs, input_lens)
+        return UpstreamOutput(hidden, frame_lens)
+
+    def _encode(self, wavs: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """wavs [B, S] -> (num_layers) x [B, T, D]."""
+        out = self.model(wavs, attention_mask=attention_mask, output_hidden_states=True)
+        return list(out.hidden_states)
+
+    def _encode_unpadded(self, wavs: torch.Tensor, input_lens: torch.Tensor) -> list[torch.Tensor]:
+        """Each length group alone, unpadded and without a mask; re-padded to [B, T, D] per layer."""
+        per_utterance: list[list[torch.Tensor] | None] = [None] * wavs.shape[0]
+        for length in input_lens.unique().tolist():
+            rows = (input_lens == length).nonzero().flatten()
+            hidden = self._encode(wavs[rows, :length], None)
+            for i, row in enumerate(rows.tolist()):
+                per_utterance[row] = [layer[i] for layer in hidden]
+        return repad(per_utterance)
+
+    def feature_encoder_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.model.feature_extractor.parameters())
+
+    def freeze_feature_encoder(self) -> None:
+        self.model.freeze_feature_encoder()
+
+    def save_config_files(self, directory) -> None:
+        self.model.config.save_pretrained(directory)
+        self.feature_extractor.save_pretrained(directory)

@@ -1,0 +1,70 @@
+"""Which upstream layer(s) the downstream sees: the last one, one chosen layer, or a learned mix.
+
+The mix is SUPERB's Featurizer (s3prl): one scalar per layer, initialised to zero (= a uniform average),
+softmax-normalised, so the weights stay positive and sum to one whatever the optimiser does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+from .base import UpstreamConfig
+
+
+def parse_layer_choice(layers: str | int, num_layers: int) -> str | int:
+    """"last" / "weighted" / an index (negative counts from the end) -> "weighted" or a 0-based index."""
+    text = str(layers).strip().lower()
+    if text == "weighted":
+        return "weighted"
+    if text == "last":
+        return num_layers - 1
+    try:
+        index = int(text)
+    except ValueError:
+        raise ConfigError(
+            f"upstream.layers={layers!r}: expected 'last', 'weighted' or a layer index"
+        ) from None
+    if not -num_layers <= index < num_layers:
+        raise ConfigError(
+            f"upstream.layers={layers!r}: this upstream has {num_layers} layers (0 = input embedding), "
+            f"so an index must lie in [{-num_layers}, {num_layers - 1}]"
+        )
+    return index % num_layers
+
+
+class LayerSelector(nn.Module):
+    """hidden: num_layers x [B, T, D] -> frames [B, T, D].
+
+    mode "weighted" learns `weights` [num_layers] (softmax-normalised); an int picks that layer.
+    layer_norm (weighted only): normalise each layer over D (no affine) before mixing, so layers of
+    very different scale (e.g. the CNN output) do not dominate the mix.
+    """
+
+    def __init__(self, num_layers: int, layers: str | int = "weighted", layer_norm: bool = False):
+        super().__init__()
+        self.num_layers = num_layers
+        self.choice = parse_layer_choice(layers, num_layers)
+        self.layer_norm = layer_norm
+        if self.choice == "weighted":
+            self.weights = nn.Parameter(torch.zeros(num_layers))
+
+    @classmethod
+    def from_config(cls, cfg: UpstreamConfig, num_layers: int) -> "LayerSelector":
+        return cls(num_layers, cfg.layers, cfg.layer_norm)
+
+    def forward(self, hidden: list[torch.Tensor]) -> torch.Tensor:
+        if len(hidden) != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} layers, got {len(hidden)}")
+        if self.choice != "weighted":
+            return hidden[self.choice]
+        stacked = torch.stack(hidden, dim=0)  # [L, B, T, D]
+        if self.layer_norm:
+            stacked = F.layer_norm(stacked, stacked.shape[-1:])
+        mix = F.softmax(self.weights, dim=0).to(stacked.dtype)
+        return torch.einsum("l,lbtd->btd", mix, stacked)
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, layers={self.choice!r}, layer_norm={self.layer_norm}"
