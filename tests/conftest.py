@@ -12,6 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from serkit.data.synth_iemocap import SynthReport, build_synthetic_iemocap  # noqa: E402
+
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,3 +46,14 @@ def whisper_tiny_dir() -> Path:
 @pytest.fixture
 def whisper_base_dir() -> Path:
     return shared_path("models", "whisper-base-encoder")
+
+
+@pytest.fixture(scope="session")
+def synth_iemocap(tmp_path_factory) -> SynthReport:
+    """`serkit synth-iemocap --size small --seed 0`: 5 sessions x (F, M), ~235 label lines, a few seconds to build."""
+    return build_synthetic_iemocap(tmp_path_factory.mktemp("synth_iemocap") / "IEMOCAP_full_release", seed=0)
+
+
+@pytest.fixture(scope="session")
+def synth_iemocap_root(synth_iemocap) -> Path:
+    return synth_iemocap.root

@@ -7,22 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from serkit.data.synth_iemocap import SynthReport, build_superb_id_iemocap, build_synthetic_iemocap
+from serkit.data.synth_iemocap import SynthReport, build_superb_id_iemocap
 
 # Same place tests/conftest.py's `shared_path` looks; repeated here because session-scoped fixtures cannot
 # use its function-scoped `superb_split_dir`.
 SUPERB_SPLIT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "superb_iemocap_split"
-
-
-@pytest.fixture(scope="session")
-def synth_iemocap(tmp_path_factory) -> SynthReport:
-    """`serkit synth-iemocap --size small --seed 0`: 5 sessions x (F, M), ~235 label lines, a few seconds to build."""
-    return build_synthetic_iemocap(tmp_path_factory.mktemp("synth_iemocap") / "IEMOCAP_full_release", seed=0)
-
-
-@pytest.fixture(scope="session")
-def synth_iemocap_root(synth_iemocap) -> Path:
-    return synth_iemocap.root
 
 
 @pytest.fixture(scope="session")

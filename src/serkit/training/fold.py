@@ -8,7 +8,6 @@ scheduler, epoch and our top-k tracker from it).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +24,10 @@ from ..model import build_model
 from ..util.atomic import write_json
 from .averaging import average_checkpoints
 from .datamodule import FoldDataModule
+from .fit_log import FitLog
 from .predictions import evaluate_model
-from .topk_callback import TopKWeights
 from .module import SERModule
+from .topk_callback import TopKWeights
 
 
 @dataclass
@@ -90,7 +90,7 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         gradient_clip_val=cfg.train.grad_clip or None,
         accumulate_grad_batches=cfg.train.accumulate,
         deterministic=cfg.train.deterministic,
-        callbacks=[topk, last],
+        callbacks=[topk, FitLog(fold_dir), last],
         logger=_loggers(fold_dir),
         log_every_n_steps=cfg.train.log_every_n_steps,
         enable_progress_bar=cfg.train.progress_bar,

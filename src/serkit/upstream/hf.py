@@ -25,6 +25,9 @@ Layer-drop is switched off at load (config.layerdrop = 0): a dropped layer would
 copy of the previous layer, so "weighted" mixes and fixed layer indices would change meaning at random
 from step to step (and DDP would see parameters without gradient).
 
+SpecAugment-style masking (config.mask_time_prob, on in most released configs) is left as the checkpoint
+sets it, as HF's own fine-tuning does: it acts in train mode only, so never on a frozen upstream.
+
 Utterances shorter than the CNN's receptive field (400 samples = 25 ms) are zero-padded up to it and
 yield one frame, rather than none.
 """
@@ -128,7 +131,8 @@ class HFSpeechUpstream(Upstream):
             )
         if extractor.sampling_rate != SAMPLE_RATE:
             raise ConfigError(
-                f"{source}: preprocessor_config.json has sampling_rate={extractor.sampling_rate}, expected {SAMPLE_RATE}"
+                f"{source}: preprocessor_config.json has sampling_rate={extractor.sampling_rate}, "
+                f"expected {SAMPLE_RATE}"
             )
         return extractor
 

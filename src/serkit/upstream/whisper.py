@@ -101,7 +101,8 @@ class WhisperUpstream(Upstream):
 
     def frame_lens_for(self, wav_lens: torch.Tensor) -> torch.Tensor:
         """[B] samples -> [B] real encoder frames: ceil(S / 320), at least 1."""
-        return torch.div(wav_lens.clamp(min=1) + self.samples_per_frame - 1, self.samples_per_frame, rounding_mode="floor")
+        step = self.samples_per_frame
+        return torch.div(wav_lens.clamp(min=1) + step - 1, step, rounding_mode="floor")
 
     def log_mel(self, chunks: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         """list of [S_i] (S_i <= 30 s) -> log-mel [N, n_mels, 3000], each padded to the window first."""
@@ -131,8 +132,8 @@ class WhisperUpstream(Upstream):
             mel_lens = torch.div(chunk_lens + self.mel_hop - 1, self.mel_hop, rounding_mode="floor")
             hidden = self._encode_cropped(mel, mel_lens, chunk_frames)
         per_utterance: list[list[list[torch.Tensor]]] = [[] for _ in range(wavs.shape[0])]
-        for n, b in enumerate(owners):
-            per_utterance[b].append([layer[n, : int(chunk_frames[n])] for layer in hidden])
+        for n, (b, frames) in enumerate(zip(owners, chunk_frames.tolist())):
+            per_utterance[b].append([layer[n, :frames] for layer in hidden])
         joined = [[torch.cat(parts, dim=0) for parts in zip(*chunk_list)] for chunk_list in per_utterance]
         return UpstreamOutput(repad(joined), self.frame_lens_for(wav_lens))
 
@@ -140,7 +141,9 @@ class WhisperUpstream(Upstream):
         """mel [N, n_mels, 3000] -> (num_layers) x [N, 1500, D]: the stock HF encoder call."""
         return list(self.encoder(mel, output_hidden_states=True).hidden_states)
 
-    def _encode_cropped(self, mel: torch.Tensor, mel_lens: torch.Tensor, frame_lens: torch.Tensor) -> list[torch.Tensor]:
+    def _encode_cropped(
+        self, mel: torch.Tensor, mel_lens: torch.Tensor, frame_lens: torch.Tensor
+    ) -> list[torch.Tensor]:
         """The HF WhisperEncoder forward, on the first max(mel_lens) frames only.
 
         mel [N, n_mels, 3000], mel_lens [N], frame_lens [N] -> (num_layers) x [N, T, D], T = max frame_lens.
