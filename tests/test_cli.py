@@ -11,6 +11,6 @@ def test_help_lists_subcommands(capsys):
 
 
 def test_console_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "serkit.cli", "--version"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "serkit", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert proc.stdout.startswith("serkit ")

@@ -58,7 +58,3 @@ def main(argv: list[str] | None = None) -> int:
     except SerkitError as e:
         print(f"serkit {args.command}: error: {e}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

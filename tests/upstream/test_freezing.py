@@ -61,9 +61,11 @@ def test_frozen_upstream_gets_no_gradient_never_changes_and_stays_in_eval_mode(p
         torch.testing.assert_close(model(*audio), model(*audio), atol=0, rtol=0)
 
 
-def test_cnn_policy_keeps_the_feature_encoder_while_the_transformer_trains(tiny_speech_dirs, audio):
+@pytest.mark.parametrize("variant", ["wav2vec2-group", "hubert-layer", "wavlm-group", "data2vec-audio"])
+def test_cnn_policy_keeps_the_feature_encoder_while_the_transformer_trains(tiny_speech_dirs, audio, variant):
+    # every family: the bare HubertModel, for one, has no freeze_feature_encoder() of its own
     torch.manual_seed(0)
-    model = TinySER(config(tiny_speech_dirs["wav2vec2-group"], "cnn"))
+    model = TinySER(config(tiny_speech_dirs[variant], "cnn"))
     before = one_step(model, *audio)
     cnn = changed(model, before, "upstream.model.feature_extractor.")
     assert cnn and not any(cnn.values())

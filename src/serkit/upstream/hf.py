@@ -173,7 +173,9 @@ class HFSpeechUpstream(Upstream):
         return list(self.model.feature_extractor.parameters())
 
     def freeze_feature_encoder(self) -> None:
-        self.model.freeze_feature_encoder()
+        # The bare encoders (HubertModel, ...) lack the task heads' freeze_feature_encoder(); the CNN's own
+        # _freeze_parameters() exists on all four families and also tells HF the CNN needs no gradient.
+        self.model.feature_extractor._freeze_parameters()
 
     def save_config_files(self, directory) -> None:
         self.model.config.save_pretrained(directory)
