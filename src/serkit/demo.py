@@ -11,6 +11,7 @@ the paper's systems score on IEMOCAP.
 from __future__ import annotations
 
 import copy
+import logging
 import importlib.util
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from .upstream.tiny import save_tiny_bert, save_tiny_speech_model
 
 DEMO_ECAPA = dict(channels=64, mfa_channels=192, embedding_dim=64, res2net_scale=4, se_channels=16,
                   attention_channels=32)
-DEMO_TRAIN = dict(max_epochs=6, lr_upstream=1e-3, lr_downstream=3e-3, top_k=5, progress_bar=False)
+DEMO_TRAIN = dict(max_epochs=10, lr_upstream=3e-3, lr_downstream=3e-3, top_k=5, progress_bar=False)
 
 
 def prepare_demo(out: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
@@ -71,6 +72,12 @@ def demo_adapter(sources: dict[str, str]):
 
 
 def run_demo(out: str | Path = "demo", experiments: list[int] | None = None, seed: int = 0):
+    # The demo prints its own progress and Table 1; Lightning's per-fold banners would bury them.
+    for name in ("lightning.pytorch", "lightning.fabric", "serkit.data.corpora.iemocap"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # one "Loading weights" bar per fold otherwise
     out = Path(out)
     began = time.perf_counter()
     corpus, sources = prepare_demo(out, seed)

@@ -8,6 +8,7 @@ scheduler, epoch and our top-k tracker from it).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,13 @@ class FoldResult:
             best={k: Metrics.from_dict(m) for k, m in d["best"].items()},
             averaged=None if averaged is None else {k: Metrics.from_dict(m) for k, m in averaged.items()},
         )
+
+
+# Lightning warnings that are expected here and say nothing actionable: a frozen upstream is in eval mode
+# on purpose; small folds have fewer batches than the logging interval.
+for _message in (r"Found \d+ module\(s\) in eval mode", r"The number of training batches .* logging interval",
+                 r".*isinstance\(treespec, LeafSpec\)"):
+    warnings.filterwarnings("ignore", message=_message)
 
 
 def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path) -> FoldResult | None:

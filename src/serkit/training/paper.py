@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +30,7 @@ def run_paper(
     experiments: list[int] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     adapt: Callable[[ExperimentConfig], ExperimentConfig] | None = None,
+    progress: Callable[[str], None] | None = print,
 ) -> tuple[dict[int, CVSummary], dict[str, Path]] | None:
     """Cross-validate each experiment into out_dir/<config name>; write out_dir/table1.{md,csv,json}.
 
@@ -37,7 +39,8 @@ def run_paper(
     numbers = experiments or sorted(PAPER_TABLE1)
     configs = {n: paper_config(n) for n in numbers}  # every path checked before hours of training
     results: dict[int, CVSummary] = {}
-    for number, path in configs.items():
+    for index, (number, path) in enumerate(configs.items(), 1):
+        began = time.perf_counter()
         cfg = load_config(path, overrides=[f"data.root={root}", *overrides])
         if adapt is not None:
             cfg = adapt(cfg)
@@ -45,6 +48,10 @@ def run_paper(
         if cv is None:  # a non-zero DDP rank: rank 0 writes the reports
             continue
         results[number] = summarize(cv.folds)
+        if progress is not None:
+            wa, ua = results[number].stat("wa"), results[number].stat("ua")
+            progress(f"[{index}/{len(configs)}] experiment {number} {cfg.name}: WA {wa.format_pct()}  "
+                     f"UA {ua.format_pct()}  ({time.perf_counter() - began:.0f} s)")
     if not results:
         return None
     return results, write_table1(results, out_dir)
