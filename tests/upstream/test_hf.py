@@ -147,3 +147,22 @@ def test_save_config_files_rebuild_the_architecture_without_weights(tiny_speech_
         b = rebuilt(audio[None], torch.tensor([audio.shape[0]])).hidden[-1]
     torch.testing.assert_close(a, b)
     assert rebuilt.batched and rebuilt.do_normalize
+
+
+@pytest.mark.parametrize("variant", ["wav2vec2-layer", "wavlm-layer", "wav2vec2-group"])
+def test_last_layer_is_the_encoders_final_output_and_its_norm_trains(tiny_speech_dirs, variant):
+    """Pre-LN encoders normalise after the last layer; "last" must be that output, so the final LayerNorm
+    gets a gradient (DDP refuses parameters that never get one)."""
+    upstream = build_upstream(UpstreamConfig(name="hf", source=str(tiny_speech_dirs[variant]), freeze="none"))
+    upstream.eval()
+    wavs = torch.randn(1, 8000)
+    out = upstream(wavs, torch.tensor([8000]))
+    reference = AutoModel.from_pretrained(tiny_speech_dirs[variant]).eval()
+    inputs = wavs
+    if upstream.do_normalize:
+        inputs = (wavs - wavs.mean()) / torch.sqrt(wavs.var(unbiased=False) + 1e-7)
+    expected = reference(inputs).last_hidden_state
+    torch.testing.assert_close(out.hidden[-1], expected, atol=1e-4, rtol=1e-4)
+    out.hidden[-1].sum().backward()
+    final_norm = upstream.model.encoder.layer_norm.weight
+    assert final_norm.grad is not None and final_norm.grad.abs().sum() > 0

@@ -157,7 +157,12 @@ class HFSpeechUpstream(Upstream):
     def _encode(self, wavs: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """wavs [B, S] -> (num_layers) x [B, T, D]."""
         out = self.model(wavs, attention_mask=attention_mask, output_hidden_states=True)
-        return list(out.hidden_states)
+        hidden = list(out.hidden_states)
+        # Pre-LN ("stable layer norm": the large models) encoders apply their final LayerNorm after the last
+        # layer, and HF's hidden_states[-1] is taken before it: the last layer is the model's real output,
+        # and the final norm must be in the graph (else it never trains and DDP finds an unused parameter).
+        hidden[-1] = out.last_hidden_state
+        return hidden
 
     def _encode_unpadded(self, wavs: torch.Tensor, input_lens: torch.Tensor) -> list[torch.Tensor]:
         """Each length group alone, unpadded and without a mask; re-padded to [B, T, D] per layer."""
