@@ -80,7 +80,9 @@ def test_output_equals_a_direct_transformers_call(variant, tiny_speech_dirs, wav
     model = AutoModel.from_pretrained(directory).eval()
     inputs = extractor(audio.numpy(), sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
-        reference = model(**inputs, output_hidden_states=True).hidden_states
+        out = model(**inputs, output_hidden_states=True)
+        # the last entry is the encoder's output (after the pre-LN models' final LayerNorm)
+        reference = [*out.hidden_states[:-1], out.last_hidden_state]
         ours = upstream(audio[None], torch.tensor([audio.shape[0]])).hidden
     assert len(ours) == len(reference)
     for mine, theirs in zip(ours, reference):
