@@ -57,3 +57,23 @@ def synth_iemocap(tmp_path_factory) -> SynthReport:
 @pytest.fixture(scope="session")
 def synth_iemocap_root(synth_iemocap) -> Path:
     return synth_iemocap.root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """An untrained model bundle (filterbank -> narrow ECAPA-TDNN -> 4 classes), saved by the real save_bundle:
+    for tests of everything that loads bundles (predict, API, service, export). Its outputs are not meaningful."""
+    from serkit.bundle import save_bundle
+    from serkit.config import load_config
+    from serkit.demo import DEMO_ECAPA
+    from serkit.model import build_model
+
+    cfg = load_config({
+        "name": "tiny_bundle",
+        "model": {"upstreams": [{"name": "fbank", "layers": "last", "freeze": "all"}],
+                  "aggregators": [{"name": "ecapa", **DEMO_ECAPA}]},
+    })
+    torch.manual_seed(0)
+    model = build_model(cfg.model, num_classes=4).eval()
+    return save_bundle(tmp_path_factory.mktemp("bundles") / "tiny", model, cfg, ["neu", "hap", "ang", "sad"],
+                       metrics={"note": "untrained"})

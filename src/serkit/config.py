@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .data.config import DataConfig
 from .errors import ConfigError
 from .model import ModelConfig
 from .training.config import TrainConfig
+from .util.atomic import write_text
 
 _MISSING = object()
 
@@ -42,9 +43,14 @@ def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, .
         where = str(source) if not isinstance(source, dict) else "<dict>"
         try:
             layer = OmegaConf.create(source) if isinstance(source, dict) else _load_yaml(Path(source))
+            if not isinstance(layer, DictConfig):
+                raise ConfigError(f"{where}: expected a mapping of config keys (name:, data:, ...) at the top level, "
+                                  f"found a {type(layer).__name__}")
             merged = OmegaConf.merge(merged, layer)
-        except OmegaConfBaseException as e:
+        except (OmegaConfBaseException, yaml.YAMLError) as e:  # YAML errors: bad syntax, a !!python tag, ...
             raise ConfigError(f"{where}: {_describe(e)}") from None
+        except (UnicodeDecodeError, OSError) as e:
+            raise ConfigError(f"{where}: cannot read the config file ({e})") from None
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -57,7 +63,10 @@ def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, .
             OmegaConf.update(merged, key, value, merge=True)
         except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError) as e:
             raise ConfigError(f"override {item!r}: {_describe(e)}") from None
-    return OmegaConf.to_object(merged)
+    try:
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:  # e.g. an interpolation that does not resolve
+        raise ConfigError(_describe(e)) from None
 
 
 def _load_yaml(path: Path):
@@ -82,10 +91,7 @@ def to_dict(cfg) -> dict:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_yaml(cfg), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, to_yaml(cfg))  # atomic, and a unique temp name: DDP ranks may save the same file at once
 
 
 def config_hash(cfg) -> str:

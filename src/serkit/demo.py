@@ -23,7 +23,7 @@ from .upstream.tiny import save_tiny_bert, save_tiny_speech_model
 
 DEMO_ECAPA = dict(channels=64, mfa_channels=192, embedding_dim=64, res2net_scale=4, se_channels=16,
                   attention_channels=32)
-DEMO_TRAIN = dict(max_epochs=10, lr_upstream=3e-3, lr_downstream=3e-3, top_k=5, progress_bar=False)
+DEMO_TRAIN = dict(max_epochs=8, lr_upstream=3e-3, lr_downstream=3e-3, top_k=5, progress_bar=False)
 
 
 def prepare_demo(out: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
@@ -48,17 +48,20 @@ def prepare_demo(out: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
     return corpus, sources
 
 
-def demo_adapter(sources: dict[str, str]):
-    """-> a function that turns a paper config into its CPU-sized demo form."""
+class demo_adapter:  # noqa: N801  (used like a function; a class so that worker processes can pickle it)
+    """demo_adapter(sources)(cfg): a paper config in its CPU-sized demo form (tiny upstreams, narrow ECAPA)."""
 
-    def adapt(cfg: ExperimentConfig) -> ExperimentConfig:
+    def __init__(self, sources: dict[str, str]):
+        self.sources = dict(sources)
+
+    def __call__(self, cfg: ExperimentConfig) -> ExperimentConfig:
         cfg = copy.deepcopy(cfg)
         for upstream in cfg.model.upstreams:
             if upstream.name == "text":
-                upstream.source = sources["text"]
+                upstream.source = self.sources["text"]
             elif upstream.name == "hf":
                 family = "hubert" if "hubert" in (upstream.source or "") else "wav2vec2"
-                upstream.source = sources[family]
+                upstream.source = self.sources[family]
         for aggregator in cfg.model.aggregators:
             if aggregator.name == "ecapa":
                 for key, value in DEMO_ECAPA.items():
@@ -68,22 +71,25 @@ def demo_adapter(sources: dict[str, str]):
         cfg.data.max_batch_seconds = 40.0
         return cfg
 
-    return adapt
+
+def run_demo(out: str | Path = "demo", experiments: list[int] | None = None, seed: int = 0, jobs: int = 2):
+    quiet_logs()
+    out = Path(out)
+    began = time.perf_counter()
+    corpus, sources = prepare_demo(out, seed)
+    print(f"corpus: {corpus}; stand-in upstreams: {sources}", flush=True)
+    result = run_paper(corpus, out / "runs", experiments, overrides=[f"seed={seed}"], adapt=demo_adapter(sources),
+                       jobs=jobs, worker_init=quiet_logs)
+    return result, time.perf_counter() - began
 
 
-def run_demo(out: str | Path = "demo", experiments: list[int] | None = None, seed: int = 0):
-    # The demo prints its own progress and Table 1; Lightning's per-fold banners would bury them.
+def quiet_logs() -> None:
+    """The demo prints its own progress and Table 1; Lightning's per-fold banners would bury them."""
     for name in ("lightning.pytorch", "lightning.fabric", "serkit.data.corpora.iemocap"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers
 
     transformers.utils.logging.disable_progress_bar()  # one "Loading weights" bar per fold otherwise
-    out = Path(out)
-    began = time.perf_counter()
-    corpus, sources = prepare_demo(out, seed)
-    print(f"corpus: {corpus}; stand-in upstreams: {sources}", flush=True)
-    result = run_paper(corpus, out / "runs", experiments, overrides=[f"seed={seed}"], adapt=demo_adapter(sources))
-    return result, time.perf_counter() - began
 
 
 def _corpus_words(corpus: Path) -> list[str]:

@@ -9,8 +9,10 @@ The config names registry keys only (UPSTREAMS, AGGREGATORS). The model knows no
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -58,6 +60,9 @@ class SERModel(nn.Module):
             with _config_key(f"model.upstreams[{index}]"):
                 selectors.append(build_layer_selector(upstream_cfg, upstream))
         self.layer_selectors = nn.ModuleList(selectors)
+        self.upstream_cfgs = list(cfg.upstreams)
+        # one FeatureCache (or None) per upstream; a plain list, outside the state_dict (see use_feature_cache)
+        self.feature_caches: list = [None] * len(upstreams)
         dims = [upstream.hidden_size for upstream in upstreams]
 
         self.early_fusion: EarlyFusion | None = None
@@ -77,10 +82,30 @@ class SERModel(nn.Module):
     def streams(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> list[Stream]:
         """One (frames [B, T_i, D_i], frame_lens_i [B]) per upstream, after layer selection."""
         streams = []
-        for upstream, selector in zip(self.upstreams, self.layer_selectors):
-            hidden, frame_lens = upstream(wavs, wav_lens, texts)
+        for upstream, selector, cache in zip(self.upstreams, self.layer_selectors, self.feature_caches):
+            if cache is None:
+                hidden, frame_lens = upstream(wavs, wav_lens, texts)
+            else:
+                hidden, frame_lens = cache(upstream, wavs, wav_lens, texts)
             streams.append((selector(hidden), frame_lens))
         return streams
+
+    def use_feature_cache(self, directory: str | Path, dtype: str = "float16") -> list[int]:
+        """Read frozen audio upstreams' frames from a feature cache in `directory` (upstream/cache.py),
+        computing each utterance's frames only once; -> indices of the upstreams now cached. Trained
+        upstreams (freeze "cnn" / "none") and text upstreams always run. Weights and bundles are unchanged."""
+        from .upstream.cache import FeatureCache
+
+        cached = []
+        for index, (upstream, selector, upstream_cfg) in enumerate(
+            zip(self.upstreams, self.layer_selectors, self.upstream_cfgs)
+        ):
+            if upstream.frozen and upstream.modality == "audio":
+                self.feature_caches[index] = FeatureCache.for_upstream(upstream, upstream_cfg, selector, directory, dtype)
+                cached.append(index)
+        if not cached:
+            warnings.warn("feature cache: no upstream is frozen (freeze 'all') audio, so none is cached", stacklevel=2)
+        return cached
 
     def embed(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
         """-> embedding [B, E]: the classifier's input."""

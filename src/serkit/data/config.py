@@ -10,7 +10,10 @@ class DataConfig:
     """corpus: registry key ("iemocap", "ravdess", "manifest"); root: its folder (or the manifest file).
     labels: the class set in index order (empty: the corpus default); label_map: merge/rename labels
     before filtering (e.g. {exc: hap}); options: corpus-specific keyword arguments for prepare/split
-    (e.g. valid: superb | speaker for IEMOCAP). max_batch_seconds: audio per batch (bucketed sampler)."""
+    (e.g. valid: superb | speaker for IEMOCAP). max_batch_seconds: audio per batch (bucketed sampler).
+    check: decode every utterance before training and refuse the corpus if any file is missing, unreadable or
+    undecodable (results cached in the run dir, see data/check.py). skip: a skip list (one audio path per
+    line, as `serkit data --check --write-skip FILE` writes it): those files are left out of training."""
 
     corpus: str = "iemocap"
     root: str | None = None
@@ -19,3 +22,5 @@ class DataConfig:
     options: dict[str, str] = field(default_factory=dict)
     max_batch_seconds: float = 60.0
     num_workers: int = 0
+    check: bool = True
+    skip: str | None = None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import DataError
+from ..util.atomic import write_text
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,12 @@ class Utterance:
 
 _FIELDS = {f.name for f in dataclasses.fields(Utterance)}
 _REQUIRED = {f.name for f in dataclasses.fields(Utterance) if f.default is dataclasses.MISSING}
+_TEXT_FIELDS = ("id", "path", "label", "speaker", "group")
 
 
 def write_jsonl(utterances: Iterable[Utterance], path: str | Path) -> None:
     """Write one JSON object per line (atomically: a crash never leaves half a manifest)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for utt in utterances:
-            f.write(json.dumps(utt.to_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(utt.to_dict(), ensure_ascii=False) + "\n" for utt in utterances))
 
 
 def read_jsonl(path: str | Path) -> list[Utterance]:
@@ -54,21 +52,71 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise DataError("manifest not found", path)
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"not valid JSON ({e.msg})", path, lineno) from None
-            if not isinstance(obj, dict):
-                raise DataError("expected a JSON object", path, lineno)
-            missing = _REQUIRED - obj.keys()
-            unknown = obj.keys() - _FIELDS
-            if missing or unknown:
-                raise DataError(
-                    f"missing fields {sorted(missing)}, unknown fields {sorted(unknown)}", path, lineno
-                )
-            rows.append(Utterance(**obj))
+    # split("\n"), not splitlines(): a JSON string may hold U+2028 and other characters splitlines breaks at
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        obj = parse_json_line(line, path, lineno)
+        if not isinstance(obj, dict):
+            raise DataError("expected a JSON object", path, lineno)
+        missing = _REQUIRED - obj.keys()
+        unknown = obj.keys() - _FIELDS
+        if missing or unknown:
+            raise DataError(
+                f"missing fields {sorted(missing)}, unknown fields {sorted(unknown)}", path, lineno
+            )
+        rows.append(_typed_utterance(obj, path, lineno))
     return rows
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """A text file's content; DataError naming the line of the first byte that is not `encoding`."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read ({e.strerror or e})", path) from None
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        name = encoding.upper().removesuffix("-SIG")
+        raise DataError(f"not {name} text (byte {data[e.start:e.start + 1]!r} at offset {e.start})", path,
+                        line) from None
+
+
+def parse_json_line(text: str, path: Path, lineno: int):
+    """One JSON value; DataError naming file and line if it is not valid (or nested beyond the parser)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON ({e.msg})", path, lineno) from None
+    except RecursionError:
+        raise DataError("JSON nested too deeply", path, lineno) from None
+
+
+def _seconds(value) -> float | None:
+    """A JSON number of seconds as float, or None if it is not a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _typed_utterance(obj: dict, path: Path, lineno: int) -> Utterance:
+    """Utterance(**obj) once every field has its documented type (a row from elsewhere may hold anything)."""
+    bad = [f for f in _TEXT_FIELDS if not isinstance(obj[f], str)]
+    bad += [f for f in ("text",) if obj.get(f) is not None and not isinstance(obj[f], str)]
+    numbers = {f: _seconds(obj.get(f, 0.0)) for f in ("duration", "start")}
+    if obj.get("end") is not None:
+        numbers["end"] = _seconds(obj["end"])
+    bad += [f for f, v in numbers.items() if v is None]
+    if bad:
+        raise DataError(f"fields {bad} have the wrong type or value: id, path, label, speaker, group are text; "
+                        "duration, start (and end) finite seconds >= 0; text is text or null", path, lineno)
+    values = {**obj, **numbers}
+    if values.get("end") is not None and values["end"] <= values["start"]:
+        raise DataError(f"end {values['end']} s is not after start {values['start']} s", path, lineno)
+    return Utterance(**values)

@@ -29,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError, DataError
+from ..util.atomic import file_mode
 
 CONFIG_HASH = "config_hash"
 
@@ -50,6 +51,7 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | Path, me
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, file_mode())  # safetensors creates it 0600; give it what open() would (0644 under umask 022)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,7 +14,11 @@ class TrainConfig:
     "auto" (bf16-mixed on a GPU that has it, 16-mixed on other GPUs, 32 on CPU).
     top_k / monitor: checkpoints kept by validation "ua" or "wa" (the paper: 5, UA). average: also average the
     top-k into one model. deterministic: ask torch for deterministic kernels. accelerator/devices/strategy/
-    num_nodes go to Lightning's Trainer as they are (DDP: strategy=ddp, devices=N)."""
+    num_nodes go to Lightning's Trainer as they are (DDP: strategy=ddp, devices=N).
+    feature_cache: a folder (relative: to the working directory) where the frames of frozen (freeze "all")
+    audio upstreams are cached, so each utterance is encoded once and later epochs, folds and runs only train
+    the downstream (upstream/cache.py); None (default): off, since "weighted" layers of a large encoder can
+    take tens of GB. Trained upstreams are never cached. feature_cache_dtype: "float16" (default) or "float32"."""
 
     max_epochs: int = 10
     lr_upstream: float = 5e-5
@@ -34,3 +38,5 @@ class TrainConfig:
     num_nodes: int = 1
     log_every_n_steps: int = 10
     progress_bar: bool = True
+    feature_cache: str | None = None
+    feature_cache_dtype: str = "float16"

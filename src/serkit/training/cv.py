@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 
 from ..config import ExperimentConfig, save_config
+from ..data.check import CACHE_NAME as CHECK_CACHE, prepare_checked
 from ..data.corpora import CORPORA, Prepared
 from ..data.summary import prepare_corpus as prepare_named_corpus
 from ..errors import ConfigError
@@ -32,10 +33,14 @@ class CVResult:
     report_dir: Path
 
 
-def prepare_corpus(cfg: ExperimentConfig) -> tuple[Prepared, list[str]]:
-    """Read the corpus named by the config; -> (utterances + skipped counts, class list in index order)."""
+def prepare_corpus(cfg: ExperimentConfig, run_dir: str | Path | None = None) -> tuple[Prepared, list[str]]:
+    """Read the corpus named by the config; -> (utterances + skipped counts, class list in index order).
+    data.check / data.skip: every file is decoded first and bad ones refused or skipped (data/check.py); the
+    check's results are cached in `run_dir`, so a resumed run does not decode the corpus again."""
     if not cfg.data.root:
         raise ConfigError(f"data.root is not set: the folder of the {cfg.data.corpus} corpus is needed")
+    if cfg.data.check or cfg.data.skip:
+        return prepare_checked(cfg.data, cache=None if run_dir is None else Path(run_dir) / CHECK_CACHE)
     _, prepared, labels = prepare_named_corpus(
         cfg.data.corpus, cfg.data.root, list(cfg.data.labels), dict(cfg.data.label_map), dict(cfg.data.options)
     )
@@ -54,7 +59,7 @@ def run_cv(cfg: ExperimentConfig, run_dir: str | Path) -> CVResult | None:
     """Every selected fold of `cfg` in `run_dir/fold_K`, then the report in `run_dir`. None on non-zero ranks."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    prepared, labels = prepare_corpus(cfg)
+    prepared, labels = prepare_corpus(cfg, run_dir)
     corpus = CORPORA.get(cfg.data.corpus)
     folds = select_folds(cfg, corpus.fold_count(prepared.utterances, **cfg.data.options))
     rank_zero = _is_rank_zero()

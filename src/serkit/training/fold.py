@@ -14,8 +14,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from ..bundle import save_bundle
 from ..config import ExperimentConfig, config_hash, save_config
@@ -24,10 +22,14 @@ from ..evaluation.metrics import Metrics
 from ..model import build_model
 from ..util.atomic import write_json
 from .averaging import average_checkpoints
+from .checkpoint_io import AtomicCheckpointIO
 from .datamodule import FoldDataModule
+from .csv_log import ContinuingCSVLogger
 from .fit_log import FitLog
+from .last_checkpoint import LastCheckpoint
 from .predictions import evaluate_model
 from .module import SERModule
+from .rng_state import RNGState
 from .topk_callback import TopKWeights
 
 
@@ -82,11 +84,14 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, num_classes=len(labels))
+    if cfg.train.feature_cache:  # frozen upstreams' frames: computed once, read from disk afterwards
+        model.use_feature_cache(cfg.train.feature_cache, cfg.train.feature_cache_dtype)
     module = SERModule(model, cfg.train, labels)
     datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed)
     ckpt_dir = fold_dir / "checkpoints"
     topk = TopKWeights(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor, config_hash=config_hash(cfg.model))
-    last = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False)
+    # not ModelCheckpoint(save_top_k=0, save_last=True): it writes last.ckpt only at the end of the fit
+    last = LastCheckpoint(ckpt_dir / "last.ckpt")
     trainer = L.Trainer(
         default_root_dir=fold_dir,
         max_epochs=cfg.train.max_epochs,
@@ -98,7 +103,11 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         gradient_clip_val=cfg.train.grad_clip or None,
         accumulate_grad_batches=cfg.train.accumulate,
         deterministic=cfg.train.deterministic,
-        callbacks=[topk, FitLog(fold_dir), last],
+        # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them)
+        callbacks=[topk, FitLog(fold_dir), RNGState(), last],
+        # AtomicCheckpointIO: last.ckpt is renamed into place (never half written) and loads weights-only
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False,  # no default ModelCheckpoint: LastCheckpoint and TopKWeights write ours
         logger=_loggers(fold_dir),
         log_every_n_steps=cfg.train.log_every_n_steps,
         enable_progress_bar=cfg.train.progress_bar,
@@ -146,7 +155,7 @@ def _precision(precision: str) -> str:
 
 
 def _loggers(fold_dir: Path) -> list:
-    loggers = [CSVLogger(fold_dir, name="logs", version="")]
+    loggers = [ContinuingCSVLogger(fold_dir, name="logs", version="")]  # keeps a resumed fold's earlier rows
     try:  # TensorBoard logs when the tensorboard package is installed (optional dependency)
         from lightning.pytorch.loggers import TensorBoardLogger
         import tensorboard  # noqa: F401

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
@@ -31,27 +33,56 @@ def run_paper(
     overrides: list[str] | tuple[str, ...] = (),
     adapt: Callable[[ExperimentConfig], ExperimentConfig] | None = None,
     progress: Callable[[str], None] | None = print,
+    jobs: int = 1,
+    worker_init: Callable[[], None] | None = None,
 ) -> tuple[dict[int, CVSummary], dict[str, Path]] | None:
     """Cross-validate each experiment into out_dir/<config name>; write out_dir/table1.{md,csv,json}.
 
-    adapt: a last change to each resolved config (the demo uses it to swap in tiny upstreams)."""
+    adapt: a last change to each resolved config (the demo uses it to swap in tiny upstreams); with jobs > 1
+    it must be picklable. jobs: experiments run at once, each in its own process with one thread — for
+    CPU-only machines, where small models use cores better side by side than inside one process.
+    worker_init: run first in each worker process (e.g. to set log levels, which processes do not inherit).
+    Returns None on non-zero DDP ranks (rank 0 writes the reports)."""
     out_dir = Path(out_dir)
     numbers = experiments or sorted(PAPER_TABLE1)
     configs = {n: paper_config(n) for n in numbers}  # every path checked before hours of training
+    tasks = [(n, path, str(root), list(overrides), adapt, out_dir, jobs > 1) for n, path in configs.items()]
     results: dict[int, CVSummary] = {}
-    for index, (number, path) in enumerate(configs.items(), 1):
-        began = time.perf_counter()
-        cfg = load_config(path, overrides=[f"data.root={root}", *overrides])
-        if adapt is not None:
-            cfg = adapt(cfg)
-        cv = run_cv(cfg, out_dir / cfg.name)
-        if cv is None:  # a non-zero DDP rank: rank 0 writes the reports
-            continue
-        results[number] = summarize(cv.folds)
+    done = 0
+
+    def record(number: int, name: str, summary: CVSummary | None, seconds: float) -> None:
+        nonlocal done
+        done += 1
+        if summary is None:
+            return
+        results[number] = summary
         if progress is not None:
-            wa, ua = results[number].stat("wa"), results[number].stat("ua")
-            progress(f"[{index}/{len(configs)}] experiment {number} {cfg.name}: WA {wa.format_pct()}  "
-                     f"UA {ua.format_pct()}  ({time.perf_counter() - began:.0f} s)")
+            wa, ua = summary.stat("wa"), summary.stat("ua")
+            progress(f"[{done}/{len(tasks)}] experiment {number} {name}: WA {wa.format_pct()}  "
+                     f"UA {ua.format_pct()}  ({seconds:.0f} s)")
+
+    if jobs <= 1:
+        for task in tasks:
+            record(*_run_experiment(*task))
+    else:
+        # spawn, not fork: a forked child would inherit torch's thread pools and locks mid-use.
+        with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), worker_init) as pool:
+            for future in as_completed([pool.submit(_run_experiment, *task) for task in tasks]):
+                record(*future.result())
     if not results:
         return None
-    return results, write_table1(results, out_dir)
+    return dict(sorted(results.items())), write_table1(results, out_dir)
+
+
+def _run_experiment(number, path, root, overrides, adapt, out_dir, single_thread):
+    """-> (experiment number, config name, CV summary or None on non-zero ranks, seconds)."""
+    if single_thread:
+        import torch
+
+        torch.set_num_threads(1)
+    began = time.perf_counter()
+    cfg = load_config(path, overrides=[f"data.root={root}", *overrides])
+    if adapt is not None:
+        cfg = adapt(cfg)
+    cv = run_cv(cfg, Path(out_dir) / cfg.name)
+    return number, cfg.name, None if cv is None else summarize(cv.folds), time.perf_counter() - began

@@ -3,6 +3,9 @@
 Weights only (no optimiser), so they are small, load without pickle, and feed checkpoint averaging. The
 tracker's state travels inside Lightning's last.ckpt (state_dict/load_state_dict), so a resumed run keeps
 the same top-k; files that a crash left behind without being recorded there are removed on resume.
+An evicted file is deleted only after the last.ckpt whose tracker no longer names it has been written (at the
+next validation, or at the end of the fit): deleting it at once would let a crash between the two leave a
+last.ckpt that names a deleted file, and the resumed fold would fail when it averages.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ class TopKWeights(Callback):
         self.metric = f"val_{monitor}"
         self.config_hash = config_hash
         self.tracker = TopK(k, metric=self.metric, mode="max")
+        self._evicted: list[str] = []  # evicted files, deleted once a written last.ckpt no longer names them
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
             return
+        # Lightning runs ModelCheckpoint after this callback: the last.ckpt now on disk was written after the
+        # previous evictions, so they are safe to delete.
+        self._delete_evicted()
         score = float(trainer.callback_metrics[self.metric])
         step = trainer.global_step
         path = self.dirpath / f"epoch{trainer.current_epoch:03d}-step{step:06d}.safetensors"
@@ -44,13 +51,27 @@ class TopKWeights(Callback):
             save_checkpoint(pl_module.model.state_dict(), path, metadata)
         decision = self.tracker.push(score, step, str(path))
         if trainer.is_global_zero and decision.evicted is not None:
-            Path(decision.evicted).unlink(missing_ok=True)
+            self._evicted.append(decision.evicted)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._delete_evicted()  # the final last.ckpt was written at the final validation
+
+    def _delete_evicted(self) -> None:
+        kept = set(self.tracker.paths())  # a path evicted and then pushed again (overwritten) is kept
+        for path in self._evicted:
+            if path not in kept:
+                Path(path).unlink(missing_ok=True)
+        self._evicted.clear()
 
     def state_dict(self) -> dict:
         return self.tracker.to_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.tracker = TopK.from_dict(state_dict)
+        # Each kept file is looked up by name in this fold's checkpoints folder: the run dir may have moved (or
+        # be resumed from another working directory), and a checkpoint cannot point the averaging elsewhere.
+        entries = [{**e, "path": str(self.dirpath / Path(str(e.get("path", ""))).name)}
+                   for e in state_dict.get("entries", []) if isinstance(e, dict)]
+        self.tracker = TopK.from_dict({**state_dict, "entries": entries})
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not self.dirpath.is_dir():
@@ -59,6 +80,8 @@ class TopKWeights(Callback):
         for orphan in self.dirpath.glob("*.safetensors"):
             if orphan.name not in kept:
                 orphan.unlink()
+        for leftover in self.dirpath.glob(".*.tmp"):  # temp files of writes a kill interrupted
+            leftover.unlink(missing_ok=True)
 
     def kept_paths(self) -> list[str]:
         """Best first."""

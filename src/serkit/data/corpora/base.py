@@ -11,16 +11,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from ...errors import DataError
 from ...registry import Registry
 from ..utterance import Utterance
 
 
+@dataclass(frozen=True)
+class FileProblem:
+    """An audio file a corpus refers to but cannot use (missing, unreadable header, ...), and why."""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class Prepared:
-    """What `prepare` found. `skipped` counts rows left out, by reason (e.g. "label fru not kept": 1849)."""
+    """What `prepare` found. `skipped` counts rows left out, by reason (e.g. "label fru not kept": 1849).
+    `problems`: audio files left out because they are missing or unreadable; only `prepare(keep_going=True)`
+    fills it (by default the first such file raises)."""
 
     utterances: list[Utterance]
     skipped: Counter = field(default_factory=Counter)
+    problems: list[FileProblem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,9 @@ class Corpus:
     num_folds: ClassVar[int]
 
     @classmethod
-    def prepare(cls, root: str | Path, **options) -> Prepared:
+    def prepare(cls, root: str | Path, *, keep_going: bool = False, **options) -> Prepared:
+        """keep_going: a missing or unreadable audio file leaves its utterance out and is recorded in
+        `Prepared.problems` instead of raising, so a check can list every problem at once."""
         raise NotImplementedError
 
     @classmethod
@@ -53,6 +67,16 @@ class Corpus:
 
         Default: the class's `num_folds`; corpora whose folds follow an option or the data override it."""
         return cls.num_folds
+
+
+def problem_from(path: str | Path, error: DataError, where: str = "") -> FileProblem:
+    """A FileProblem for `path` from the error that reading it raised (its reason without its location
+    prefix), plus where the file is referenced (e.g. "labelled at Ses01F_impro01.txt:12")."""
+    reason = str(error)
+    if error.path is not None:
+        prefix = f"{error.path}:{error.line}: " if error.line is not None else f"{error.path}: "
+        reason = reason.removeprefix(prefix)
+    return FileProblem(str(path), f"{reason} ({where})" if where else reason)
 
 
 CORPORA: Registry[type[Corpus]] = Registry("corpus")

@@ -34,12 +34,11 @@ from collections import Counter
 from importlib import resources
 from pathlib import Path
 
-import soundfile
-
-from ...errors import AudioError, ConfigError, DataError
+from ...errors import ConfigError, DataError
+from ..audio import audio_info
 from ..labels import check_vocabulary, parse_label_map, parse_labels
 from ..utterance import Utterance
-from .base import CORPORA, Corpus, FoldSplit, Prepared
+from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared, problem_from
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +199,18 @@ def speaker_of(utt_id: str) -> str:
     return utt_id[:5] + utt_id.rpartition("_")[2][0]
 
 
-def _wav_duration(wav: Path, label_file: Path, lineno: int) -> float:
-    if not wav.is_file():
-        raise DataError(f"missing audio {wav} for the utterance labelled here", label_file, lineno)
+def _wav_duration(wav: Path, label_file: Path, lineno: int, problems: list[FileProblem] | None) -> float | None:
+    """Seconds of `wav` from its header. A missing or unreadable file raises, or with `problems` (keep_going)
+    is recorded there and gives None."""
     try:
-        return float(soundfile.info(str(wav)).duration)
-    except (RuntimeError, soundfile.LibsndfileError) as e:
-        raise AudioError(f"cannot read audio header ({e})", wav) from None
+        if not wav.is_file():
+            raise DataError(f"missing audio {wav} for the utterance labelled here", label_file, lineno)
+        return audio_info(wav).duration  # AudioError naming the wav if its header is unreadable
+    except DataError as e:
+        if problems is None:
+            raise
+        problems.append(problem_from(wav.resolve(), e, f"labelled at {label_file}:{lineno}"))
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ corpus
@@ -219,7 +223,7 @@ class Iemocap(Corpus):
     num_folds = NUM_SESSIONS
 
     @classmethod
-    def prepare(cls, root: str | Path, **options) -> Prepared:
+    def prepare(cls, root: str | Path, *, keep_going: bool = False, **options) -> Prepared:
         """Read the release; keep the class set (`labels`, default neu hap ang sad) after `label_map`
         (default exc -> hap).
 
@@ -230,12 +234,14 @@ class Iemocap(Corpus):
         Errors (DataError, naming file and line): missing root or Session folders, a malformed label line, a
         label IEMOCAP does not have, a kept utterance without wav, and a kept utterance without transcript line
         (strict on purpose: every utterance of the release has one, so a missing line means a damaged copy).
+        keep_going: a missing or unreadable wav is recorded in `problems` and its utterance left out instead.
         """
         _check_options(options, "prepare")
         classes, mapping = resolve_classes(options.get("labels"), options.get("label_map"))
         root = _find_root(root)
         utterances: list[Utterance] = []
         skipped: Counter = Counter()
+        problems: list[FileProblem] | None = [] if keep_going else None
         seen: dict[str, tuple[Path, int]] = {}
         for session in range(1, NUM_SESSIONS + 1):
             session_dir = root / f"Session{session}"
@@ -262,6 +268,9 @@ class Iemocap(Corpus):
                         raise DataError(f"no transcript line for {utt_id} (labelled at {label_file}:{lineno})",
                                         transcript_file)
                     wav = session_dir / "sentences" / "wav" / dialog / f"{utt_id}.wav"
+                    duration = _wav_duration(wav, label_file, lineno, problems)
+                    if duration is None:
+                        continue
                     utterances.append(
                         Utterance(
                             id=utt_id,
@@ -269,11 +278,11 @@ class Iemocap(Corpus):
                             label=label,
                             speaker=speaker_of(utt_id),
                             group=str(session),
-                            duration=_wav_duration(wav, label_file, lineno),
+                            duration=duration,
                             text=texts[utt_id],
                         )
                     )
-        return Prepared(utterances, skipped)
+        return Prepared(utterances, skipped, problems or [])
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:

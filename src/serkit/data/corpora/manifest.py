@@ -20,9 +20,10 @@ Every problem is a DataError naming the manifest file and line.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,8 +32,8 @@ from typing import ClassVar
 from ...errors import AudioError, ConfigError, DataError
 from ..audio import END_TOLERANCE_S, audio_info
 from ..labels import apply_labels, parse_label_map, parse_labels
-from ..utterance import Utterance
-from .base import CORPORA, Corpus, FoldSplit, Prepared
+from ..utterance import Utterance, parse_json_line, read_text
+from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared
 from .folds import check_options, deal, natural_sorted, parse_count, split_by_group
 
 REQUIRED_COLUMNS = ("path", "label", "speaker")
@@ -47,15 +48,22 @@ class Manifest(Corpus):
     num_folds: ClassVar[int] = DEFAULT_SPEAKER_FOLDS  # nominal; fold_count follows the data
 
     @classmethod
-    def prepare(cls, root: str | Path, labels=None, label_map=None, **options) -> Prepared:
+    def prepare(cls, root: str | Path, labels=None, label_map=None, *, keep_going: bool = False,
+                **options) -> Prepared:
         check_options(options, _OPTIONS, cls.name)
         labels, label_map = parse_labels(labels), parse_label_map(label_map)
         manifest = Path(root)
         if not manifest.is_file():
             raise DataError("manifest file not found (expected a .csv or .jsonl file)", manifest)
-        utterances, seen_ids, has_fold_key = [], {}, None
+        utterances, seen_ids, has_fold_key, problems = [], {}, None, []
         for line, row in _rows(manifest):
-            utt, row_has_fold_key = _utterance(manifest, line, row)
+            try:
+                utt, row_has_fold_key = _utterance(manifest, line, row)
+            except _UnusableAudio as e:
+                if not keep_going:
+                    raise
+                problems.append(FileProblem(str(e.audio), f"{e.reason} ({manifest}:{line})"))
+                continue
             if utt.id in seen_ids:
                 raise DataError(f"duplicate id {utt.id!r} (first on line {seen_ids[utt.id]})", manifest, line)
             if has_fold_key is not None and row_has_fold_key != has_fold_key:
@@ -64,6 +72,8 @@ class Manifest(Corpus):
             utterances.append(utt)
             has_fold_key = row_has_fold_key
         if not utterances:
+            if problems:
+                return Prepared([], Counter(), problems)
             raise DataError("manifest has no rows", manifest)
         if not has_fold_key:
             utterances = _deal_speakers(utterances, options.get("num_folds"))
@@ -72,7 +82,7 @@ class Manifest(Corpus):
         if absent:
             raise ConfigError(f"labels: {absent} never occur in {manifest}; found: {', '.join(sorted(mapped))}")
         kept, skipped = apply_labels(utterances, labels, label_map)
-        return Prepared(kept, skipped)
+        return Prepared(kept, skipped, problems)
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
@@ -91,6 +101,14 @@ class Manifest(Corpus):
         return parse_count(options["num_folds"], "num_folds", 2, num_groups)
 
 
+class _UnusableAudio(AudioError):
+    """A row whose audio file is missing or unreadable: raised, or recorded under keep_going."""
+
+    def __init__(self, reason: str, manifest: Path, line: int, audio: Path):
+        super().__init__(reason, manifest, line)
+        self.reason, self.audio = reason, audio
+
+
 def _rows(manifest: Path) -> Iterator[tuple[int, dict]]:
     """(line number, {column: value}) for each data row; missing required columns name the line."""
     suffix = manifest.suffix.lower()
@@ -103,8 +121,10 @@ def _rows(manifest: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
-    with open(manifest, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often write a BOM
-        reader = csv.DictReader(f)
+    text = read_text(manifest, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    line = 0  # the last line fully read
+    try:
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
@@ -117,23 +137,21 @@ def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
                 fields = len(header) + len(row[None])
                 raise DataError(f"{fields} fields, the header has {len(header)}", manifest, start_line)
             yield start_line, row
+    except csv.Error as e:  # e.g. a field beyond csv's size limit, a quote left open
+        raise DataError(f"not valid CSV ({e})", manifest, line + 1) from None
 
 
 def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
-    with open(manifest, encoding="utf-8") as f:
-        for line, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(f"not valid JSON ({e.msg})", manifest, line) from None
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object", manifest, line)
-            missing = [c for c in REQUIRED_COLUMNS if c not in row]
-            if missing:
-                raise DataError(f"missing columns {missing}", manifest, line)
-            yield line, row
+    for line, text in enumerate(read_text(manifest).split("\n"), 1):
+        if not text.strip():
+            continue
+        row = parse_json_line(text, manifest, line)
+        if not isinstance(row, dict):
+            raise DataError("expected a JSON object", manifest, line)
+        missing = [c for c in REQUIRED_COLUMNS if c not in row]
+        if missing:
+            raise DataError(f"missing columns {missing}", manifest, line)
+        yield line, row
 
 
 def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
@@ -180,7 +198,7 @@ def _audio_path(manifest: Path, line: int, value: str) -> Path:
             raise DataError(f"path {value!r} leaves the manifest's folder (use an absolute path)", manifest, line)
         path = manifest.parent.absolute() / normal
     if not path.is_file():
-        raise DataError(f"audio file {path} not found", manifest, line)
+        raise _UnusableAudio(f"audio file {path} not found", manifest, line, path)
     return path
 
 
@@ -200,9 +218,10 @@ def _duration_from_audio(manifest: Path, line: int, audio: Path, start: float, e
     try:
         file_duration = audio_info(audio).duration
     except AudioError as e:
-        raise DataError(str(e), manifest, line) from None
+        raise _UnusableAudio(str(e), manifest, line, audio) from None
     if start >= file_duration or (end is not None and end > file_duration + END_TOLERANCE_S):
-        raise DataError(f"segment {start}-{end} s lies outside {audio} ({file_duration:.3f} s long)", manifest, line)
+        raise _UnusableAudio(f"segment {start}-{end} s lies outside {audio} ({file_duration:.3f} s long)", manifest,
+                             line, audio)
     return min(end, file_duration) - start if end is not None else file_duration - start
 
 

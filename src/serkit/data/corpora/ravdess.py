@@ -33,11 +33,11 @@ from collections import Counter
 from pathlib import Path
 from typing import ClassVar
 
-from ...errors import ConfigError, DataError
+from ...errors import AudioError, ConfigError, DataError
 from ..audio import audio_info
 from ..labels import apply_labels, check_vocabulary, parse_label_map, parse_labels
 from ..utterance import Utterance
-from .base import CORPORA, Corpus, FoldSplit, Prepared
+from .base import CORPORA, Corpus, FoldSplit, Prepared, problem_from
 from .folds import check_options, deal, parse_count, split_by_group
 
 EMOTIONS = {
@@ -69,28 +69,35 @@ class Ravdess(Corpus):
     num_folds: ClassVar[int] = 5
 
     @classmethod
-    def prepare(cls, root: str | Path, labels=None, label_map=None, **options) -> Prepared:
+    def prepare(cls, root: str | Path, labels=None, label_map=None, *, keep_going: bool = False,
+                **options) -> Prepared:
         check_options(options, _OPTIONS, cls.name)
         labels, label_map = parse_labels(labels), parse_label_map(label_map)
         check_vocabulary(labels, label_map, cls.labels, cls.name)
         root = Path(root)
         if not root.is_dir():
             raise DataError("RAVDESS folder not found (expected Actor_01 ... Actor_24 inside)", root)
-        utterances, skipped = [], Counter()
+        utterances, skipped, problems = [], Counter(), []
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Actor_")):
             folder_match = _FOLDER.match(folder.name)
             if folder_match is None:
                 raise DataError("folder name does not follow Actor_XX (two digits)", folder)
             for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
-                utt = _utterance(path, folder_match.group(1))
+                try:
+                    utt = _utterance(path, folder_match.group(1))
+                except AudioError as e:  # a well-named file whose header is unreadable
+                    if not keep_going:
+                        raise
+                    problems.append(problem_from(path.absolute(), e))
+                    continue
                 if utt is None:
                     skipped["song file (vocal channel 02), not speech"] += 1
                 else:
                     utterances.append(utt)
-        if not utterances:
+        if not utterances and not problems:
             raise DataError("no RAVDESS speech files found under Actor_XX/03-01-*.wav|flac", root)
         kept, label_skipped = apply_labels(utterances, labels, label_map)
-        return Prepared(kept, skipped + label_skipped)
+        return Prepared(kept, skipped + label_skipped, problems)
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:

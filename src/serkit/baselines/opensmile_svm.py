@@ -1,0 +1,145 @@
+"""openSMILE eGeMAPSv02 functionals + linear SVM: the classical SER baseline, on a corpus's own folds.
+
+Per utterance: the 88 eGeMAPSv02 functionals (Eyben et al. 2016) from the `opensmile` package, computed on
+the same 16 kHz mono samples serkit trains on (data.audio.load_audio). Per fold (corpus.split, exactly the
+folds `serkit cv` uses): features standardised with the training actors' mean and std, a linear SVM
+(scikit-learn LinearSVC, class_weight="balanced", so every class counts alike as in UA) trained for each C
+of a grid on the training actors, the C with the best validation UA kept (ties: the smaller C), and that
+model scored on the test actors. Tables: the same cv.md / cv.csv / cv.json + plots as `serkit cv`.
+
+Features are cached in an .npz file (default `<out>/egemaps.npz`; `features=` / `--features` to share one
+between runs, e.g. the 4-class subset after the 8 classes), keyed by audio path, segment, file size and mtime,
+so a file that changes is recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.audio import TARGET_SAMPLE_RATE, load_audio
+from ..data.summary import prepare_corpus
+from ..data.utterance import Utterance
+from ..errors import ConfigError
+from ..evaluation.metrics import Metrics, compute_metrics
+from ..evaluation.report import write_cv_report
+from ..evaluation.tables import CVSummary, FoldScores
+from ..util.atomic import write_json
+
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+FEATURE_FILE = "egemaps.npz"
+
+
+def _smile():
+    try:
+        import opensmile
+    except ImportError:
+        raise ConfigError("the openSMILE baseline needs the package opensmile: pip install 'serkit[baseline]'") from None
+    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                           feature_level=opensmile.FeatureLevel.Functionals)
+
+
+def _stamp(utt: Utterance) -> str:
+    """What identifies an utterance's audio for the feature cache: path, segment, size and mtime."""
+    stat = os.stat(utt.path)
+    return f"{utt.path}|{utt.start}|{utt.end}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def egemaps_features(utterances: Sequence[Utterance], cache: str | Path | None = None) -> np.ndarray:
+    """-> [N, 88] float64 eGeMAPSv02 functionals, row i for utterances[i]; cached in `cache` (.npz)."""
+    stored: dict[str, np.ndarray] = {}
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            stored = dict(zip(data["stamps"].tolist(), data["features"]))
+    smile = None
+    rows, changed = [], False
+    for utt in utterances:
+        stamp = _stamp(utt)
+        if stamp not in stored:
+            smile = smile or _smile()
+            wav = load_audio(utt.path, utt.start, utt.end, TARGET_SAMPLE_RATE)
+            stored[stamp] = smile.process_signal(wav, TARGET_SAMPLE_RATE).to_numpy(dtype=np.float64)[0]
+            changed = True
+        rows.append(stored[stamp])
+    if cache is not None and changed:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache).with_name(Path(cache).name + ".tmp.npz")
+        np.savez(tmp, stamps=np.array(list(stored)), features=np.stack(list(stored.values())))
+        tmp.replace(cache)
+    return np.stack(rows)
+
+
+@dataclass
+class FoldFit:
+    fold: int
+    c: float
+    valid: Metrics
+    test: Metrics
+    valid_ua_by_c: dict[float, float]
+
+
+def fit_fold(features: dict[str, np.ndarray], targets: dict[str, np.ndarray], labels: list[str],
+             c_grid: Sequence[float] = C_GRID, seed: int = 0) -> tuple[float, Metrics, Metrics, dict[float, float]]:
+    """features/targets: {"train"|"valid"|"test": [N, F] / [N]} -> (chosen C, valid metrics, test metrics,
+    validation UA for every C)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    if not len(features["valid"]):
+        raise ConfigError("the SVM baseline chooses C on the validation set, but this fold has none "
+                          "(use the corpus's default valid option)")
+    best = None
+    by_c = {}
+    for c in c_grid:
+        model = make_pipeline(StandardScaler(), LinearSVC(C=c, class_weight="balanced", max_iter=20000,
+                                                          random_state=seed))
+        model.fit(features["train"], targets["train"])
+        valid = compute_metrics(model.predict(features["valid"]), targets["valid"], labels)
+        by_c[c] = valid.ua
+        if best is None or valid.ua > best[1].ua:
+            best = (c, valid, model)
+    c, valid, model = best
+    test = compute_metrics(model.predict(features["test"]), targets["test"], labels)
+    return c, valid, test, by_c
+
+
+def run_opensmile_svm(corpus_name: str, root: str | Path, out_dir: str | Path, labels=None, label_map=None,
+                      options: dict | None = None, folds: Sequence[int] | None = None,
+                      c_grid: Sequence[float] = C_GRID, features: str | Path | None = None
+                      ) -> tuple[CVSummary, list[FoldFit]]:
+    """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and baseline.json to `out_dir`."""
+    options = dict(options or {})
+    corpus, prepared, classes = prepare_corpus(corpus_name, root, labels, label_map, options)
+    utterances = prepared.utterances
+    num_folds = corpus.fold_count(utterances, **options)
+    folds = list(folds or range(1, num_folds + 1))
+    bad = [f for f in folds if not 1 <= f <= num_folds]
+    if bad:
+        raise ConfigError(f"folds {bad} do not exist: {corpus_name} has folds 1..{num_folds}")
+    out_dir = Path(out_dir)
+    all_features = egemaps_features(utterances, features or out_dir / FEATURE_FILE)
+    row_of = {utt.id: i for i, utt in enumerate(utterances)}
+    index_of = {label: i for i, label in enumerate(classes)}
+    fits = []
+    for fold in folds:
+        split = corpus.split(utterances, fold, **options)
+        parts = {name: getattr(split, name) for name in ("train", "valid", "test")}
+        features = {name: all_features[[row_of[u.id] for u in part]] for name, part in parts.items()}
+        targets = {name: np.array([index_of[u.label] for u in part], dtype=np.int64) for name, part in parts.items()}
+        c, valid, test, by_c = fit_fold(features, targets, classes, c_grid)
+        fits.append(FoldFit(fold, c, valid, test, by_c))
+    summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
+    write_cv_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({corpus_name})", summary)
+    write_json(out_dir / "baseline.json", {
+        "corpus": corpus_name, "root": str(root), "labels": classes, "options": options, "folds": folds,
+        "features": "opensmile eGeMAPSv02 functionals (88)", "classifier": "StandardScaler + LinearSVC "
+        "(class_weight=balanced), C chosen by validation UA", "c_grid": list(c_grid),
+        "per_fold": [{"fold": f.fold, "c": f.c, "valid_ua": f.valid.ua, "valid_ua_by_c": {str(k): v for k, v in
+                      f.valid_ua_by_c.items()}, "test": f.test.to_dict()} for f in fits],
+    })
+    return summary, fits

@@ -1,0 +1,60 @@
+"""`serkit serve MODEL`: the HTTP service and web page for a model bundle (needs the `serve` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from ..cli import command
+from ..errors import ConfigError
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="model bundle directory (what training writes)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
+                        "service to the network, which has no authentication)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload accepted, MB (default: 25)")
+    p.add_argument("--max-seconds", type=float, default=600.0,
+                   help="longest audio accepted, seconds (default: 600)")
+    p.add_argument("--max-concurrent", type=int, default=2,
+                   help="inferences run at once; more requests wait (default: 2)")
+    p.add_argument("--max-waiting", type=int, default=64,
+                   help="requests that may wait for an inference slot; more get 503 (default: 64)")
+
+
+@command("serve", "Serve a model bundle over HTTP: POST /predict, a web page at /, the OpenAPI page at /docs.",
+         _arguments)
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..serve import ServeLimits, create_app
+    except ImportError as e:
+        raise ConfigError(f"serkit serve needs the 'serve' extra ({e}): pip install 'serkit[serve]'") from None
+    from .. import EmotionRecognizer
+
+    limits = ServeLimits.from_cli(args.max_upload_mb, args.max_seconds, args.max_concurrent, args.max_waiting)
+    recognizer = EmotionRecognizer.load(args.model, device=args.device)
+    if not _is_loopback(args.host):
+        print(f"serkit serve: warning: listening on {args.host}: anyone who can reach this machine can use "
+              "the service (it has no authentication)", file=sys.stderr)
+    print(f"serkit serve: {args.model} ({', '.join(recognizer.labels)}) on http://{args.host}:{args.port}/ "
+          f"(API: /docs)", flush=True)
+    # Connections beyond those that may hold an inference slot, plus room for /health and page loads, get
+    # uvicorn's 503: a flood of idle or trickling connections cannot pile up without bound.
+    uvicorn.run(create_app(recognizer, limits), host=args.host, port=args.port, log_level="info",
+                limit_concurrency=limits.max_concurrent + limits.max_waiting + 32)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,230 @@
+"""Check a corpus before training: decode every utterance's audio exactly as training will, and list every
+problem at once (file + reason), instead of failing on the first bad file hours into a run.
+
+    serkit data iemocap --root DIR --check [--write-skip bad.txt]     # exit 1 when problems were found
+
+Training runs the same check (`data.check: true`, the default) and refuses a corpus with problems, unless
+`data.skip` names a skip list (as written by --write-skip) that covers them: listed files are left out.
+
+Cost: one full decode per utterance. Training caches each result in the run dir (`audio_check.json`), keyed
+by (path, start, end) and checked against the file's (size, mtime), so a resumed or repeated run decodes
+only what changed; `serkit data --check` always decodes everything. Decoding runs on a few threads
+(libsndfile and soxr release the GIL).
+
+Skip list: UTF-8 text, one audio path per line, optionally followed by a TAB and a note (the reason);
+`#` starts a comment line; a relative path is taken from the list's own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import AudioError, ConfigError, DataError
+from ..util.atomic import write_json, write_text
+from .audio import load_audio
+from .config import DataConfig
+from .corpora import CORPORA, Prepared
+from .corpora.base import FileProblem
+from .labels import parse_label_map, parse_labels, resolve_classes
+from .utterance import Utterance
+
+CACHE_NAME = "audio_check.json"
+CACHE_VERSION = 1
+MAX_LISTED = 20  # problems a training refusal prints (the check command prints all)
+
+
+@dataclass
+class CheckResult:
+    """`prepared`: the usable utterances (problem files and listed files left out); `problems`: every audio
+    file that is missing, unreadable or undecodable and not in the skip list."""
+
+    corpus: str
+    root: str
+    prepared: Prepared
+    classes: list[str]
+    problems: list[FileProblem] = field(default_factory=list)
+    decoded: int = 0  # utterances whose audio was decoded (0: decoding was off)
+    cached: int = 0  # of those, answered from the cache
+    listed: int = 0  # utterances left out because the skip list names their file
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        files = len({p.path for p in self.problems})
+        cached = f", {self.cached} from cache" if self.cached else ""
+        listed = f"; {self.listed} left out by the skip list" if self.listed else ""
+        return (f"checked {self.decoded} utterances{cached} in {self.seconds:.1f} s{listed}: "
+                f"{len(self.problems)} problems in {files} files")
+
+    def report(self, limit: int | None = None) -> str:
+        """Every problem (or the first `limit`) as `path: reason` lines, then the summary line."""
+        shown = self.problems if limit is None else self.problems[:limit]
+        lines = [f"{p.path}: {p.reason}" for p in shown]
+        if len(shown) < len(self.problems):
+            lines.append(f"... and {len(self.problems) - len(shown)} more")
+        return "\n".join([*lines, self.summary()])
+
+
+def check_corpus(
+    corpus: str,
+    root: str | Path,
+    labels: Sequence[str] | str | None = None,
+    label_map: Mapping[str, str] | str | None = None,
+    options: Mapping[str, str] | None = None,
+    skip: str | Path | None = None,
+    decode: bool = True,
+    cache: str | Path | None = None,
+    workers: int | None = None,
+) -> CheckResult:
+    """Prepare the corpus without stopping at bad files, leave out those the skip list names, then (decode)
+    load every remaining utterance through `load_audio`. Never raises for a bad audio file: it is listed."""
+    began = time.perf_counter()
+    corpus_cls = CORPORA.get(corpus)
+    labels, label_map, options = parse_labels(labels), parse_label_map(label_map), dict(options or {})
+    label_options = {k: v for k, v in (("labels", labels), ("label_map", label_map)) if v}
+    prepared = corpus_cls.prepare(root, keep_going=True, **label_options, **options)
+    classes = resolve_classes(labels, label_map, corpus_cls.labels, prepared.utterances)
+
+    problems = list(prepared.problems)
+    utterances, listed = prepared.utterances, 0
+    skipped = Counter(prepared.skipped)
+    if skip:
+        skip_paths = read_skip_list(skip)
+        unlisted = [p for p in problems if _key(p.path) not in skip_paths]
+        kept = [u for u in utterances if _key(u.path) not in skip_paths]
+        listed = len(utterances) - len(kept) + len(problems) - len(unlisted)  # files prepare could not read too
+        problems = unlisted
+        if listed:
+            skipped[f"audio listed in data.skip {skip}"] += listed
+        utterances = kept
+    decoded = cached = 0
+    if decode:
+        reasons, cached = decode_all(utterances, cache, workers)
+        decoded = len(utterances)
+        problems += [FileProblem(u.path, reason) for u, reason in zip(utterances, reasons) if reason is not None]
+        utterances = [u for u, reason in zip(utterances, reasons) if reason is None]
+    result_prepared = replace(prepared, utterances=utterances, skipped=skipped, problems=problems)
+    return CheckResult(corpus, str(root), result_prepared, classes, problems, decoded, cached, listed,
+                       time.perf_counter() - began)
+
+
+def prepare_checked(data: DataConfig, cache: str | Path | None = None) -> tuple[Prepared, list[str]]:
+    """The corpus as training uses it: (utterances + skipped counts, class list). With `data.check` every
+    file is decoded first (cached in `cache`), and any problem not covered by `data.skip` is a DataError that
+    lists them and says how to go on."""
+    if not data.root:
+        raise ConfigError(f"data.root is not set: the folder of the {data.corpus} corpus is needed")
+    result = check_corpus(data.corpus, data.root, list(data.labels), dict(data.label_map), dict(data.options),
+                          skip=data.skip, decode=data.check, cache=cache)
+    if not result.ok:
+        raise DataError(
+            f"{len(result.problems)} audio problems found (data.check={str(data.check).lower()}):\n"
+            f"{result.report(limit=MAX_LISTED)}\n"
+            f"List them all with `serkit data {data.corpus} --root {data.root} --check --write-skip skip.txt`; "
+            "fix those files, or set data.skip=skip.txt to train without them.",
+            data.root,
+        )
+    return result.prepared, result.classes
+
+
+def decode_all(
+    utterances: Sequence[Utterance], cache: str | Path | None = None, workers: int | None = None
+) -> tuple[list[str | None], int]:
+    """Decode every utterance (its segment) through load_audio -> (per utterance: None if it decodes, else
+    the reason; how many answers came from the cache). `cache`: JSON file of earlier results, rewritten."""
+    entries = _read_cache(cache)
+    stats = [_stat(u.path) for u in utterances]
+    keys = [_cache_key(u) for u in utterances]
+    todo = [i for i, (key, stat) in enumerate(zip(keys, stats)) if not _still_valid(entries.get(key), stat)]
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, reason in zip(todo, pool.map(lambda i: _decode_problem(utterances[i]), todo)):
+            entries[keys[i]] = {"stat": stats[i], "problem": reason}
+    if cache is not None:  # only files that exist: a missing one is checked again next time
+        write_json(cache, {"version": CACHE_VERSION,
+                           "entries": {key: entries[key] for key, stat in zip(keys, stats) if stat is not None}})
+    return [entries[key].get("problem") for key in keys], len(utterances) - len(todo)
+
+
+def read_skip_list(path: str | Path) -> set[str]:
+    """The normalised absolute paths a skip list names."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"data.skip: skip list {path} not found (write one with serkit data --check --write-skip)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read skip list ({e})", path) from None
+    entries = set()
+    for line in text.splitlines():
+        entry = line.split("\t", 1)[0].strip()
+        if entry and not entry.startswith("#"):
+            entries.add(_key(entry if os.path.isabs(entry) else path.parent / entry))
+    return entries
+
+
+def write_skip_list(result: CheckResult, path: str | Path) -> None:
+    """Write the problem files of `result` as a skip list (path TAB reason), atomically."""
+    lines = [f"# audio files that fail `serkit data {result.corpus} --root {result.root} --check`",
+             "# one path per line (TAB, then the reason); give this file as data.skip to train without them"]
+    seen = set()
+    for problem in result.problems:
+        if problem.path not in seen:
+            seen.add(problem.path)
+            lines.append(f"{problem.path}\t{problem.reason}")
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def _decode_problem(utt: Utterance) -> str | None:
+    """None if the utterance's segment decodes, else the reason (without the path)."""
+    try:
+        load_audio(utt.path, utt.start, utt.end)
+    except AudioError as e:
+        prefix = f"{e.path}: "
+        return str(e).removeprefix(prefix)
+    return None
+
+
+def _key(path: str | Path) -> str:
+    # realpath: a skip list may name a file through another route (a symlinked data folder, ../)
+    return os.path.realpath(path)
+
+
+def _cache_key(utt: Utterance) -> str:
+    return json.dumps([utt.path, utt.start, utt.end])
+
+
+def _stat(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _still_valid(entry, stat: list[int] | None) -> bool:
+    """A cached answer holds while the file has the same size and modification time."""
+    return (stat is not None and isinstance(entry, dict) and entry.get("stat") == stat
+            and (entry.get("problem") is None or isinstance(entry.get("problem"), str)))
+
+
+def _read_cache(cache: str | Path | None) -> dict:
+    if cache is None or not Path(cache).is_file():
+        return {}
+    try:
+        obj = json.loads(Path(cache).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a damaged cache only costs a re-check
+    if not isinstance(obj, dict) or obj.get("version") != CACHE_VERSION or not isinstance(obj.get("entries"), dict):
+        return {}
+    return obj["entries"]

@@ -1,0 +1,75 @@
+"""Prediction rows as `serkit predict` writes them: JSON lines or CSV.
+
+Per input, first the whole-file row (window empty, start 0, end = duration), then one row per window of a
+long input (window = 0, 1, ...; duration = end - start). An input that failed (with --skip-errors) gives one
+row with its `error`. JSONL rows carry the probabilities as an object; CSV has one column per class (named
+by the class; `p_<class>` if a class name collides with another column).
+
+>>> import io
+>>> from serkit.inference.results import Prediction
+>>> out = io.StringIO()
+>>> writer = CsvWriter(out, ["neu", "hap"])
+>>> writer.write(Prediction("hap", {"neu": 0.25, "hap": 0.75}, 2.0, "a.wav"))
+>>> print(out.getvalue().strip())
+file,window,start,end,duration,label,neu,hap,error
+a.wav,,0.0,2.0,2.0,hap,0.25,0.75,
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Sequence, TextIO
+
+from .results import Prediction, PredictionFailure
+
+FORMATS = ("jsonl", "csv")
+_FIXED = ("file", "window", "start", "end", "duration", "label")
+
+
+def prediction_rows(result: Prediction | PredictionFailure) -> list[dict]:
+    """One input's rows (see the module docstring); probabilities as a dict."""
+    if isinstance(result, PredictionFailure):
+        return [{"file": result.source, "error": result.error}]
+    rows = [{"file": result.source, "window": None, "start": 0.0, "end": result.duration,
+             "duration": result.duration, "label": result.label, "probabilities": result.probabilities}]
+    for index, window in enumerate(result.windows):
+        rows.append({"file": result.source, "window": index, "start": window.start, "end": window.end,
+                     "duration": window.end - window.start, "label": window.label,
+                     "probabilities": window.probabilities})
+    return rows
+
+
+class JsonlWriter:
+    def __init__(self, stream: TextIO, labels: Sequence[str] | None = None):
+        self.stream = stream
+
+    def write(self, result: Prediction | PredictionFailure) -> None:
+        for row in prediction_rows(result):
+            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+class CsvWriter:
+    def __init__(self, stream: TextIO, labels: Sequence[str]):
+        self.stream = stream
+        self.labels = list(labels)
+        self.class_columns = [f"p_{label}" if label in (*_FIXED, "error") else label for label in self.labels]
+        self.writer = csv.writer(stream, lineterminator="\n")
+        self.writer.writerow([*_FIXED, *self.class_columns, "error"])
+
+    def write(self, result: Prediction | PredictionFailure) -> None:
+        for row in prediction_rows(result):
+            probabilities = row.get("probabilities", {})
+            self.writer.writerow([_cell(row.get(column)) for column in _FIXED]
+                                 + [_cell(probabilities.get(label)) for label in self.labels]
+                                 + [_cell(row.get("error"))])
+        self.stream.flush()
+
+
+def make_writer(fmt: str, stream: TextIO, labels: Sequence[str]) -> JsonlWriter | CsvWriter:
+    return {"jsonl": JsonlWriter, "csv": CsvWriter}[fmt](stream, labels)
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)

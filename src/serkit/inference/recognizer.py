@@ -1,0 +1,240 @@
+"""EmotionRecognizer: a trained model bundle as a Python API (predict, predict_batch, embed).
+
+In the examples `bundle_dir` is a model bundle (what `serkit cv` writes to fold_K/model) and `wav_path` a
+short audio file; the test suite runs them against an untrained bundle, so the labels it prints are arbitrary.
+
+>>> rec = EmotionRecognizer.load(bundle_dir)
+>>> rec.labels
+['neu', 'hap', 'ang', 'sad']
+>>> p = rec.predict(wav_path)
+>>> p.label in rec.labels, round(sum(p.probabilities.values()), 5), p.duration, p.windows
+(True, 1.0, 2.0, [])
+
+Arrays at any rate, mono [S] or multi-channel [S, channels]:
+
+>>> import numpy as np
+>>> stereo = np.zeros((44100 * 3, 2), dtype=np.float32)
+>>> rec.predict(stereo, sample_rate=44100).duration
+3.0
+
+Inputs longer than one window get a prediction per window (here 2 s windows every 1 s over 3 s audio):
+
+>>> long = rec.predict(stereo, sample_rate=44100, window_seconds=2.0, hop_seconds=1.0)
+>>> [(w.start, w.end) for w in long.windows]
+[(0.0, 2.0), (1.0, 3.0)]
+
+Several inputs go through the model in batches of similar length; results come back in input order:
+
+>>> [q.source for q in rec.predict_batch([wav_path, stereo], sample_rate=44100)] == [wav_path, None]
+True
+>>> rec.embed(wav_path).shape  # the classifier's input
+(64,)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..data.batch import pad_waves
+from ..data.sampler import DurationBatchSampler
+from ..errors import ConfigError, SerkitError
+from ..model import SERModel
+from .inputs import AudioInput, AudioSource, open_source, read_span
+from .results import Prediction, PredictionFailure, WindowPrediction, argmax_label, probability_dict
+from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, check_windowing, plan_spans, weighted_mean
+
+DEFAULT_BATCH_SECONDS = 60.0
+
+
+@dataclass
+class _Item:
+    """One input: its source, transcript and windows (native-rate frame spans); filled in as batches run."""
+
+    source: AudioSource
+    text: str | None
+    spans: list[tuple[int, int]]
+    probabilities: list[np.ndarray | None] = field(default_factory=list)  # per span, [C]
+    embeddings: list[np.ndarray | None] = field(default_factory=list)  # per span, [E]
+    error: SerkitError | None = None
+
+
+class EmotionRecognizer:
+    """Predict emotions with a trained SERModel.
+
+    window_seconds / hop_seconds: inputs longer than one window are predicted window by window (files are
+    read one window at a time: memory stays flat however long the input). batch_seconds: the most padded
+    audio (batch size x longest piece) the model sees at once. All three can be changed per call.
+    needs_text: the model has a text branch, so every input needs its transcript (`text=`); a windowed
+    input gives each window the whole transcript. Calls keep no per-call state on the instance.
+    """
+
+    def __init__(
+        self,
+        model: SERModel,
+        labels: Sequence[str],
+        device: str | torch.device = "cpu",
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        hop_seconds: float = DEFAULT_HOP_SECONDS,
+        batch_seconds: float = DEFAULT_BATCH_SECONDS,
+    ):
+        check_windowing(window_seconds, hop_seconds)
+        _check_batch_seconds(batch_seconds)
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.labels: list[str] = list(labels)
+        self.window_seconds = float(window_seconds)
+        self.hop_seconds = float(hop_seconds)
+        self.batch_seconds = float(batch_seconds)
+        self.needs_text: bool = any(getattr(u, "modality", "audio") == "text" for u in model.upstreams)
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path, device: str | torch.device = "cpu", **settings) -> "EmotionRecognizer":
+        """A model bundle from disk (never the network). settings: window_seconds, hop_seconds, batch_seconds."""
+        from ..bundle import load_bundle  # the bundle pulls in training code: only when loading one
+
+        model, _, labels = load_bundle(bundle_dir)
+        return cls(model, labels, device=device, **settings)
+
+    def predict(
+        self, audio: AudioInput, sample_rate: int | None = None, text: str | None = None, **settings
+    ) -> Prediction:
+        """One input: a path (or binary file object), or samples [S] / [S, channels] with their sample_rate.
+        text: the transcript, required by models with a text branch. settings: as for the constructor."""
+        result = self._run([audio], [sample_rate], [text], skip_errors=False, **settings)[0]
+        return self._prediction(result)
+
+    def predict_batch(
+        self,
+        inputs: Sequence[AudioInput],
+        sample_rate: int | Sequence[int | None] | None = None,
+        texts: Sequence[str | None] | None = None,
+        skip_errors: bool = False,
+        **settings,
+    ) -> list[Prediction | PredictionFailure]:
+        """Several inputs, batched by length (all their windows together); results in input order.
+
+        sample_rate: for array inputs, one for all or one per input. skip_errors: an input that fails gives a
+        PredictionFailure in its place instead of raising (the others are still predicted)."""
+        inputs = list(inputs)
+        rates = list(sample_rate) if isinstance(sample_rate, (list, tuple)) else [sample_rate] * len(inputs)
+        texts = list(texts) if texts is not None else [None] * len(inputs)
+        if len(rates) != len(inputs) or len(texts) != len(inputs):
+            raise ConfigError(
+                f"predict_batch got {len(inputs)} inputs but {len(rates)} sample rates and {len(texts)} texts"
+            )
+        items = self._run(inputs, rates, texts, skip_errors=skip_errors, **settings)
+        return [self._prediction(item) if isinstance(item, _Item) else item for item in items]
+
+    def embed(self, audio: AudioInput, sample_rate: int | None = None, text: str | None = None, **settings) -> np.ndarray:
+        """-> embedding [E] (float32): the classifier's input; for a windowed input the duration-weighted mean
+        of the window embeddings."""
+        item = self._run([audio], [sample_rate], [text], skip_errors=False, **settings)[0]
+        return weighted_mean(item.embeddings, _span_seconds(item)).astype(np.float32)
+
+    # -- the batch loop ---------------------------------------------------------------------------------
+
+    def _run(self, inputs, rates, texts, skip_errors: bool, window_seconds: float | None = None,
+             hop_seconds: float | None = None, batch_seconds: float | None = None) -> list[_Item | PredictionFailure]:
+        window = self.window_seconds if window_seconds is None else float(window_seconds)
+        hop = self.hop_seconds if hop_seconds is None else float(hop_seconds)
+        budget = self.batch_seconds if batch_seconds is None else float(batch_seconds)
+        check_windowing(window, hop)
+        _check_batch_seconds(budget)
+
+        items: list[_Item | SerkitError] = []
+        for audio, rate, text in zip(inputs, rates, texts):
+            try:
+                items.append(self._plan(audio, rate, text, window, hop))
+            except SerkitError as error:
+                if not skip_errors:
+                    raise
+                items.append(error)
+        pieces = [(i, k) for i, item in enumerate(items) if isinstance(item, _Item) for k in range(len(item.spans))]
+        durations = [_piece_seconds(items[i], k) for i, k in pieces]
+        # Sorted by length and cut by padded duration: the training sampler's rule, without shuffling.
+        for batch in DurationBatchSampler(durations, budget, shuffle=False) if pieces else []:
+            self._run_batch([pieces[j] for j in batch], items, skip_errors)
+
+        results: list[_Item | PredictionFailure] = []
+        for audio, item in zip(inputs, items):
+            error = item if isinstance(item, SerkitError) else item.error
+            results.append(PredictionFailure(_name(audio), str(error)) if error is not None else item)
+        return results
+
+    def _plan(self, audio, rate, text, window: float, hop: float) -> _Item:
+        source = open_source(audio, rate)
+        if self.needs_text and text is None:
+            raise ConfigError(
+                f"{source.name or '<array>'}: this model has a text branch and needs the transcript of every "
+                "input (pass text=...; `serkit predict` reads a sidecar <audio>.txt or --transcripts FILE)"
+            )
+        spans = plan_spans(source.frames, source.sample_rate, window, hop)
+        return _Item(source, text, spans, [None] * len(spans), [None] * len(spans))
+
+    def _run_batch(self, pieces: list[tuple[int, int]], items: list, skip_errors: bool) -> None:
+        waves, kept = [], []
+        for i, k in pieces:
+            item = items[i]
+            if item.error is not None:
+                continue
+            try:
+                waves.append(torch.from_numpy(read_span(item.source, *item.spans[k])))
+                kept.append((i, k))
+            except SerkitError as error:
+                if not skip_errors:
+                    raise
+                item.error = error
+        # a later window of an input may have failed after an earlier one was read into this batch
+        keep = [n for n, (i, _) in enumerate(kept) if items[i].error is None]
+        if not keep:
+            return
+        wavs, wav_lens = pad_waves([waves[n] for n in keep])
+        texts = [items[kept[n][0]].text for n in keep] if self.needs_text else None
+        with torch.inference_mode():
+            embeddings = self.model.embed(wavs.to(self.device), wav_lens.to(self.device), texts)
+            probabilities = torch.softmax(self.model.classifier(embeddings).float(), dim=-1)
+        for row, n in enumerate(keep):
+            i, k = kept[n]
+            items[i].probabilities[k] = probabilities[row].cpu().numpy()
+            items[i].embeddings[k] = embeddings[row].float().cpu().numpy()
+
+    def _prediction(self, item: _Item) -> Prediction:
+        source = item.source
+        if len(item.spans) == 1:
+            whole = item.probabilities[0].astype(np.float64)
+            windows = []
+        else:
+            whole = weighted_mean(item.probabilities, _span_seconds(item))
+            windows = [
+                WindowPrediction(first / source.sample_rate, stop / source.sample_rate,
+                                 argmax_label(self.labels, p), probability_dict(self.labels, p))
+                for (first, stop), p in zip(item.spans, item.probabilities)
+            ]
+        return Prediction(argmax_label(self.labels, whole), probability_dict(self.labels, whole),
+                          source.duration, source.name, windows)
+
+
+def _span_seconds(item: _Item) -> list[float]:
+    return [(stop - first) / item.source.sample_rate for first, stop in item.spans]
+
+
+def _piece_seconds(item: _Item, k: int) -> float:
+    first, stop = item.spans[k]
+    return (stop - first) / item.source.sample_rate
+
+
+def _name(audio) -> str | None:
+    if isinstance(audio, (str, Path)):
+        return str(audio)
+    name = getattr(audio, "name", None)
+    return str(name) if isinstance(name, (str, Path)) else None
+
+
+def _check_batch_seconds(batch_seconds: float) -> None:
+    if not batch_seconds > 0:
+        raise ConfigError(f"batch_seconds is {batch_seconds}; expected a positive number of seconds of padded audio")

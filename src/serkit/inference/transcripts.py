@@ -1,0 +1,83 @@
+"""Transcripts for models with a text branch: a sidecar file beside the audio, or a table of path -> text.
+
+Lookup order for an audio file `dir/a.wav`: the table (a CSV or JSONL file with a path and a text column;
+relative paths in it are taken relative to the table's own folder, then as given), then the sidecar
+`dir/a.txt`, then `dir/a.wav.txt`. None when nothing is found.
+
+>>> import tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (root / "a.txt").write_text("I am so happy today\\n")
+>>> _ = (root / "table.csv").write_text("path,text\\nb.wav,the cat sat\\n")
+>>> lookup = Transcripts.from_file(root / "table.csv")
+>>> lookup.text_for(root / "a.wav"), lookup.text_for(root / "b.wav"), lookup.text_for(root / "c.wav")
+('I am so happy today', 'the cat sat', None)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from ..errors import DataError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+class Transcripts:
+    """path -> transcript; `text_for(audio_path)` also looks for sidecar files."""
+
+    def __init__(self, table: dict[str, str] | None = None):
+        self.table = {_key(path): text for path, text in (table or {}).items()}
+
+    @classmethod
+    def from_file(cls, path: str | Path, path_column: str = "path", text_column: str = "text") -> "Transcripts":
+        """A CSV (header row) or JSONL (one object per line) table with `path_column` and `text_column`."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError("transcripts file not found", path)
+        rows = _jsonl_rows(path) if path.suffix.lower() in JSONL_SUFFIXES else _csv_rows(path)
+        table: dict[str, str] = {}
+        for line, row in rows:
+            for column in (path_column, text_column):
+                if not isinstance(row.get(column), str):
+                    raise DataError(f"expected a text column {column!r} (columns: {', '.join(row)})", path, line)
+            audio = Path(row[path_column])
+            table[str(audio if audio.is_absolute() else path.parent / audio)] = row[text_column]
+            table.setdefault(row[path_column], row[text_column])  # also as written, relative to the cwd
+        return cls(table)
+
+    def text_for(self, audio_path: str | Path) -> str | None:
+        text = self.table.get(_key(audio_path))
+        if text is not None:
+            return text
+        audio_path = Path(audio_path)
+        for sidecar in (audio_path.with_suffix(".txt"), Path(f"{audio_path}.txt")):
+            if sidecar.is_file():
+                return sidecar.read_text(encoding="utf-8").strip()
+        return None
+
+
+def _key(path: str | Path) -> str:
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _csv_rows(path: Path):
+    with path.open(newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            yield line, row
+
+
+def _jsonl_rows(path: Path):
+    with path.open(encoding="utf-8") as f:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(f"not valid JSON ({e.msg})", path, line) from None
+            if not isinstance(row, dict):
+                raise DataError("expected a JSON object per line", path, line)
+            yield line, row

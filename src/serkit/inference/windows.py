@@ -1,0 +1,59 @@
+"""Sliding windows over long inputs, and how window results combine into the whole input's.
+
+An input not longer than one window is predicted whole. A longer one is cut into windows of `window` seconds
+starting every `hop` seconds; the last window ends at the end of the input (it is then shorter, but longer
+than window - hop, since the window before it had not reached the end). The whole-input probabilities are
+the duration-weighted mean of the windows', so a short last window counts for what it covers.
+
+>>> plan_spans(frames=25, sample_rate=1, window_seconds=10, hop_seconds=5)
+[(0, 10), (5, 15), (10, 20), (15, 25)]
+>>> plan_spans(frames=8, sample_rate=1, window_seconds=10, hop_seconds=5)
+[(0, 8)]
+>>> weighted_mean([[1.0, 0.0], [0.0, 1.0]], [3.0, 1.0]).tolist()
+[0.75, 0.25]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+DEFAULT_WINDOW_SECONDS = 10.0
+DEFAULT_HOP_SECONDS = 5.0
+
+
+def check_windowing(window_seconds: float, hop_seconds: float) -> None:
+    """ConfigError unless 0 < hop_seconds <= window_seconds (both finite)."""
+    if not (math.isfinite(window_seconds) and window_seconds > 0):
+        raise ConfigError(f"window_seconds is {window_seconds}; expected a positive number of seconds")
+    if not (math.isfinite(hop_seconds) and 0 < hop_seconds <= window_seconds):
+        raise ConfigError(
+            f"hop_seconds is {hop_seconds}; expected a positive number of seconds, at most window_seconds "
+            f"({window_seconds}) so that the windows cover the whole input"
+        )
+
+
+def plan_spans(frames: int, sample_rate: int, window_seconds: float, hop_seconds: float) -> list[tuple[int, int]]:
+    """[(first, stop)] frames (native rate) of each window; [(0, frames)] when the input fits one window."""
+    window = max(1, round(window_seconds * sample_rate))
+    hop = max(1, round(hop_seconds * sample_rate))
+    if frames <= window:
+        return [(0, frames)]
+    spans, first = [], 0
+    while True:
+        stop = min(first + window, frames)
+        spans.append((first, stop))
+        if stop >= frames:
+            return spans
+        first += hop
+
+
+def weighted_mean(values: Sequence[Sequence[float]] | np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """values [N, C], weights [N] (window durations) -> [C] weighted mean (float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    return (values * weights[:, None]).sum(axis=0) / weights.sum()

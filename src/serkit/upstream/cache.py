@@ -1,0 +1,204 @@
+"""Feature cache for frozen upstreams: each utterance's frames are computed once and read from disk after.
+
+A frozen upstream (freeze policy "all") gives the same frames for the same samples every time, so training
+needs to run it only once per utterance: every later epoch, fold and run then costs only the downstream.
+`FeatureCache` sits between `SERModel` and such an upstream (see `SERModel.use_feature_cache`); the
+upstream contract and the model's state_dict are untouched, so bundles are the same with or without it.
+
+Key of one utterance's entry = sha256 of
+  - the upstream's identity (`upstream_fingerprint`): its class and the code of its module, the config
+    fields that change its output (name, whisper_input, cmn, ...; not source/layers/freeze), the config
+    files it saves into a bundle (HF config.json, preprocessor config), and every weight and buffer;
+  - the layers stored: the ones the layer selector reads (all for "weighted", one for "last" / an index);
+  - the storage dtype;
+  - the CONTENT: sha1 of the float32 samples actually fed (wavs[b, :wav_lens[b]]), so two files with the
+    same audio share an entry and an edited file misses, whatever its path.
+
+Layout: `<directory>/<upstream key>/upstream.json` (what the key stands for, for people) and
+`<directory>/<upstream key>/<ab>/<content sha1>.safetensors`, one file per utterance holding
+`layer_<i>` [T_real, D] for each stored layer (real frames only; padding is never stored).
+Writes go to a temporary file that is renamed into place, so concurrent writers (DDP ranks, two runs)
+and a crash never leave half a file; an unreadable file counts as a miss and is rewritten.
+
+Size (float16, the default): T x D x 2 bytes per stored layer; RAVDESS (1440 clips, ~3.7 s, 50 Hz) with
+Whisper tiny.en "weighted" (5 layers x 384) is ~1.0 GB, Whisper base (7 x 512) ~1.9 GB; float32 doubles it.
+What a hit returns is bit-identical to what the miss that stored it returned (both are the stored values),
+so epoch 1 and later epochs see the same features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch.nn.utils.rnn import pad_sequence
+
+from ..errors import ConfigError
+from .audio import check_batch
+from .base import Upstream, UpstreamConfig, UpstreamOutput
+from .layers import LayerSelector
+
+CACHE_FORMAT = 1  # bump when the file layout or the key recipe changes
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+# config fields that do not change what the upstream itself outputs (source: the weights and config files
+# are hashed instead, so one model under two paths shares its entries)
+_NOT_OUTPUT_FIELDS = ("source", "layers", "layer_norm", "freeze")
+
+
+def content_key(samples: torch.Tensor) -> str:
+    """sha1 of the samples [S] as float32 bytes: the same audio gives the same key wherever it comes from."""
+    array = samples.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.sha1(array.tobytes()).hexdigest()
+
+
+def upstream_fingerprint(upstream: Upstream, cfg: UpstreamConfig) -> str:
+    """sha256 (hex) of everything that decides a frozen upstream's output (see the module docstring)."""
+    digest = hashlib.sha256(f"serkit-feature-cache/{CACHE_FORMAT}".encode())
+    cls = type(upstream)
+    digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+    source_file = inspect.getsourcefile(cls)
+    if source_file:  # code changes (a fixed bug) must not be served stale frames
+        digest.update(Path(source_file).read_bytes())
+    fields = {k: v for k, v in asdict(cfg).items() if k not in _NOT_OUTPUT_FIELDS}
+    digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        upstream.save_config_files(tmp)
+        for path in sorted(Path(tmp).rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(tmp).as_posix().encode())
+                digest.update(path.read_bytes())
+    for name, tensor in sorted(upstream.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def layers_read(selector: LayerSelector) -> tuple[int, ...]:
+    """The layer indices a selector reads: all of them for "weighted", else the chosen one."""
+    if selector.choice == "weighted":
+        return tuple(range(selector.num_layers))
+    return (int(selector.choice),)
+
+
+class FeatureCache:
+    """Callable in place of a frozen upstream: (upstream, wavs [B, S], wav_lens [B]) -> UpstreamOutput.
+
+    hidden: num_layers entries, [B, T, D] float32 for the stored layers (T = max real frames in the batch,
+    zero-padded) and None for the layers the selector never reads. Only the rows missing from the cache are
+    run through the upstream (as one smaller batch); `hits` / `misses` count rows, `upstream_calls` batches.
+    """
+
+    def __init__(self, directory: str | Path, fingerprint: str, num_layers: int, layers: tuple[int, ...],
+                 dtype: str = "float16", description: dict | None = None):
+        if dtype not in DTYPES:
+            raise ConfigError(f"train.feature_cache_dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+        if not layers or not all(0 <= i < num_layers for i in layers):
+            raise ValueError(f"layers {layers} must be a non-empty subset of 0..{num_layers - 1}")
+        self.num_layers = num_layers
+        self.layers = tuple(sorted(set(layers)))
+        self.dtype = DTYPES[dtype]
+        key = hashlib.sha256(f"{fingerprint}|{self.layers}|{dtype}".encode()).hexdigest()[:24]
+        self.directory = Path(directory) / key
+        self.description = {"format": CACHE_FORMAT, "fingerprint": fingerprint, "layers": list(self.layers),
+                            "dtype": dtype, **(description or {})}
+        self.hits = self.misses = self.upstream_calls = 0
+
+    @classmethod
+    def for_upstream(cls, upstream: Upstream, cfg: UpstreamConfig, selector: LayerSelector,
+                     directory: str | Path, dtype: str = "float16") -> "FeatureCache":
+        """A cache for `upstream` (which must be frozen: a trained encoder changes its frames every step)."""
+        if not upstream.frozen:
+            raise ConfigError(f"upstream {cfg.name!r} (freeze={cfg.freeze!r}) is trained, so its frames cannot "
+                              "be cached: only freeze 'all' upstreams can use train.feature_cache")
+        description = {"upstream": cfg.name, "source": cfg.source, "whisper_input": cfg.whisper_input,
+                       "cmn": cfg.cmn, "class": type(upstream).__qualname__}
+        return cls(directory, upstream_fingerprint(upstream, cfg), upstream.num_layers, layers_read(selector),
+                   dtype, description)
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.safetensors"
+
+    @torch.no_grad()
+    def __call__(self, upstream: Upstream, wavs: torch.Tensor, wav_lens: torch.Tensor,
+                 texts: list[str] | None = None) -> UpstreamOutput:
+        wav_lens = check_batch(wavs, wav_lens)
+        keys = [content_key(wavs[b, : int(n)]) for b, n in enumerate(wav_lens.tolist())]
+        rows: dict[str, list[torch.Tensor]] = {}
+        for key in dict.fromkeys(keys):  # unique keys, batch order
+            stored = self._read(key)
+            if stored is not None:
+                rows[key] = stored
+        self.hits += sum(key in rows for key in keys)
+        missing = [b for b, key in enumerate(keys) if key not in rows]
+        self.misses += len(missing)
+        if missing:
+            self._compute(upstream, wavs, wav_lens, texts, missing, keys, rows)
+        per_row = [rows[key] for key in keys]
+        frame_lens = torch.tensor([layers[0].shape[0] for layers in per_row], dtype=torch.long, device=wavs.device)
+        hidden: list[torch.Tensor | None] = [None] * self.num_layers
+        for slot, layer in enumerate(self.layers):
+            hidden[layer] = pad_sequence([r[slot] for r in per_row], batch_first=True).to(wavs.device, torch.float32)
+        return UpstreamOutput(hidden, frame_lens)
+
+    def _compute(self, upstream, wavs, wav_lens, texts, missing, keys, rows) -> None:
+        """Run the upstream on the missing rows only (duplicates once), store them, put them in `rows`."""
+        firsts = list({keys[b]: b for b in missing[::-1]}.values())  # first row of each new key...
+        firsts.sort()  # ...in batch order
+        index = torch.tensor(firsts, device=wavs.device)
+        sub_lens = wav_lens[index]
+        sub_wavs = wavs[index, : int(sub_lens.max())]
+        sub_texts = None if texts is None else [texts[b] for b in firsts]
+        output = upstream(sub_wavs, sub_lens, sub_texts)
+        self.upstream_calls += 1
+        for j, b in enumerate(firsts):
+            frames = int(output.frame_lens[j])
+            # what is returned is what is stored (rounded to the storage dtype), so a hit equals this miss
+            layers = [output.hidden[i][j, :frames].detach().to("cpu", self.dtype).contiguous() for i in self.layers]
+            self._write(keys[b], layers)
+            rows[keys[b]] = layers
+
+    def _read(self, key: str) -> list[torch.Tensor] | None:
+        path = self.path_for(key)
+        if not path.is_file():
+            return None
+        try:
+            tensors = load_file(path)
+            return [tensors[f"layer_{i}"] for i in self.layers]
+        except (SafetensorError, KeyError, OSError) as error:  # a damaged entry is recomputed, not fatal
+            warnings.warn(f"feature cache entry {path} is unreadable ({error}); recomputing it", stacklevel=2)
+            return None
+
+    def _write(self, key: str, layers: list[torch.Tensor]) -> None:
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        description = self.directory / "upstream.json"
+        if not description.is_file():
+            _atomic_write(description, lambda p: Path(p).write_text(json.dumps(self.description, indent=2)))
+        tensors = {f"layer_{i}": t for i, t in zip(self.layers, layers)}
+        _atomic_write(path, lambda p: save_file(tensors, p, metadata={"frames": str(layers[0].shape[0])}))
+
+    def stats(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "upstream_calls": self.upstream_calls,
+                "directory": str(self.directory)}
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(tmp_path) then rename onto `path`: readers see the old file, the new one, or none."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

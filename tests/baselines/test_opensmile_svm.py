@@ -1,0 +1,95 @@
+"""openSMILE eGeMAPS + linear SVM baseline on a tiny synthetic manifest corpus (two 'emotions' that differ in
+pitch and loudness, four speakers): it runs the corpus's own folds, picks C on validation, learns, and reuses
+its feature cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("opensmile", reason="the baseline needs the optional package opensmile (pip install serkit[baseline])")
+
+from serkit.baselines import opensmile_svm  # noqa: E402
+from serkit.cli import main  # noqa: E402
+
+SPEAKERS = ("spk1", "spk2", "spk3", "spk4")
+
+
+def voice(f0: float, loudness: float, seed: int, seconds: float = 1.0) -> np.ndarray:
+    """A vowel-like harmonic tone at `f0` Hz with a little vibrato and noise, [S] float32 at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    f0_track = f0 * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))
+    phase = 2 * np.pi * np.cumsum(f0_track) / 16000
+    tone = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = np.minimum(1, np.minimum(t, t[-1] - t) / 0.05)
+    return (loudness * envelope * tone / 2 + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """24 files: per speaker 3 'calm' (low, soft) and 3 'excited' (high, loud) clips; speaker-wise pitch offsets."""
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    lines = ["path,label,speaker"]
+    for s, speaker in enumerate(SPEAKERS):
+        for i in range(6):
+            label = "calm" if i % 2 == 0 else "excited"
+            f0 = (120 if label == "calm" else 260) * (1 + 0.08 * s) * (1 + 0.03 * i)
+            loudness = 0.15 if label == "calm" else 0.6
+            name = f"{speaker}_{i}.wav"
+            sf.write(root / name, voice(f0, loudness, seed=10 * s + i), 16000)
+            lines.append(f"{name},{label},{speaker}")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv"
+
+
+def test_runs_every_fold_and_learns(manifest, tmp_path):
+    summary, fits = opensmile_svm.run_opensmile_svm("manifest", manifest, tmp_path, c_grid=(1e-3, 1e-1))
+    assert [f.fold for f in fits] == [1, 2, 3, 4]  # one fold per speaker
+    for fit in fits:
+        assert fit.c in (1e-3, 1e-1) and set(fit.valid_ua_by_c) == {1e-3, 1e-1}
+        assert fit.valid.ua == max(fit.valid_ua_by_c.values())  # C chosen by validation UA
+        assert fit.test.n == 6 and fit.test.ua >= 0.8, f"fold {fit.fold}: test UA {fit.test.ua}"
+    assert sorted(summary.labels) == ["calm", "excited"]
+    for name in ("cv.md", "cv.csv", "cv.json", "baseline.json", "egemaps.npz", "confusion.png"):
+        assert (tmp_path / name).is_file(), name
+    record = json.loads((tmp_path / "baseline.json").read_text())
+    assert record["per_fold"][0]["c"] == fits[0].c and len(record["per_fold"]) == 4
+
+
+def test_features_are_cached_and_follow_file_changes(manifest, tmp_path, monkeypatch):
+    from serkit.data.summary import prepare_corpus
+
+    _, prepared, _ = prepare_corpus("manifest", manifest)
+    utterances = prepared.utterances[:3]
+    cache = tmp_path / "features.npz"
+    first = opensmile_svm.egemaps_features(utterances, cache)
+    assert first.shape == (3, 88) and np.isfinite(first).all()
+    assert not np.allclose(first[0], first[1])
+    with monkeypatch.context() as patch:  # a second call reads every row from the cache
+        patch.setattr(opensmile_svm, "_smile", lambda: pytest.fail("features were recomputed"))
+        assert np.array_equal(opensmile_svm.egemaps_features(utterances, cache), first)
+    path = utterances[0].path
+    sf.write(path, voice(400, 0.9, seed=99), 16000)  # the file changes: its row is recomputed
+    again = opensmile_svm.egemaps_features(utterances, cache)
+    assert not np.allclose(again[0], first[0]) and np.array_equal(again[1:], first[1:])
+
+
+def test_command_prints_the_table_and_refuses_bad_input(manifest, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), "--folds", "1,2",
+                 "--c", "0.01", "--out", str(out), "--features", str(tmp_path / "shared.npz")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "mean ± std" in printed and "C chosen per fold: 1: 0.01, 2: 0.01" in printed
+    assert json.loads((out / "baseline.json").read_text())["folds"] == [1, 2]
+    assert (tmp_path / "shared.npz").is_file() and not (out / "egemaps.npz").exists()
+    assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest),
+                 "--folds", "9", "--out", str(out)]) == 1
+    assert "folds [9] do not exist" in capsys.readouterr().err
+    assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), "--c", "x",
+                 "--out", str(out)]) == 1
+    assert "--c: expected comma-separated numbers" in capsys.readouterr().err

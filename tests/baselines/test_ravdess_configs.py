@@ -1,0 +1,39 @@
+"""The RAVDESS experiment configs of docs/results.md (the systems the baseline is compared with): each one
+merges over common.yaml (and labels4.yaml) into a valid experiment, with the settings results.md states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import serkit
+from serkit.config import load_config
+from serkit.model import check_model_config
+
+CONFIGS = Path(serkit.__file__).parent / "configs" / "ravdess"
+SYSTEMS = sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name not in ("common.yaml", "labels4.yaml"))
+
+
+def test_there_are_the_systems_of_the_results_table():
+    assert {"fbank_ecapa.yaml", "whisper_tiny_mean.yaml", "whisper_tiny_mean_pad.yaml", "whisper_base_mean.yaml",
+            "whisper_tiny_ecapa.yaml", "whisper_base_ecapa.yaml", "whisper_early_fusion_ecapa.yaml",
+            "whisper_late_fusion_mean.yaml", "whisper_late_fusion_ecapa.yaml"} <= set(SYSTEMS)
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+@pytest.mark.parametrize("four_classes", [False, True])
+def test_config_merges_into_a_valid_experiment(system, four_classes):
+    files = [CONFIGS / "common.yaml", CONFIGS / system] + ([CONFIGS / "labels4.yaml"] if four_classes else [])
+    cfg = load_config(*files)
+    check_model_config(cfg.model)
+    assert cfg.data.corpus == "ravdess" and cfg.name == f"ravdess_{system.removesuffix('.yaml')}"
+    assert cfg.data.labels == (["neutral", "happy", "angry", "sad"] if four_classes else [])
+    assert cfg.train.average and cfg.train.top_k == 5 and cfg.train.monitor == "ua"
+    frozen = all(u.freeze == "all" for u in cfg.model.upstreams)
+    # the cache is on exactly where it can work: every upstream frozen
+    assert (cfg.train.feature_cache is not None) == frozen
+    for upstream in cfg.model.upstreams:
+        if upstream.name == "whisper":
+            assert upstream.whisper_input == ("pad" if system.endswith("_pad.yaml") else "crop")
+            assert upstream.layers == "weighted"
