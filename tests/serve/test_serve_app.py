@@ -70,7 +70,7 @@ BAD_REQUESTS = {
                             400, "multipart"),
     "empty file": (lambda audio: {"files": {"file": ("empty.wav", b"")}}, 400, "'empty.wav' is empty"),
     "not audio": (lambda audio: {"files": {"file": ("notes.txt", b"just some text\n" * 50, "text/plain")}}, 415,
-                  "cannot decode 'notes.txt' as audio"),
+                  "'notes.txt': cannot decode audio"),
     "truncated audio header": (lambda audio: {"files": {"file": ("cut.wav", audio[:20])}}, 415, "'cut.wav'"),
     "oversized upload": (lambda audio: {"files": {"file": ("big.wav", b"\0" * 2_200_000)}}, 413, "--max-upload-mb"),
 }

@@ -170,7 +170,7 @@ def test_a_refused_upload_shows_the_servers_message(page, tmp_path):
     page.set_input_files("#file-input", str(notes))
     page.wait_for_selector("#error:not([hidden])", timeout=10_000)
     message = page.text_content("#error")
-    assert "cannot decode 'notes.txt' as audio" in message and "HTTP 415" in message
+    assert "'notes.txt': cannot decode audio" in message and "HTTP 415" in message
     screenshot(page, tmp_path, "serve_page_error.png")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import ConfigError
+from ..util.atomic import write_text
 from .metrics import Metrics
 from .tables import DASH, CVSummary, MeanStd
 
@@ -126,9 +127,7 @@ def write_table1(results: Mapping[int, CVSummary | Metrics], out_dir: str | Path
     paths = {}
     for ext, text in texts.items():
         paths[ext] = out_dir / f"table1.{ext}"
-        tmp = paths[ext].with_name(paths[ext].name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(paths[ext])
+        write_text(paths[ext], text)
     return paths
 
 

@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..errors import DataError
+from ..util.atomic import atomic_file
 from .tables import CVSummary
 
 
@@ -89,7 +90,6 @@ def plot_fold_scores(summary: CVSummary, path: str | Path, title: str = "",
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png")  # the size stays figsize * dpi: no bbox_inches="tight" cropping
-    tmp.replace(path)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png")  # the size stays figsize * dpi: no bbox_inches="tight" cropping
     return path

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..util.atomic import write_text
 from .metrics import Metrics, metrics_from_confusion
 
 SCORES = ("wa", "ua", "macro_f1")
@@ -210,7 +211,7 @@ class CVSummary:
         paths = {}
         for ext, text in texts.items():
             paths[ext] = out_dir / f"{stem}.{ext}"
-            _write_atomic(paths[ext], text)
+            write_text(paths[ext], text)
         return paths
 
     @staticmethod
@@ -227,8 +228,3 @@ def _pct(fraction: float) -> str:
         return DASH
     return f"{100 * fraction:.2f}"
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
