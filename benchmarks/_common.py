@@ -28,15 +28,19 @@ SAMPLE_RATE = 16000
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def parser(doc: str, repeats: int = 5, warmup: int = 1, repeats_help: str | None = None) -> argparse.ArgumentParser:
-    """An ArgumentParser with the options every script has: --threads, --repeats, --warmup, --seed, --out."""
+def parser(doc: str, repeats: int = 5, warmup: int | None = 1, repeats_help: str | None = None,
+           warmup_help: str | None = None) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every script has: --threads, --repeats, --warmup (unless warmup is
+    None: nothing to warm up), --seed, --out. The help texts say what a repeat / warm-up is in that script."""
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--threads", type=int, default=1,
                    help="torch / BLAS / OpenMP threads, the same for both sides of the comparison")
     p.add_argument("--repeats", type=int, default=repeats,
                    help=repeats_help or "timed runs per side (the median is reported)")
-    p.add_argument("--warmup", type=int, default=warmup, help="untimed runs per side before the timed ones")
+    if warmup is not None:
+        p.add_argument("--warmup", type=int, default=warmup,
+                       help=warmup_help or "untimed runs per side before the timed ones")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs")
     p.add_argument("--out", type=Path, help="also write the Markdown table to this file")
     return p
@@ -76,7 +80,7 @@ def setup(args: argparse.Namespace) -> None:
 
 
 def quiet_lightning() -> None:
-    """Lightning sets its loggers to INFO when it is imported ("GPU available: False", tips): call after importing it."""
+    """Lightning sets its loggers to INFO when imported ("GPU available: False", tips): call after importing it."""
     import logging
 
     import lightning  # noqa: F401
@@ -242,6 +246,12 @@ def save_speech_model(directory: Path, family: str, size: str, seed: int) -> Pat
 def encoder_description(family: str, size: str) -> str:
     spec = SMALL_SPEECH if size == "small" else {"hidden_size": 32, "num_hidden_layers": 2}
     return f"{size} random {family} (hidden {spec['hidden_size']}, {spec['num_hidden_layers']} layers)"
+
+
+def shown(path: Path) -> str:
+    """A path as tables show it: relative to the working directory when that is shorter (../shared/...)."""
+    relative = os.path.relpath(path)
+    return relative if len(relative) < len(str(path)) else str(path)
 
 
 def tiny_bundle_config(upstream: dict, aggregator: str = "mean") -> dict:

@@ -79,7 +79,7 @@ def _default_buckets() -> int:
 
 
 def main() -> int:
-    p = _common.parser(__doc__, repeats=5, warmup=0, repeats_help="epochs per distribution (the median is reported)")
+    p = _common.parser(__doc__, repeats=5, warmup=None, repeats_help="epochs per distribution (the median is reported)")
     p.add_argument("--ravdess", help="RAVDESS folder (default: ../shared/data/ravdess when present; 'none': skip)")
     p.add_argument("--max-batch-seconds", type=float, default=60.0,
                    help="the sampler's budget of padded seconds per batch (serkit's default data.max_batch_seconds)")
@@ -97,9 +97,10 @@ def main() -> int:
     distributions = [("IEMOCAP-like (lognormal, seeded)", iemocap_like(args.seed))]
     ravdess = _common.optional_dir(args.ravdess, _common.RAVDESS)
     if ravdess is not None:
-        distributions.insert(0, (f"RAVDESS (real, {ravdess})", ravdess_durations(ravdess)))
+        distributions.insert(0, (f"RAVDESS (real, {_common.shown(ravdess)})", ravdess_durations(ravdess)))
     else:
-        table.notes.append("RAVDESS row skipped: no ../shared/data/ravdess here (pass --ravdess DIR)")
+        table.notes.append("RAVDESS row skipped: no RAVDESS folder (../shared/data/ravdess is absent or --ravdess "
+                           "none; pass --ravdess DIR)")
     for name, durations in distributions:
         result = measure(durations, args.max_batch_seconds, args.repeats, args.seed)
         serkit, baseline = _common.median(result["serkit"]), _common.median(result["baseline"])

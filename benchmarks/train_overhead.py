@@ -180,7 +180,8 @@ def _eval_mode_modules(model) -> int:
 
 
 def main() -> int:
-    p = _common.parser(__doc__, repeats=5, warmup=1)
+    p = _common.parser(__doc__, repeats=5, warmup=1, repeats_help="timed fits per side (the median is reported)",
+                       warmup_help="untimed fits per side first")
     p.add_argument("--steps", type=int, default=30, help="optimiser steps per fit")
     p.add_argument("--skip-steps", type=int, default=5, help="first steps of each fit left out of the median")
     p.add_argument("--batch-size", type=int, default=8)

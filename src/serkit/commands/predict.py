@@ -16,8 +16,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                         "recursively for audio files) or - to read paths from stdin, one per line")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default: jsonl)")
     p.add_argument("--out", help="write the rows to this file (default: stdout)")
-    p.add_argument("--batch-seconds", type=float, default=60.0,
-                   help="most padded audio per batch, in seconds (default: 60)")
+    p.add_argument("--batch-seconds", type=float, default=None,
+                   help="most padded audio per batch, in seconds (default: 10 on a CPU, 60 on a GPU)")
     p.add_argument("--window", type=float, default=10.0,
                    help="inputs longer than this many seconds are predicted in windows of this length (default: 10)")
     p.add_argument("--hop", type=float, default=5.0, help="seconds between window starts (default: 5)")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .sampler import DEFAULT_NUM_BUCKETS
+
 
 @dataclass
 class DataConfig:
     """corpus: registry key ("iemocap", "ravdess", "manifest"); root: its folder (or the manifest file).
     labels: the class set in index order (empty: the corpus default); label_map: merge/rename labels
     before filtering (e.g. {exc: hap}); options: corpus-specific keyword arguments for prepare/split
-    (e.g. valid: superb | speaker for IEMOCAP). max_batch_seconds: audio per batch (bucketed sampler).
+    (e.g. valid: superb | speaker for IEMOCAP). max_batch_seconds: audio per batch (bucketed sampler);
+    num_buckets: length buckets of that sampler (more: less padding, less shuffling).
     check: decode every utterance before training and refuse the corpus if any file is missing, unreadable or
     undecodable (results cached in the run dir, see data/check.py). skip: a skip list (one audio path per
     line, as `serkit data --check --write-skip FILE` writes it): those files are left out of training."""
@@ -21,6 +24,7 @@ class DataConfig:
     label_map: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     max_batch_seconds: float = 60.0
+    num_buckets: int = DEFAULT_NUM_BUCKETS
     num_workers: int = 0
     check: bool = True
     skip: str | None = None

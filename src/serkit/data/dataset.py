@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from .audio import TARGET_SAMPLE_RATE, load_audio
 from .batch import Batch, pad_waves
 from .labels import label_index
-from .sampler import DurationBatchSampler
+from .sampler import DEFAULT_NUM_BUCKETS, DurationBatchSampler
 from .utterance import Utterance
 
 
@@ -70,6 +70,7 @@ def build_loader(
     num_replicas: int = 1,
     rank: int = 0,
     root: str | Path | None = None,
+    num_buckets: int = DEFAULT_NUM_BUCKETS,
 ) -> DataLoader:
     """A DataLoader of Batch over `utterances`, batched by DurationBatchSampler. Outside Lightning (which
     does it by itself), call `loader.batch_sampler.set_epoch(epoch)` before each epoch."""
@@ -79,6 +80,7 @@ def build_loader(
         max_batch_seconds,
         shuffle=shuffle,
         seed=seed,
+        num_buckets=num_buckets,
         num_replicas=num_replicas,
         rank=rank,
     )

@@ -48,7 +48,13 @@ from .inputs import AudioInput, AudioSource, open_source, read_span
 from .results import Prediction, PredictionFailure, WindowPrediction, argmax_label, probability_dict
 from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, check_windowing, plan_spans, weighted_mean
 
-DEFAULT_BATCH_SECONDS = 60.0
+# Padded audio per batch when none is given: batches pay off on a GPU; on a CPU a 60 s batch pushes the
+# convolutional front end's activations out of cache and runs slower per clip than ~10 s (benchmarks/inference.py).
+DEFAULT_BATCH_SECONDS = {"cpu": 10.0, "other": 60.0}
+
+
+def default_batch_seconds(device: torch.device) -> float:
+    return DEFAULT_BATCH_SECONDS["cpu" if device.type == "cpu" else "other"]
 
 
 @dataclass
@@ -68,7 +74,8 @@ class EmotionRecognizer:
 
     window_seconds / hop_seconds: inputs longer than one window are predicted window by window (files are
     read one window at a time: memory stays flat however long the input). batch_seconds: the most padded
-    audio (batch size x longest piece) the model sees at once. All three can be changed per call.
+    audio (batch size x longest piece) the model sees at once (default: 10 s on a CPU, 60 s on a GPU). All
+    three can be changed per call.
     needs_text: the model has a text branch, so every input needs its transcript (`text=`); a windowed
     input gives each window the whole transcript. Calls keep no per-call state on the instance.
     """
@@ -80,11 +87,12 @@ class EmotionRecognizer:
         device: str | torch.device = "cpu",
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
         hop_seconds: float = DEFAULT_HOP_SECONDS,
-        batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        batch_seconds: float | None = None,
     ):
+        self.device = torch.device(device)
+        batch_seconds = default_batch_seconds(self.device) if batch_seconds is None else batch_seconds
         check_windowing(window_seconds, hop_seconds)
         _check_batch_seconds(batch_seconds)
-        self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.labels: list[str] = list(labels)
         self.window_seconds = float(window_seconds)

@@ -25,7 +25,7 @@ class FoldDataModule(L.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         return build_loader(
             self.split.train, self.labels, self.cfg.max_batch_seconds, shuffle=True, seed=self.seed,
-            num_workers=self.cfg.num_workers, num_replicas=world_size, rank=rank,
+            num_workers=self.cfg.num_workers, num_replicas=world_size, rank=rank, num_buckets=self.cfg.num_buckets,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -31,6 +31,12 @@ class SERModule(L.LightningModule):
         """-> logits [B, C]."""
         return self.model(batch.wavs, batch.wav_lens, batch.texts)
 
+    def on_train_epoch_start(self) -> None:
+        # Lightning >= 2.6 keeps each module's mode as it finds it, and from_pretrained() hands back encoders
+        # in eval mode: without this a fine-tuned upstream would train with dropout and SpecAugment off.
+        # Frozen upstreams stay in eval mode whatever train() asks (Upstream.train).
+        self.model.train()
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         logits = self(batch)
         loss = F.cross_entropy(logits.float(), batch.labels)
