@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -39,7 +44,7 @@ def make_audio():
 
 class LiveServer:
     """The app on real uvicorn in a thread, on 127.0.0.1 and a free port (the socket is bound first, so
-    there is no race for the port)."""
+    there is no race for the port), with the options `serkit serve` gives uvicorn."""
 
     def __init__(self, app):
         import uvicorn
@@ -48,7 +53,10 @@ class LiveServer:
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        from serkit.serve.server import uvicorn_options
+
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                                    **uvicorn_options(app.state.limits)))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     def start(self) -> "LiveServer":
@@ -78,3 +86,60 @@ def live_server():
     yield start
     for server in servers:
         server.stop()
+
+
+class ServeProcess:
+    """`serkit serve BUNDLE ARGS...` as a user runs it: its own process, on 127.0.0.1 and a free port, output
+    to `log`. `env` is added to this process's environment."""
+
+    def __init__(self, bundle: Path, *args: str, log: Path, env: dict | None = None):
+        with socket.socket() as probe:  # a free port (released for the server to bind)
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "serkit", "serve", str(bundle), "--port", str(self.port), *args],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+            )
+        self.pid = self.process.pid
+
+    def wait_until_up(self, seconds: float = 60) -> "ServeProcess":
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"serkit serve did not come up:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serve_process(tiny_bundle):
+    """serve_process(*args, log=PATH, env=None) -> a ServeProcess of the tiny bundle, up and answering /health;
+    any still running at the end of the session is stopped."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, log: Path, env: dict | None = None) -> ServeProcess:
+        started.append(ServeProcess(tiny_bundle, *args, log=log, env=env))
+        return started[-1].wait_until_up()
+
+    yield start
+    for server in started:
+        if server.alive():
+            server.stop()

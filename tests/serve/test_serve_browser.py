@@ -9,13 +9,8 @@ import io
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -43,35 +38,13 @@ def screenshot(page, tmp_path: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server_url(tiny_bundle, tmp_path_factory):
+def server_url(serve_process, tmp_path_factory):
     """`serkit serve` in its own process on a free loopback port; stopped after the module."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serkit", "serve", str(tiny_bundle), "--port", str(port), "--max-seconds", "60"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
+    server = serve_process("--max-seconds", "60", log=tmp_path_factory.mktemp("serve") / "serve.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serkit serve did not come up:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop()
 
 
 @pytest.fixture(scope="module")

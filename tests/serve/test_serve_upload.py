@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
 from starlette.exceptions import HTTPException
 
+from serkit.serve.slots import InferenceStopped
 from serkit.serve.upload import open_upload
 
 
@@ -50,3 +52,17 @@ def test_audio_longer_than_the_limit_gets_413_from_the_header(make_audio):
     assert refused.value.status_code == 413
     assert "3.0 s long" in refused.value.detail and "at most 2.5 s" in refused.value.detail
     assert open_upload(data, "long.wav", max_seconds=3.0).name == "long.wav"  # exactly at the limit is fine
+
+
+def test_an_upload_stops_an_inference_at_its_next_window_once_told(recognizer, make_audio):
+    stop = threading.Event()
+    upload = open_upload(make_audio(25.0), "long.wav", max_seconds=60, stop=stop)
+    upload.seek(100, io.SEEK_SET)  # soundfile's seeks (offset, whence) are never interrupted
+    stop.set()
+    assert upload.seek(0, io.SEEK_SET) == 0 and upload.seek(10, io.SEEK_CUR) == 10
+    with pytest.raises(InferenceStopped, match="'long.wav'"):
+        upload.seek(0)  # the data layer's rewind before each window
+    with pytest.raises(InferenceStopped):
+        recognizer.predict(upload)  # and so the recognizer stops before its first window
+    stop.clear()
+    assert recognizer.predict(upload).duration == pytest.approx(25.0)

@@ -23,7 +23,14 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrent", type=int, default=2,
                    help="inferences run at once; more requests wait (default: 2)")
     p.add_argument("--max-waiting", type=int, default=64,
-                   help="requests that may wait for an inference slot; more get 503 (default: 64)")
+                   help="requests that may be inside beyond those running (uploading or waiting for a slot); "
+                        "more get 503 (default: 64)")
+    p.add_argument("--timeout-seconds", type=float, default=60.0,
+                   help="longest inference, seconds; a longer one gets 504 and is stopped (default: 60)")
+    p.add_argument("--upload-timeout-seconds", type=float, default=60.0,
+                   help="longest time for an upload to arrive, seconds; then 408 (default: 60)")
+    p.add_argument("--header-timeout-seconds", type=float, default=10.0,
+                   help="longest time for a request's headers to arrive, seconds; then 408 (default: 10)")
 
 
 @command("serve", "Serve a model bundle over HTTP: POST /predict, a web page at /, the OpenAPI page at /docs.",
@@ -33,21 +40,24 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve import ServeLimits, create_app
+        from ..serve.server import limit_malloc_arenas, uvicorn_options
     except ImportError as e:
         raise ConfigError(f"serkit serve needs the 'serve' extra ({e}): pip install 'serkit[serve]'") from None
     from .. import EmotionRecognizer
 
-    limits = ServeLimits.from_cli(args.max_upload_mb, args.max_seconds, args.max_concurrent, args.max_waiting)
+    limits = ServeLimits.from_cli(args.max_upload_mb, args.max_seconds, args.max_concurrent, args.max_waiting,
+                                  timeout_seconds=args.timeout_seconds,
+                                  upload_timeout_seconds=args.upload_timeout_seconds,
+                                  header_timeout_seconds=args.header_timeout_seconds)
     recognizer = EmotionRecognizer.load(args.model, device=args.device)
     if not _is_loopback(args.host):
         print(f"serkit serve: warning: listening on {args.host}: anyone who can reach this machine can use "
               "the service (it has no authentication)", file=sys.stderr)
     print(f"serkit serve: {args.model} ({', '.join(recognizer.labels)}) on http://{args.host}:{args.port}/ "
           f"(API: /docs)", flush=True)
-    # Connections beyond those that may hold an inference slot, plus room for /health and page loads, get
-    # uvicorn's 503: a flood of idle or trickling connections cannot pile up without bound.
+    limit_malloc_arenas()
     uvicorn.run(create_app(recognizer, limits), host=args.host, port=args.port, log_level="info",
-                limit_concurrency=limits.max_concurrent + limits.max_waiting + 32)
+                **uvicorn_options(limits))
     return 0
 
 

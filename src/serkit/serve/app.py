@@ -7,8 +7,9 @@
     GET  /health    {"status": "ok", "running": n, "waiting": m, "limits": {...}}
     GET  /docs      the OpenAPI page (Swagger UI served from the package: no CDN)
 
-Every refusal is JSON {"detail": "..."} with a 4xx status naming what is wrong; see limits.py (size,
-content type), upload.py (the audio itself) and slots.py (concurrency).
+Every refusal is JSON {"detail": "..."} with a 4xx/5xx status naming what is wrong; see limits.py (size,
+content type, upload time), upload.py (the audio itself), slots.py (admission, concurrency, inference time)
+and server.py (how long a connection may take to send its headers).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import SerkitError
-from .limits import ServeLimits, UploadGuard
+from .limits import TICKET_SCOPE_KEY, ServeLimits, UploadGuard
 from .schemas import HealthOut, LabelsOut, PredictionOut
 from .slots import InferenceSlots
 from .upload import open_upload
@@ -43,17 +44,20 @@ ERROR_RESPONSES = {
     code: {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
     for code, text in {
         400: "empty file or malformed multipart body",
+        408: "the upload did not arrive within this server's upload timeout",
         413: "upload or audio longer than this server's limits",
         415: "not multipart/form-data, or a file that is not decodable audio",
         422: "missing form field 'file', unusable audio, or a text model called without 'text'",
-        503: "too many requests waiting for an inference slot; retry after Retry-After seconds",
+        503: "too many requests inside already; retry after Retry-After seconds",
+        504: "the inference took longer than this server's timeout; it was stopped",
     }.items()
 }
 
 
 def create_app(recognizer, limits: ServeLimits | None = None):
     """`recognizer`: an EmotionRecognizer (anything with `.labels` and `.predict(binary_file, text=)`); it is
-    called from worker threads, at most `limits.max_concurrent` at a time."""
+    called from worker threads, at most `limits.max_concurrent` at a time. Run it with
+    `uvicorn.run(app, host=, port=, **server.uvicorn_options(limits))` for the connection limits."""
     limits = limits or ServeLimits()
     slots = InferenceSlots(limits.max_concurrent, limits.max_waiting)
     app = FastAPIOffline(
@@ -62,7 +66,7 @@ def create_app(recognizer, limits: ServeLimits | None = None):
                     "longer than one window, a prediction per window).",
     )
     app.state.recognizer, app.state.limits, app.state.slots = recognizer, limits, slots
-    app.add_middleware(UploadGuard, limits=limits)
+    app.add_middleware(UploadGuard, limits=limits, slots=slots)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -83,24 +87,26 @@ def create_app(recognizer, limits: ServeLimits | None = None):
     @app.post("/predict", summary="Emotion probabilities of an uploaded audio file", response_model=PredictionOut,
               responses=ERROR_RESPONSES)
     async def predict(
+        request: Request,
         file: UploadFile | None = File(None, description="audio file: WAV, FLAC, OGG/Vorbis or MP3; any rate, "
                                                          "any number of channels"),
         text: str | None = Form(None, description="transcript of the audio (only for models with a text branch)"),
     ) -> dict:
         if file is None:
             raise HTTPException(422, "no audio uploaded: send the file as multipart/form-data field 'file'")
-        try:
-            data = await file.read()
-        finally:
-            await file.close()
-        return await slots.run(_infer, recognizer, data, file.filename or "upload", text, limits.max_seconds)
+        # The upload stays spooled (1 MiB in memory, the rest on disk) while it waits for a slot; the
+        # inference thread reads it into memory. FastAPI closes it after the answer.
+        return await slots.run(request.scope[TICKET_SCOPE_KEY], limits.timeout_seconds, _infer, recognizer,
+                               file.file, file.filename or "upload", text, limits.max_seconds)
 
     return app
 
 
-def _infer(recognizer, data: bytes, filename: str, text: str | None, max_seconds: float) -> dict:
-    """Runs in a worker thread: check the header, predict (decoding window by window), -> JSON-safe dict."""
-    upload = open_upload(data, filename, max_seconds)
+def _infer(recognizer, spooled, filename: str, text: str | None, max_seconds: float, stop) -> dict:
+    """Runs in an inference thread: read the spooled upload, check its header, predict (decoding window by
+    window, stopping at the next window once `stop` is set), -> JSON-safe dict."""
+    spooled.seek(0)
+    upload = open_upload(spooled.read(), filename, max_seconds, stop)
     options = {"text": text} if text else {}
     try:
         prediction = recognizer.predict(upload, **options)

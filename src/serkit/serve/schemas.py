@@ -32,11 +32,15 @@ class LimitsOut(BaseModel):
     max_upload_mb: float
     max_seconds: float = Field(description="longest audio accepted")
     max_concurrent: int = Field(description="inferences run at once")
-    max_waiting: int = Field(description="requests that may wait for a slot; more get 503")
+    max_waiting: int = Field(description="requests that may be inside beyond those running (uploading or "
+                                         "waiting for a slot); more get 503")
+    timeout_seconds: float = Field(description="longest inference; longer ones get 504 and are stopped")
+    upload_timeout_seconds: float = Field(description="longest time for a request body to arrive; then 408")
+    header_timeout_seconds: float = Field(description="longest time for a request's headers to arrive; then 408")
 
 
 class HealthOut(BaseModel):
     status: str = Field(description="'ok' while the server answers")
     running: int = Field(description="inferences running now")
-    waiting: int = Field(description="requests waiting for an inference slot")
+    waiting: int = Field(description="admitted requests not running an inference (uploading or queued)")
     limits: LimitsOut

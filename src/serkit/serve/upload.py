@@ -10,21 +10,45 @@ not a format libsndfile decodes (415), no samples (422), longer than the server'
 from __future__ import annotations
 
 import io
+import threading
 
 from starlette.exceptions import HTTPException
 
 from ..data.audio import audio_info
 from ..errors import AudioError
+from .slots import InferenceStopped
 
 FORMATS_HINT = "send WAV, FLAC, OGG/Vorbis or MP3"
 
 
-def open_upload(data: bytes, filename: str, max_seconds: float) -> io.BytesIO:
-    """-> BytesIO over `data` with `.name = filename` (what the prediction's `source` and errors show)."""
+class StoppableUpload(io.BytesIO):
+    """The upload in memory, and where a timed-out inference stops.
+
+    The data layer rewinds a file object before it reads each span (`source.seek(0)` in
+    data.audio._open_target, called by read_frames for every window the recognizer reads; on CPU a batch is
+    one 10 s window). That one-argument call is plain Python, so once `stop` is set it raises
+    InferenceStopped, which no layer below catches: the inference ends before reading its next window.
+    soundfile's own seeks (from libsndfile's callbacks, always `seek(offset, whence)`) are never interrupted:
+    an exception cannot cross the C library. tests/serve/test_serve_timeouts.py checks that a timed-out
+    inference really stops at the next window."""
+
+    def __init__(self, data: bytes, stop: threading.Event | None = None) -> None:
+        super().__init__(data)
+        self.stop = stop
+
+    def seek(self, offset: int, *whence: int) -> int:
+        if not whence and self.stop is not None and self.stop.is_set():
+            raise InferenceStopped(f"{getattr(self, 'name', 'upload')!r}: stopped after the request timed out")
+        return super().seek(offset, *whence)
+
+
+def open_upload(data: bytes, filename: str, max_seconds: float, stop: threading.Event | None = None) -> io.BytesIO:
+    """-> an in-memory file over `data` with `.name = filename` (what the prediction's `source` and errors
+    show) that stops the inference reading it once `stop` is set (StoppableUpload)."""
     name = repr(filename)
     if not data:
         raise HTTPException(400, f"uploaded file {name} is empty (0 bytes)")
-    file = io.BytesIO(data)
+    file = StoppableUpload(data, stop)
     try:
         info = audio_info(file, name=filename)
     except AudioError as e:
