@@ -85,8 +85,8 @@ def run_demo(out: str | Path = "demo", experiments: list[int] | None = None, see
     began = time.perf_counter()
     corpus, sources = prepare_demo(out, seed)
     print(f"corpus: {corpus}; stand-in upstreams: {sources}", flush=True)
-    result = run_paper(corpus, out / "runs", experiments or DEMO_ORDER, overrides=[f"seed={seed}"], adapt=demo_adapter(sources),
-                       jobs=jobs, worker_init=quiet_logs)
+    result = run_paper(corpus, out / "runs", experiments or DEMO_ORDER, overrides=[f"seed={seed}"],
+                       adapt=demo_adapter(sources), jobs=jobs, worker_init=quiet_logs)
     return result, time.perf_counter() - began
 
 

@@ -16,7 +16,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write the averaged checkpoint")
 
 
-@command("average", "Average the parameters of checkpoints (e.g. a fold's top-k) into one checkpoint.",
+@command("average", "average the parameters of checkpoints (e.g. a fold's top-k) into one checkpoint",
          _add_arguments)
 def run(args: argparse.Namespace) -> int:
     from ..training.averaging import average_checkpoint_files  # torch is imported only when needed

@@ -8,7 +8,8 @@ from ..cli import command
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="+", help="experiment YAML file(s), merged in order (e.g. configs/paper/05_w2v2_ecapa.yaml)")
+    p.add_argument("config", nargs="+",
+                   help="experiment YAML file(s), merged in order (e.g. configs/paper/05_w2v2_ecapa.yaml)")
     p.add_argument("--root", help="corpus folder (sets data.root)")
     p.add_argument("--folds", help="comma-separated folds to run, e.g. 1,3 (default: all)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")

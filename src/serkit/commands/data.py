@@ -41,7 +41,8 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-@command("data", "Show a corpus's folds: utterances, hours, speakers and labels per split.", _add_arguments)
+@command("data", "show a corpus's folds (utterances, hours, speakers, labels per split); --check decodes every file",
+         _add_arguments)
 def run(args: argparse.Namespace) -> int:
     from ..data.summary import summarize
 

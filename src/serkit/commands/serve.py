@@ -33,7 +33,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="longest time for a request's headers to arrive, seconds; then 408 (default: 10)")
 
 
-@command("serve", "Serve a model bundle over HTTP: POST /predict, a web page at /, the OpenAPI page at /docs.",
+@command("serve", "serve a model bundle over HTTP: POST /predict, a web page at /, the OpenAPI page at /docs",
          _arguments)
 def run(args: argparse.Namespace) -> int:
     try:
