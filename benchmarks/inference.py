@@ -13,7 +13,9 @@ on every file before it times anything.
 
 Timed: predicting every file, from file path to probabilities, the model already loaded. serkit: what
 `serkit predict` runs (inference.runner.predict_files: files batched by length, at most --batch-seconds of
-padded audio per batch: its CPU default 10 and its GPU default 60; one row each). Pipeline: each
+padded audio per batch: its CPU default 10 and its GPU default 60; one row each), on the bundle (PyTorch) and
+on the same bundle exported by `serkit export --onnx` (`serkit predict model.onnx`: ONNX Runtime, CPU only,
+as many threads as the other sides). Pipeline: each
 file read with soundfile (the pipeline reads paths with an ffmpeg binary, which this machine lacks) and
 given as {"raw", "sampling_rate"}, batch_size as the pipeline's default (1).
 Files: synthetic speech-like 16 kHz wavs of 1 to 10 s (the issue's set), and a second set of short clips
@@ -35,6 +37,7 @@ from serkit.inference.recognizer import default_batch_seconds
 
 GOAL = 1.5
 LABELS = ["neu", "hap", "ang", "sad"]
+RUNTIMES = {"torch": "bundle (PyTorch)", "onnx": "model.onnx (ONNX Runtime)"}
 
 
 def save_random_classifier(directory: Path, size: str, seed: int) -> Path:
@@ -98,9 +101,16 @@ def main() -> int:
     p.add_argument("--batch-seconds", default="10,60",
                    help="serkit predict --batch-seconds values to time, comma-separated (10: its CPU default, 60: "
                         "its GPU default; one row each)")
+    p.add_argument("--runtimes", default="torch,onnx",
+                   help="serkit sides, comma-separated: torch (the bundle), onnx (its ONNX export; CPU only)")
     args = p.parse_args()
     _common.setup(args)
     budgets = [float(b) for b in args.batch_seconds.split(",") if b.strip()]
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    if not runtimes or set(runtimes) - set(RUNTIMES):
+        sys.exit(f"--runtimes: expected some of {', '.join(RUNTIMES)}, got {args.runtimes!r}")
+    if "onnx" in runtimes and args.device != "cpu":
+        sys.exit("--runtimes onnx runs on the CPU only: add --runtimes torch for --device cuda")
 
     from transformers import pipeline
 
@@ -112,8 +122,8 @@ def main() -> int:
         model_name = _common.encoder_description("wav2vec2", args.encoder) + " + HF head"
     table = _common.Table(
         f"Inference: {model_name}",
-        ["files", "transformers pipeline (baseline), s", "serkit predict --batch-seconds", "serkit predict, s",
-         "speed-up (baseline / serkit)", "goal", "met"],
+        ["files", "transformers pipeline (baseline), s", "serkit predict MODEL", "--batch-seconds",
+         "serkit predict, s", "speed-up (baseline / serkit)", "goal", "met"],
     )
     sets = [(args.files, args.min_seconds, args.max_seconds)]
     if args.short_files:
@@ -122,23 +132,30 @@ def main() -> int:
         tmp = Path(tmp)
         hf_dir = args.hf_model or save_random_classifier(tmp, args.encoder, args.seed)
         bundle, labels = equivalent_bundle(hf_dir, tmp / "bundle")
-        recognizer = EmotionRecognizer.load(bundle, device=args.device)
+        recognizers = {"torch": EmotionRecognizer.load(bundle, device=args.device)}
+        if "onnx" in runtimes:
+            from serkit.export import export_onnx
+
+            exported = export_onnx(bundle, tmp / "model.onnx")
+            recognizers["onnx"] = EmotionRecognizer.load(exported.path, threads=args.threads)
+        recognizers = {runtime: recognizers[runtime] for runtime in runtimes}
         classify = pipeline("audio-classification", model=str(hf_dir), device=args.device,
                             batch_size=args.pipeline_batch_size)
         for index, (count, low, high) in enumerate(sets):
             seconds = np.random.default_rng([args.seed, index]).uniform(low, high, count)
             paths = [str(path) for path in _common.write_clips(tmp / f"clips_{index}", seconds, args.seed + index)]
-            times, max_diff = compare(classify, recognizer, labels, paths, budgets, args)
+            times, max_diff = compare(classify, recognizers, labels, paths, budgets, args)
             base = _common.median(times["pipeline"])
             audio = float(seconds.sum())
             name = f"{count} x {low:g}-{high:g} s ({audio:.0f} s of audio)" + (" (issue's set)" if index == 0 else "")
-            for budget in budgets:
-                ours = _common.median(times[budget])
-                default = default_batch_seconds(torch.device(args.device))
-                shown = f"{budget:g}" + (" (default)" if budget == default else "")
-                table.add(name, _common.spread(times["pipeline"]), shown,
-                          _common.spread(times[budget]), f"{base / ours:.2f}x", f">= {GOAL}x",
-                          _common.verdict(base / ours >= GOAL))
+            default = default_batch_seconds(torch.device(args.device))
+            for runtime in recognizers:
+                for budget in budgets:
+                    ours = _common.median(times[runtime, budget])
+                    shown = f"{budget:g}" + (" (default)" if budget == default else "")
+                    table.add(name, _common.spread(times["pipeline"]), RUNTIMES[runtime], shown,
+                              _common.spread(times[runtime, budget]), f"{base / ours:.2f}x", f">= {GOAL}x",
+                              _common.verdict(base / ours >= GOAL))
             table.notes.append(f"{count} x {low:g}-{high:g} s: same probabilities on every file before timing "
                                f"(max |difference| {max_diff:.1e}); pipeline {audio / base:.0f}x real time")
     table.notes += [
@@ -150,10 +167,10 @@ def main() -> int:
     return 0
 
 
-def compare(classify, recognizer, labels: list[str], paths: list[str], budgets: list[float],
+def compare(classify, recognizers: dict, labels: list[str], paths: list[str], budgets: list[float],
             args) -> tuple[dict, float]:
-    """Check that both sides give the same probabilities on every file, then time the pipeline and serkit at
-    each batch budget -> ({"pipeline" or budget: seconds per run}, max difference)."""
+    """Check that every side gives the pipeline's probabilities on every file, then time the pipeline and serkit
+    (each runtime at each batch budget) -> ({"pipeline" or (runtime, budget): seconds per run}, max difference)."""
     import soundfile as sf
 
     from serkit.inference.runner import predict_files
@@ -165,17 +182,19 @@ def compare(classify, recognizer, labels: list[str], paths: list[str], budgets: 
             inputs.append({"raw": samples, "sampling_rate": rate})
         return classify(inputs, top_k=None)
 
-    def run_serkit(budget: float):
-        return list(predict_files(recognizer, paths, batch_seconds=budget))
+    def run_serkit(runtime: str, budget: float):
+        return list(predict_files(recognizers[runtime], paths, batch_seconds=budget))
 
     theirs = [{row["label"]: row["score"] for row in rows} for rows in run_pipeline()]
     max_diff = 0.0
-    for budget in budgets:
-        ours = [prediction.probabilities for prediction in run_serkit(budget)]
-        max_diff = max(max_diff, *(abs(a[label] - b[label]) for a, b in zip(theirs, ours) for label in labels))
+    sides = {"pipeline": run_pipeline}
+    for runtime in recognizers:
+        for budget in budgets:
+            ours = [prediction.probabilities for prediction in run_serkit(runtime, budget)]
+            max_diff = max(max_diff, *(abs(a[label] - b[label]) for a, b in zip(theirs, ours) for label in labels))
+            sides[runtime, budget] = lambda r=runtime, b=budget: run_serkit(r, b)
     if max_diff > 1e-4:
-        sys.exit(f"the two sides disagree (max probability difference {max_diff:.2e}): not the same model")
-    sides = {"pipeline": run_pipeline, **{budget: (lambda b=budget: run_serkit(b)) for budget in budgets}}
+        sys.exit(f"the sides disagree (max probability difference {max_diff:.2e}): not the same model")
     return _common.time_sides(sides, args.repeats, args.warmup), max_diff
 
 

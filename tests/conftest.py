@@ -77,3 +77,13 @@ def tiny_bundle(tmp_path_factory) -> Path:
     model = build_model(cfg.model, num_classes=4).eval()
     return save_bundle(tmp_path_factory.mktemp("bundles") / "tiny", model, cfg, ["neu", "hap", "ang", "sad"],
                        metrics={"note": "untrained"})
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_bundle, tmp_path_factory) -> Path:
+    """tiny_bundle exported by `serkit export --onnx` (the export extra is part of the test extra)."""
+    from serkit.cli import main
+
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    assert main(["export", str(tiny_bundle), "--onnx", str(path)]) == 0
+    return path

@@ -23,10 +23,8 @@ SYNTHETIC = [(0.015, 16000, 1), (0.1, 16000, 1), (1.0, 8000, 1), (2.5, 44100, 2)
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_bundle, tmp_path_factory):
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    assert main(["export", str(tiny_bundle), "--onnx", str(path)]) == 0
-    return path
+def exported(tiny_onnx):
+    return tiny_onnx
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +81,9 @@ def test_file_says_labels_rate_and_padding(exported):
     inputs = {i.name: (i.type, i.shape) for i in session.get_inputs()}
     assert inputs["wavs"][0] == "tensor(float)" and inputs["wav_lens"][0] == "tensor(int64)"
     assert all(isinstance(d, str) for d in inputs["wavs"][1])  # batch and length are dynamic axes
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    assert list(outputs) == ["probabilities", "embedding"]  # probabilities first: run(None, ...)[0] keeps working
+    assert isinstance(outputs["embedding"][0], str) and outputs["embedding"][1] == 64  # [batch, E]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_group_norm_models_export_for_one_utterance_per_call(tiny_speech_dirs):
     for n in (400, 7000, 16000):
         wavs, lens = noise_batch([n], seed=n)
         with torch.no_grad():
-            np.testing.assert_allclose(graph(wavs, lens).numpy(), torch.softmax(model(wavs, lens), -1).numpy(), atol=1e-5)
+            np.testing.assert_allclose(graph(wavs, lens)[0].numpy(), torch.softmax(model(wavs, lens), -1).numpy(), atol=1e-5)
 
 
 def test_text_models_are_refused_with_a_clear_error(tmp_path, capsys):

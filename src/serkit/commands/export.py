@@ -1,4 +1,5 @@
-"""`serkit export MODEL --onnx OUT.onnx`: a model bundle as an ONNX graph (wavs, wav_lens -> probabilities)."""
+"""`serkit export MODEL --onnx OUT.onnx`: a model bundle as an ONNX graph (wavs, wav_lens -> probabilities,
+embedding), which `serkit predict` and `serkit serve` also run (ONNX Runtime)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,6 @@ def run(args: argparse.Namespace) -> int:
     note = "" if result.padding_invariant else (
         " — this upstream runs utterances unpadded: feed the graph one utterance per call")
     print(f"wrote {result.path} (exporter: {result.exporter}, opset {result.opset}, ONNX Runtime vs PyTorch: "
-          f"max |diff| {result.max_abs_diff:.1e}){note}")
+          f"max |diff| {result.max_abs_diff:.1e} in probabilities, {result.embedding_rel_diff:.1e} relative in "
+          f"embeddings){note}")
     return 0

@@ -10,7 +10,8 @@ from ..cli import command
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model bundle folder (e.g. runs/<name>/fold_1/model)")
+    p.add_argument("model", help="model bundle folder (e.g. runs/<name>/fold_1/model), or a .onnx file from "
+                                 "`serkit export` (run by ONNX Runtime: faster on a CPU)")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="audio files (any format soundfile reads, any rate, any channels), folders (searched "
                         "recursively for audio files) or - to read paths from stdin, one per line")
@@ -28,19 +29,30 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", default="text", help="column of --transcripts holding the transcript")
     p.add_argument("--skip-errors", action="store_true",
                    help="write an error row for a file that fails and go on (default: stop at the first)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu; a .onnx model runs on the CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the model (default: torch's default, one per core)")
 
 
-@command("predict", "predict emotions of audio files with a trained model bundle (JSONL or CSV rows)", _arguments)
+@command("predict", "predict emotions of audio files with a trained model bundle or ONNX export (JSONL or CSV rows)",
+         _arguments)
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import ConfigError
     from ..inference import EmotionRecognizer, PredictionFailure
     from ..inference.files import audio_paths
     from ..inference.output import make_writer
     from ..inference.runner import predict_files
     from ..inference.transcripts import Transcripts
 
-    recognizer = EmotionRecognizer.load(args.model, device=args.device, window_seconds=args.window,
-                                        hop_seconds=args.hop, batch_seconds=args.batch_seconds)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads is {args.threads}; expected a positive number of threads")
+        torch.set_num_threads(args.threads)
+    recognizer = EmotionRecognizer.load(args.model, device=args.device, threads=args.threads,
+                                        window_seconds=args.window, hop_seconds=args.hop,
+                                        batch_seconds=args.batch_seconds)
     transcripts = None
     if args.transcripts:
         transcripts = Transcripts.from_file(args.transcripts, args.path_column, args.text_column)

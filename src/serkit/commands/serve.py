@@ -1,4 +1,4 @@
-"""`serkit serve MODEL`: the HTTP service and web page for a model bundle (needs the `serve` extra)."""
+"""`serkit serve MODEL`: the HTTP service and web page for a model bundle or ONNX export (needs the `serve` extra)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from ..errors import ConfigError
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="model bundle directory (what training writes)")
+    p.add_argument("model", metavar="MODEL", help="model bundle directory (what training writes), or a .onnx file "
+                                                  "from `serkit export` (run by ONNX Runtime on the CPU)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
                         "service to the network, which has no authentication)")

@@ -1,6 +1,7 @@
 """The graph that is exported: an SERModel rewritten so that every shape follows the input's shape alone.
 
-    ExportGraph(model)(wavs [B, S] float32 16 kHz zero-padded, wav_lens [B] int64) -> probabilities [B, C]
+    ExportGraph(model)(wavs [B, S] float32 16 kHz zero-padded, wav_lens [B] int64)
+        -> (probabilities [B, C], embedding [B, E])   (embedding: the classifier's input, what `embed` returns)
 
 The model's own forward decides some shapes from the data (`int(wav_lens.max())`, per-utterance loops, numpy
 front ends), which a traced graph would freeze at the example input's values. Here each upstream is replaced
@@ -24,7 +25,7 @@ from .upstreams import export_upstream
 
 
 class ExportGraph(nn.Module):
-    """wavs [B, S], wav_lens [B] -> probabilities [B, C] (softmax over the model's logits)."""
+    """wavs [B, S], wav_lens [B] -> (probabilities [B, C] (softmax over the model's logits), embedding [B, E])."""
 
     def __init__(self, model: SERModel):
         super().__init__()
@@ -45,7 +46,7 @@ class ExportGraph(nn.Module):
         # what a caller must respect: False when an upstream runs utterances unpadded (see export/upstreams.py)
         self.padding_invariant = all(upstream.padding_invariant for upstream in self.upstreams)
 
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wav_lens = wav_lens.long()
         # padding must be exactly zero (a caller's padding value is not ours to trust)
         wavs = torch.where(length_mask(wav_lens, wavs.shape[1]), wavs.float(), torch.zeros((), dtype=torch.float32))
@@ -58,7 +59,7 @@ class ExportGraph(nn.Module):
         else:
             frames, frame_lens = streams[0] if self.fusion == "none" else _concat_same_rate(streams)
             embedding = self.aggregate(frames, frame_lens)
-        return torch.softmax(self.classifier(embedding), dim=-1)
+        return torch.softmax(self.classifier(embedding), dim=-1), embedding
 
 
 def _concat_same_rate(streams: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,67 @@
+"""An exported model (`serkit export --onnx`) run by ONNX Runtime, for EmotionRecognizer.
+
+    OnnxModel(path)(wavs [B, S] float32 16 kHz zero-padded, wav_lens [B] int64)
+        -> (probabilities [B, C] float32, embeddings [B, E] float32)
+
+Why: on a CPU, ONNX Runtime runs the same graph with less per-operator overhead than PyTorch eager and fuses
+what the exporter left apart (benchmarks/inference.py measures both against transformers' pipeline). The
+file says what a caller needs (export/onnx.py): the labels, the sample rate, and whether the graph is padding
+invariant; one that is not (group-norm SSL models, data2vec-audio) is fed one unpadded utterance per call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+ONNX_SUFFIX = ".onnx"
+
+
+def is_onnx_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ONNX_SUFFIX
+
+
+class OnnxModel:
+    """labels: the output order; padding_invariant: whether rows of different lengths may share a call."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        from ..export.onnx import EMBEDDING_NAME, OUTPUT_NAME, SAMPLE_RATE, onnx_session
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such ONNX file (write one with `serkit export MODEL --onnx {path.name}`)")
+        try:
+            self.session = onnx_session(path, threads=threads)
+        except ConfigError:
+            raise
+        except Exception as error:  # noqa: BLE001  (onnxruntime raises its own types for unreadable files)
+            raise ConfigError(f"{path}: ONNX Runtime cannot load it: {str(error).splitlines()[0]}") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        outputs = [output.name for output in self.session.get_outputs()]
+        if "labels" not in metadata or OUTPUT_NAME not in outputs:
+            raise ConfigError(f"{path}: not a serkit export (it lacks the 'labels' metadata or the "
+                              f"'{OUTPUT_NAME}' output); write it with `serkit export MODEL --onnx FILE`")
+        if EMBEDDING_NAME not in outputs:
+            raise ConfigError(f"{path}: exported by an older serkit without the '{EMBEDDING_NAME}' output; "
+                              "export the bundle again with `serkit export MODEL --onnx FILE`")
+        if int(metadata.get("sample_rate", SAMPLE_RATE)) != SAMPLE_RATE:
+            raise ConfigError(f"{path}: sample_rate {metadata['sample_rate']} in its metadata; expected {SAMPLE_RATE}")
+        self.path = path
+        self.labels: list[str] = json.loads(metadata["labels"])
+        self.padding_invariant = metadata.get("padding_invariant", "true") == "true"
+        self._outputs = [OUTPUT_NAME, EMBEDDING_NAME]
+
+    def __call__(self, wavs: np.ndarray, wav_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        wavs = np.ascontiguousarray(wavs, dtype=np.float32)
+        wav_lens = np.asarray(wav_lens, dtype=np.int64)
+        if self.padding_invariant or len(wav_lens) == 1:
+            probabilities, embeddings = self.session.run(self._outputs, {"wavs": wavs, "wav_lens": wav_lens})
+            return probabilities, embeddings
+        # padding would leak into these upstreams' real frames: each row alone, cut to its own length
+        rows = [self.session.run(self._outputs, {"wavs": wavs[i : i + 1, : int(n)], "wav_lens": wav_lens[i : i + 1]})
+                for i, n in enumerate(wav_lens)]
+        return np.concatenate([p for p, _ in rows]), np.concatenate([e for _, e in rows])
