@@ -119,6 +119,29 @@ class SERModel(nn.Module):
         """-> logits [B, num_classes]."""
         return self.classifier(self.embed(wavs, wav_lens, texts))
 
+    def frozen_state_keys(self) -> set[str]:
+        """state_dict keys of the frozen parameters (requires_grad False: a `freeze: all` or `cnn` upstream's).
+        They never change from the weights the model was built with (its pretrained source), so training
+        checkpoints leave them out: a frozen wav2vec2-large is 1.2 GB per checkpoint otherwise."""
+        frozen = {id(p) for p in self.parameters() if not p.requires_grad}
+        return {key for key, tensor in self.state_dict(keep_vars=True).items() if id(tensor) in frozen}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """state_dict() without the frozen parameters (buffers are always kept)."""
+        frozen = self.frozen_state_keys()
+        return {key: tensor for key, tensor in self.state_dict().items() if key not in frozen}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Load a state_dict that may lack frozen parameters (they keep their built values) but nothing else;
+        ConfigError naming `source` and the keys when it lacks a trained one or has one this model does not."""
+        expected = set(self.state_dict())
+        missing = sorted(expected - set(state) - self.frozen_state_keys())
+        unexpected = sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ConfigError(f"{source} does not fit this model: it lacks {len(missing)} trained entries "
+                              f"{missing[:5]} and has {len(unexpected)} unknown ones {unexpected[:5]}")
+        self.load_state_dict(state, strict=False)
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """{"upstream": encoder parameters, "downstream": everything else (layer weights, aggregators, head)},
         for separate learning rates. Frozen parameters are included (requires_grad False): callers filter."""

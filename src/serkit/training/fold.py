@@ -127,15 +127,16 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
 
     model.cpu()
     loaders = {"valid": datamodule.eval_dataloader(split.valid), "test": datamodule.eval_dataloader(split.test)}
+    # top-k files hold the trained weights; frozen ones are the model's own from its source
     best_state = topk.best_state_dict()
-    model.load_state_dict(best_state)
+    model.load_trainable_state_dict(best_state, f"best checkpoint {topk.kept_paths()[0]}")
     best = {name: evaluate_model(model, loader, labels) for name, loader in loaders.items()}
     averaged = None
     if cfg.train.average:
-        model.load_state_dict(average_checkpoints(topk.kept_paths()))
+        model.load_trainable_state_dict(average_checkpoints(topk.kept_paths()), "averaged checkpoints")
         averaged = {name: evaluate_model(model, loader, labels) for name, loader in loaders.items()}
     else:
-        model.load_state_dict(best_state)
+        model.load_trainable_state_dict(best_state)
     result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
     save_bundle(fold_dir / "model", model, cfg, labels, metrics=result.to_dict())
     write_json(result_path, result.to_dict())  # last: its presence marks the fold as finished

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.batch import Batch
+from ..errors import ConfigError
 from ..evaluation.metrics import compute_metrics
 from ..model import SERModel
 from .config import TrainConfig
@@ -24,8 +25,23 @@ class SERModule(L.LightningModule):
         self.model = model
         self.train_cfg = train_cfg
         self.labels = list(labels)
+        # last.ckpt leaves out frozen upstream parameters (on_save_checkpoint); on_load_checkpoint checks the rest
+        self.strict_loading = False
         self._val_preds: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        frozen = {f"model.{key}" for key in self.model.frozen_state_keys()}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        expected = set(self.state_dict())
+        frozen = {f"model.{key}" for key in self.model.frozen_state_keys()}
+        saved = set(checkpoint.get("state_dict", {}))
+        missing, unexpected = sorted(expected - frozen - saved), sorted(saved - expected)
+        if missing or unexpected:
+            raise ConfigError(f"the checkpoint to resume from does not fit this model: it lacks {missing[:5]} "
+                              f"and has unknown entries {unexpected[:5]} (was the config changed since?)")
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """-> logits [B, C]."""

@@ -1,6 +1,7 @@
 """Lightning callback: keep the model weights of the k best validation epochs as safetensors files.
 
-Weights only (no optimiser), so they are small, load without pickle, and feed checkpoint averaging. The
+Weights only (no optimiser, and no frozen upstream parameters: they are the pretrained source's in every
+checkpoint), so they are small, load without pickle, and feed checkpoint averaging. The
 tracker's state travels inside Lightning's last.ckpt (state_dict/load_state_dict), so a resumed run keeps
 the same top-k; files that a crash left behind without being recorded there are removed on resume.
 An evicted file is deleted only after the last.ckpt whose tracker no longer names it has been written (at the
@@ -48,7 +49,8 @@ class TopKWeights(Callback):
         if trainer.is_global_zero:
             metadata = {"config_hash": self.config_hash, self.metric: f"{score:.6f}",
                         "epoch": str(trainer.current_epoch), "step": str(step)}
-            save_checkpoint(pl_module.model.state_dict(), path, metadata)
+            # trained weights only: frozen upstream weights are the source's, the same in every checkpoint
+            save_checkpoint(pl_module.model.trainable_state_dict(), path, metadata)
         decision = self.tracker.push(score, step, str(path))
         if trainer.is_global_zero and decision.evicted is not None:
             self._evicted.append(decision.evicted)

@@ -1,0 +1,101 @@
+"""Training checkpoints leave out frozen upstream parameters (they are the pretrained source's), while the
+bundle stays complete; a fold resumes from such a last.ckpt; checkpoints that do not fit are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from serkit.bundle import load_bundle
+from serkit.cli import main
+from serkit.config import load_config
+from serkit.errors import ConfigError
+from serkit.model import build_model
+from serkit.training.module import SERModule
+from serkit.upstream.tiny import save_tiny_speech_model
+
+
+def frozen_config(source, max_epochs: int) -> list[str]:
+    return [f"model.upstreams=[{{name: hf, source: '{source}', layers: weighted, freeze: all}}]",
+            "model.aggregators=[{name: mean}]", f"train.max_epochs={max_epochs}", "train.top_k=2",
+            "train.progress_bar=false", "train.lr_downstream=3e-3", "data.max_batch_seconds=40"]
+
+
+def keys(path) -> set[str]:
+    with safe_open(str(path), framework="pt") as f:
+        return set(f.keys())
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tiny_config, synth_iemocap_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("frozen")
+    source = save_tiny_speech_model(root / "w2v2", "wav2vec2")
+    out = root / "run"
+    args = ["cv", str(tiny_config), "--root", str(synth_iemocap_root), "--out", str(out), "--folds", "1"]
+    assert main([*args, *frozen_config(source, 2)]) == 0
+    return out, source, args
+
+
+def test_topk_and_last_checkpoints_hold_only_trained_weights(frozen_run):
+    out, source, _ = frozen_run
+    fold = out / "fold_1"
+    cfg = load_config(fold / "config.yaml")
+    model = build_model(cfg.model, num_classes=4)
+    frozen = model.frozen_state_keys()
+    assert frozen and all(key.startswith("upstreams.0.") for key in frozen)
+    trained = set(model.state_dict()) - frozen
+    assert trained == {"layer_selectors.0.weights", "classifier.linear.weight", "classifier.linear.bias"}
+    topk = sorted((fold / "checkpoints").glob("*.safetensors"))
+    assert len(topk) == 2
+    for path in topk:
+        assert keys(path) == trained
+    last = torch.load(fold / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert {k.removeprefix("model.") for k in last["state_dict"]} == trained
+    # the bundle is whole: it loads with no pretrained source at hand
+    assert keys(fold / "model" / "model.safetensors") == set(model.state_dict())
+
+
+def test_bundle_carries_the_frozen_source_weights(frozen_run):
+    out, source, _ = frozen_run
+    bundle_model, _, _ = load_bundle(out / "fold_1" / "model")
+    built = build_model(load_config(out / "fold_1" / "config.yaml").model, num_classes=4)  # from the source
+    for key in built.frozen_state_keys():
+        assert torch.equal(bundle_model.state_dict()[key], built.state_dict()[key]), key
+
+
+def test_a_fold_resumes_from_a_last_ckpt_without_frozen_weights(frozen_run):
+    out, source, args = frozen_run
+    fold = out / "fold_1"
+    (fold / "result.json").unlink()  # unfinished again: the next call resumes from last.ckpt (epoch 2 done)
+    assert main([*args, *frozen_config(source, 3)]) == 0
+    fits = [json.loads(line) for line in (fold / "fits.jsonl").read_text().splitlines()]
+    assert [fit["start_epoch"] for fit in fits] == [0, 2]
+    assert json.loads((fold / "result.json").read_text())["fold"] == 1
+
+
+def test_loading_refuses_a_state_that_lacks_a_trained_entry_or_has_an_unknown_one(frozen_run):
+    out, _, _ = frozen_run
+    model = build_model(load_config(out / "fold_1" / "config.yaml").model, num_classes=4)
+    state = model.trainable_state_dict()
+    model.load_trainable_state_dict(dict(state))  # the trained entries alone: fine
+    lacking = {k: v for k, v in state.items() if k != "classifier.linear.weight"}
+    with pytest.raises(ConfigError, match=r"best\.safetensors does not fit.*classifier\.linear\.weight"):
+        model.load_trainable_state_dict(lacking, "best.safetensors")
+    with pytest.raises(ConfigError, match=r"unknown ones \['extra'\]"):
+        model.load_trainable_state_dict({**state, "extra": torch.zeros(1)})
+
+
+def test_resuming_refuses_a_checkpoint_that_lacks_a_trained_entry(frozen_run):
+    out, _, _ = frozen_run
+    cfg = load_config(out / "fold_1" / "config.yaml")
+    module = SERModule(build_model(cfg.model, num_classes=4), cfg.train, ["neu", "hap", "ang", "sad"])
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert not any(k.removeprefix("model.") in module.model.frozen_state_keys() for k in checkpoint["state_dict"])
+    module.on_load_checkpoint(checkpoint)  # what on_save_checkpoint wrote fits
+    del checkpoint["state_dict"]["model.classifier.linear.bias"]
+    with pytest.raises(ConfigError, match=r"resume from does not fit.*classifier\.linear\.bias"):
+        module.on_load_checkpoint(checkpoint)
