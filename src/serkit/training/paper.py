@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +10,7 @@ from ..config import ExperimentConfig, load_config
 from ..errors import ConfigError
 from ..evaluation.paper import PAPER_TABLE1, write_table1
 from ..evaluation.tables import CVSummary
+from ..util.processes import run_in_processes
 from .cv import run_cv, summarize
 
 PAPER_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "paper"
@@ -65,10 +64,9 @@ def run_paper(
         for task in tasks:
             record(*_run_experiment(*task))
     else:
-        # spawn, not fork: a forked child would inherit torch's thread pools and locks mid-use.
-        with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), worker_init) as pool:
-            for future in as_completed([pool.submit(_run_experiment, *task) for task in tasks]):
-                record(*future.result())
+        # workers are terminated with this process, SIGTERM included (util/processes.py)
+        for outcome in run_in_processes(_run_experiment, tasks, jobs, worker_init):
+            record(*outcome)
     if not results:
         return None
     return dict(sorted(results.items())), write_table1(results, out_dir)

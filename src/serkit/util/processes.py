@@ -1,0 +1,63 @@
+"""Run calls in worker processes and take the workers down with the parent, whichever way it is stopped.
+
+`ProcessPoolExecutor` on its own leaves workers running when its parent gets SIGTERM (the default action
+ends the parent at once, with no `finally`) and waits for running calls on any other exception. Here SIGTERM
+is turned into SystemExit for the duration, and on any exit that is not a normal finish every worker is
+terminated before the exception goes on. Ctrl-C already reaches the workers (same process group).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
+
+
+def run_in_processes(call: Callable, tasks: Iterable[tuple], jobs: int,
+                     initializer: Callable[[], None] | None = None) -> Iterator:
+    """Yield call(*task) for each task as it completes, `jobs` at a time in spawned processes (spawn, not
+    fork: a forked child would inherit torch's thread pools and locks mid-use)."""
+    with _sigterm_as_exit():
+        pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), initializer)
+        finished = False
+        try:
+            futures: list[Future] = [pool.submit(call, *task) for task in tasks]
+            for future in as_completed(futures):
+                yield future.result()
+            finished = True
+        finally:
+            if not finished:
+                _terminate_workers(pool)
+            pool.shutdown(wait=finished, cancel_futures=not finished)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    # _processes is the executor's own pid -> Process map (stable since Python 3.2); there is no public way
+    # to stop calls that are already running
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+
+
+@contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit(143) in the main thread while inside (elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
