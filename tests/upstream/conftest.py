@@ -8,18 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-# common shape of every tiny speech model: hidden 32, 2 layers, 2 heads, wav2vec2's 7-layer conv stack
-# (total stride 320 -> 50 Hz, receptive field 400 samples) with only 16 channels
-TINY_SPEECH = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16,) * 7,
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=2,
-    vocab_size=12,
-)
+# the shape of every tiny speech model below: serkit's own stand-in (hidden 32, 2 layers, 2 heads, wav2vec2's
+# 7-layer conv stack with 16 channels: total stride 320 -> 50 Hz, receptive field 400 samples)
+from serkit.upstream.tiny import TINY_SPEECH
 
 # name -> (config class name, config overrides, preprocessor settings or None = save none)
 SPEECH_VARIANTS = {
