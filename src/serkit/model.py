@@ -9,6 +9,7 @@ The config names registry keys only (UPSTREAMS, AGGREGATORS). The model knows no
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .downstream import AGGREGATORS, AggregatorConfig, Classifier, ClassifierCon
 from .errors import ConfigError
 from .fusion import EarlyFusion, LateFusion, Stream
 from .upstream import UPSTREAMS, Upstream, UpstreamConfig, build_layer_selector, build_upstream
+from .util.hashing import update_with_tensor
 
 FUSIONS = ("none", "early", "late")
 
@@ -125,6 +127,15 @@ class SERModel(nn.Module):
         checkpoints leave them out: a frozen wav2vec2-large is 1.2 GB per checkpoint otherwise."""
         frozen = {id(p) for p in self.parameters() if not p.requires_grad}
         return {key for key, tensor in self.state_dict(keep_vars=True).items() if id(tensor) in frozen}
+
+    def frozen_fingerprint(self) -> str:
+        """sha256 of the frozen parameters' values: what a resumed run checks, since its checkpoints leave
+        them out and the model rebuilds them from the source (which must not have changed meanwhile)."""
+        digest = hashlib.sha256(b"serkit-frozen-parameters")
+        state = self.state_dict()
+        for key in sorted(self.frozen_state_keys()):
+            update_with_tensor(digest, key, state[key])
+        return digest.hexdigest()
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """state_dict() without the frozen parameters (buffers are always kept)."""

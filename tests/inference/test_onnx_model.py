@@ -165,3 +165,27 @@ def test_the_service_answers_with_an_onnx_model(tiny_onnx, tiny_bundle, odd_audi
     assert got["label"] == expected.label
     np.testing.assert_allclose([got["probabilities"][k] for k in expected.probabilities],
                                list(expected.probabilities.values()), atol=ATOL)
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"labels": "neu, hap", "sample_rate": "16000"}, r"metadata 'labels' is 'neu, hap'; expected a JSON list"),
+    ({"labels": '["a", "b", "c", "d"]', "sample_rate": "8000"}, r"metadata 'sample_rate' is '8000'; expected '16000'"),
+    ({"labels": '["a", "b", "c", "d"]'}, r"metadata 'sample_rate' is None"),
+    ({"labels": '["a", "b", "c"]', "sample_rate": "16000"}, r"3 labels in its metadata but 4 probabilities out"),
+])
+def test_bad_metadata_is_named(tmp_path, metadata, message):
+    path = _identity_graph(tmp_path / "bad.onnx", ["probabilities", "embedding"], metadata)
+    with pytest.raises(ConfigError, match=r"bad\.onnx: " + message):
+        EmotionRecognizer.load(path)
+
+
+def test_a_file_that_does_not_say_it_is_padding_invariant_runs_one_utterance_per_call(tmp_path):
+    path = _identity_graph(tmp_path / "quiet.onnx", ["probabilities", "embedding"],
+                           {"labels": '["a", "b", "c", "d"]', "sample_rate": "16000"})
+    assert not OnnxModel(path).padding_invariant
+
+
+def test_load_refuses_bad_thread_counts(tiny_bundle, tiny_onnx):
+    for model in (tiny_bundle, tiny_onnx):
+        with pytest.raises(ConfigError, match=r"threads is 0; expected a positive number"):
+            EmotionRecognizer.load(model, threads=0)

@@ -4,6 +4,7 @@ bundle stays complete; a fold resumes from such a last.ckpt; checkpoints that do
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from serkit.cli import main
 from serkit.config import load_config
 from serkit.errors import ConfigError
 from serkit.model import build_model
+from serkit.training.averaging import load_state_dict, read_metadata, save_checkpoint
 from serkit.training.module import SERModule
 from serkit.upstream.tiny import save_tiny_speech_model
 
@@ -99,3 +101,54 @@ def test_resuming_refuses_a_checkpoint_that_lacks_a_trained_entry(frozen_run):
     del checkpoint["state_dict"]["model.classifier.linear.bias"]
     with pytest.raises(ConfigError, match=r"resume from does not fit.*classifier\.linear\.bias"):
         module.on_load_checkpoint(checkpoint)
+
+
+def resume_args(args: list[str], out) -> list[str]:
+    return [*args[: args.index("--out") + 1], str(out), *args[args.index("--out") + 2 :]]
+
+
+def test_a_fold_checkpointed_by_an_older_serkit_resumes_and_averages(frozen_run, tmp_path):
+    """Older top-k files and last.ckpt hold every parameter, frozen ones included; resuming such a fold must
+    still average its old files with the trimmed ones it now writes (averaging refuses different key sets)."""
+    out, source, args = frozen_run
+    old = tmp_path / "old_run"
+    shutil.copytree(out, old)
+    fold = old / "fold_1"
+    (fold / "result.json").unlink()
+    model = build_model(load_config(fold / "config.yaml").model, num_classes=4)
+    full = model.state_dict()
+    for path in (fold / "checkpoints").glob("*.safetensors"):  # as serkit 0.1 wrote them
+        save_checkpoint({**full, **load_state_dict(path)}, path, read_metadata(path))
+        assert keys(path) == set(full)
+    last_path = fold / "checkpoints" / "last.ckpt"
+    last = torch.load(last_path, weights_only=True, map_location="cpu")
+    last["state_dict"] = {**{f"model.{k}": v for k, v in full.items()}, **last["state_dict"]}
+    del last["serkit_frozen_fingerprint"]
+    torch.save(last, last_path)
+    assert main([*resume_args(args, old), *frozen_config(source, 3)]) == 0
+    assert json.loads((fold / "result.json").read_text())["averaged"] is not None
+    trained = set(full) - model.frozen_state_keys()
+    assert all(keys(path) == trained for path in (fold / "checkpoints").glob("*.safetensors"))
+
+
+def test_resuming_with_a_changed_frozen_source_is_refused(frozen_run, tmp_path, capsys):
+    out, _, args = frozen_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    (copy / "fold_1" / "result.json").unlink()
+    changed = save_tiny_speech_model(tmp_path / "w2v2_retrained", "wav2vec2", seed=1)  # same shapes, new values
+    assert main([*resume_args(args, copy), *frozen_config(changed, 3)]) == 1
+    err = capsys.readouterr().err
+    assert "last.ckpt: the frozen upstream weights differ from those this run was trained with" in err
+
+
+def test_freeze_cnn_leaves_out_the_convolutions_only(tmp_path):
+    source = save_tiny_speech_model(tmp_path / "w2v2", "wav2vec2")
+    cfg = load_config({"model": {"upstreams": [{"name": "hf", "source": str(source), "layers": "last",
+                                                "freeze": "cnn"}], "aggregators": [{"name": "mean"}]}})
+    model = build_model(cfg.model, num_classes=4)
+    frozen = model.frozen_state_keys()
+    assert frozen and all(".feature_extractor." in key for key in frozen)
+    trained = set(model.trainable_state_dict())
+    assert any(".encoder.layers." in key for key in trained) and "classifier.linear.weight" in trained
+    assert len(model.frozen_fingerprint()) == 64

@@ -11,7 +11,9 @@ from ..cli import command
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT",
                         help="safetensors checkpoints of one model config, best first (integer buffers such as "
-                             "BatchNorm counters are taken from the first)")
+                             "BatchNorm counters are taken from the first). A fold's top-k files hold the trained "
+                             "weights only (frozen upstream parameters are the source's): load the average with "
+                             "SERModel.load_trainable_state_dict, or use the fold's model bundle")
     parser.add_argument("--out", required=True, type=Path, metavar="OUT.safetensors",
                         help="where to write the averaged checkpoint")
 

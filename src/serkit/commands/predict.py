@@ -37,8 +37,6 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("predict", "predict emotions of audio files with a trained model bundle or ONNX export (JSONL or CSV rows)",
          _arguments)
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..errors import ConfigError
     from ..inference import EmotionRecognizer, PredictionFailure
     from ..inference.files import audio_paths
@@ -46,10 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.runner import predict_files
     from ..inference.transcripts import Transcripts
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads is {args.threads}; expected a positive number of threads")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads is {args.threads}; expected a positive number of threads")
     recognizer = EmotionRecognizer.load(args.model, device=args.device, threads=args.threads,
                                         window_seconds=args.window, hop_seconds=args.hop,
                                         batch_seconds=args.batch_seconds)

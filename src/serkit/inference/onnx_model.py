@@ -48,11 +48,16 @@ class OnnxModel:
         if EMBEDDING_NAME not in outputs:
             raise ConfigError(f"{path}: exported by an older serkit without the '{EMBEDDING_NAME}' output; "
                               "export the bundle again with `serkit export MODEL --onnx FILE`")
-        if int(metadata.get("sample_rate", SAMPLE_RATE)) != SAMPLE_RATE:
-            raise ConfigError(f"{path}: sample_rate {metadata['sample_rate']} in its metadata; expected {SAMPLE_RATE}")
+        if metadata.get("sample_rate") != str(SAMPLE_RATE):
+            raise ConfigError(f"{path}: metadata 'sample_rate' is {metadata.get('sample_rate')!r}; expected "
+                              f"'{SAMPLE_RATE}' (serkit exports take 16 kHz samples)")
         self.path = path
-        self.labels: list[str] = json.loads(metadata["labels"])
-        self.padding_invariant = metadata.get("padding_invariant", "true") == "true"
+        self.labels: list[str] = _labels(metadata["labels"], path)
+        width = next(o.shape for o in self.session.get_outputs() if o.name == OUTPUT_NAME)[-1]
+        if isinstance(width, int) and width != len(self.labels):
+            raise ConfigError(f"{path}: {len(self.labels)} labels in its metadata but {width} probabilities out")
+        # a file that does not say is run one utterance per call: slower, never wrong
+        self.padding_invariant = metadata.get("padding_invariant") == "true"
         self._outputs = [OUTPUT_NAME, EMBEDDING_NAME]
 
     def __call__(self, wavs: np.ndarray, wav_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +70,13 @@ class OnnxModel:
         rows = [self.session.run(self._outputs, {"wavs": wavs[i : i + 1, : int(n)], "wav_lens": wav_lens[i : i + 1]})
                 for i, n in enumerate(wav_lens)]
         return np.concatenate([p for p, _ in rows]), np.concatenate([e for _, e in rows])
+
+
+def _labels(text: str, path: Path) -> list[str]:
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError:
+        labels = None
+    if not (isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels)):
+        raise ConfigError(f"{path}: metadata 'labels' is {text[:80]!r}; expected a JSON list of class names")
+    return labels

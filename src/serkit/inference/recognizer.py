@@ -114,14 +114,19 @@ class EmotionRecognizer:
     def load(cls, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None,
              **settings) -> "EmotionRecognizer":
         """A model bundle folder, or a `.onnx` file from `serkit export` (run by ONNX Runtime), from disk (never
-        the network). threads: ONNX Runtime's CPU threads (default: as many as torch uses); a bundle runs on
-        torch's. settings: window_seconds, hop_seconds, batch_seconds."""
+        the network). threads: CPU threads for the model: ONNX Runtime's own (default: as many as torch uses),
+        or for a bundle torch.set_num_threads, which holds for the whole process (default: left as it is).
+        settings: window_seconds, hop_seconds, batch_seconds."""
+        if threads is not None and not (isinstance(threads, int) and threads >= 1):
+            raise ConfigError(f"threads is {threads!r}; expected a positive number of threads")
         if is_onnx_file(path):
             model = OnnxModel(path, threads=torch.get_num_threads() if threads is None else threads)
             return cls(model, model.labels, device=device, **settings)
         from ..bundle import load_bundle  # the bundle pulls in training code: only when loading one
 
         model, _, labels = load_bundle(path)
+        if threads is not None:
+            torch.set_num_threads(threads)
         return cls(model, labels, device=device, **settings)
 
     def predict(

@@ -78,6 +78,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise DataError(f"not a readable safetensors checkpoint ({e})", path) from None
 
 
+def read_keys(path: str | Path) -> list[str]:
+    """A checkpoint's tensor names, without reading its tensors."""
+    return list(_header(Path(path))["tensors"])
+
+
 def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
     """The parameter average of k checkpoints (paths best first), streamed one file at a time.
 

@@ -18,6 +18,8 @@ from ..model import SERModel
 from .config import TrainConfig
 from .schedule import warmup_linear_decay
 
+FROZEN_FINGERPRINT = "serkit_frozen_fingerprint"  # last.ckpt entry: sha256 of the frozen parameters
+
 
 class SERModule(L.LightningModule):
     def __init__(self, model: SERModel, train_cfg: TrainConfig, labels: list[str]):
@@ -27,12 +29,14 @@ class SERModule(L.LightningModule):
         self.labels = list(labels)
         # last.ckpt leaves out frozen upstream parameters (on_save_checkpoint); on_load_checkpoint checks the rest
         self.strict_loading = False
+        self._fingerprint: str | None = None
         self._val_preds: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         frozen = {f"model.{key}" for key in self.model.frozen_state_keys()}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+        checkpoint[FROZEN_FINGERPRINT] = self._frozen_fingerprint()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         expected = set(self.state_dict())
@@ -42,6 +46,17 @@ class SERModule(L.LightningModule):
         if missing or unexpected:
             raise ConfigError(f"the checkpoint to resume from does not fit this model: it lacks {missing[:5]} "
                               f"and has unknown entries {unexpected[:5]} (was the config changed since?)")
+        # the frozen weights are rebuilt from the upstream's source, not read back: it must be what it was
+        saved_fingerprint = checkpoint.get(FROZEN_FINGERPRINT)
+        if saved_fingerprint is not None and saved_fingerprint != self._frozen_fingerprint():
+            raise ConfigError("the frozen upstream weights differ from those this run was trained with: the "
+                              "upstream's source (hub revision, local folder, transformers version) changed "
+                              "since; restore it, or start the fold afresh in a new run directory")
+
+    def _frozen_fingerprint(self) -> str:
+        if self._fingerprint is None:  # hashed once: frozen parameters do not change during a fit
+            self._fingerprint = self.model.frozen_fingerprint()
+        return self._fingerprint
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """-> logits [B, C]."""

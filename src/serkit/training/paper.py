@@ -41,6 +41,8 @@ def run_paper(
     it must be picklable. jobs: experiments run at once, each in its own process with one thread — for
     CPU-only machines, where small models use cores better side by side than inside one process.
     worker_init: run first in each worker process (e.g. to set log levels, which processes do not inherit).
+    With jobs > 1 an experiment that fails stops the ones running beside it; running the same call again
+    resumes every one of them (finished folds are skipped, interrupted ones resume from last.ckpt).
     Returns None on non-zero DDP ranks (rank 0 writes the reports)."""
     out_dir = Path(out_dir)
     numbers = experiments or sorted(PAPER_TABLE1)

@@ -43,6 +43,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import ConfigError
+from ..util.hashing import update_with_tensor
 from .audio import check_batch
 from .base import Upstream, UpstreamConfig, UpstreamOutput
 from .layers import LayerSelector
@@ -77,9 +78,7 @@ def upstream_fingerprint(upstream: Upstream, cfg: UpstreamConfig) -> str:
                 digest.update(path.relative_to(tmp).as_posix().encode())
                 digest.update(path.read_bytes())
     for name, tensor in sorted(upstream.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        update_with_tensor(digest, name, tensor)
     return digest.hexdigest()
 
 

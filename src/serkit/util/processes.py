@@ -19,7 +19,8 @@ from typing import Callable, Iterable, Iterator
 def run_in_processes(call: Callable, tasks: Iterable[tuple], jobs: int,
                      initializer: Callable[[], None] | None = None) -> Iterator:
     """Yield call(*task) for each task as it completes, `jobs` at a time in spawned processes (spawn, not
-    fork: a forked child would inherit torch's thread pools and locks mid-use)."""
+    fork: a forked child would inherit torch's thread pools and locks mid-use). The first task that raises
+    stops the others (their workers are terminated) and its exception goes on to the caller."""
     with _sigterm_as_exit():
         pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), initializer)
         finished = False
@@ -30,6 +31,8 @@ def run_in_processes(call: Callable, tasks: Iterable[tuple], jobs: int,
             finished = True
         finally:
             if not finished:
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
                 _terminate_workers(pool)
             pool.shutdown(wait=finished, cancel_futures=not finished)
 
