@@ -89,7 +89,7 @@ class TopKWeights(Callback):
         self._trim_frozen(pl_module.model.frozen_state_keys())
 
     def _trim_frozen(self, frozen: set[str]) -> None:
-        """Kept files written by serkit <= 0.1 hold the frozen parameters too: rewrite them without, so that
+        """Kept files written by an earlier serkit hold the frozen parameters too: rewrite them without, so that
         they average with the files this fit writes (averaging refuses files with different keys)."""
         for path in map(Path, self.tracker.paths()):
             if path.is_file() and frozen & set(read_keys(path)):
