@@ -125,7 +125,10 @@ def test_a_fold_checkpointed_by_an_older_serkit_resumes_and_averages(frozen_run,
     last["state_dict"] = {**{f"model.{k}": v for k, v in full.items()}, **last["state_dict"]}
     del last["serkit_frozen_fingerprint"]
     torch.save(last, last_path)
-    assert main([*resume_args(args, old), *frozen_config(source, 3)]) == 0
+    fits_before = len((fold / "fits.jsonl").read_text().splitlines())
+    # 5 epochs: more than the shared run has reached (2, or 3 after the plain resume test), so this fit trains
+    assert main([*resume_args(args, old), *frozen_config(source, 5)]) == 0
+    assert len((fold / "fits.jsonl").read_text().splitlines()) == fits_before + 1
     assert json.loads((fold / "result.json").read_text())["averaged"] is not None
     trained = set(full) - model.frozen_state_keys()
     assert all(keys(path) == trained for path in (fold / "checkpoints").glob("*.safetensors"))
@@ -152,3 +155,31 @@ def test_freeze_cnn_leaves_out_the_convolutions_only(tmp_path):
     trained = set(model.trainable_state_dict())
     assert any(".encoder.layers." in key for key in trained) and "classifier.linear.weight" in trained
     assert len(model.frozen_fingerprint()) == 64
+
+
+def test_an_older_last_ckpt_with_changed_frozen_values_is_refused(frozen_run):
+    """An earlier serkit's last.ckpt carries the frozen weights themselves: they are compared with the rebuilt ones."""
+    out, _, _ = frozen_run
+    cfg = load_config(out / "fold_1" / "config.yaml")
+    module = SERModule(build_model(cfg.model, num_classes=4), cfg.train, ["neu", "hap", "ang", "sad"])
+    checkpoint = {"state_dict": {k: v.clone() for k, v in module.state_dict().items()}}  # full, no fingerprint
+    module.on_load_checkpoint(checkpoint)  # the same values: fine
+    key = f"model.{sorted(module.model.frozen_state_keys())[0]}"
+    checkpoint["state_dict"][key] += 1.0
+    with pytest.raises(ConfigError, match=r"frozen upstream weights differ"):
+        module.on_load_checkpoint(checkpoint)
+
+
+def test_the_fingerprint_is_taken_before_a_true_precision_casts_the_weights(frozen_run):
+    """bf16-true converts the module after `setup`; a resumed fit hashes the freshly built float32 model, so the
+    fingerprint written at save time must be the float32 one too."""
+    out, _, _ = frozen_run
+    cfg = load_config(out / "fold_1" / "config.yaml")
+    labels = ["neu", "hap", "ang", "sad"]
+    trained = SERModule(build_model(cfg.model, num_classes=4), cfg.train, labels)
+    trained.setup("fit")
+    trained.to(torch.bfloat16)  # what Lightning's bf16-true precision does after setup
+    checkpoint = {"state_dict": trained.state_dict()}
+    trained.on_save_checkpoint(checkpoint)
+    resumed = SERModule(build_model(cfg.model, num_classes=4), cfg.train, labels)
+    resumed.on_load_checkpoint(checkpoint)  # no false "weights differ"

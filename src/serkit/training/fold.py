@@ -18,7 +18,6 @@ import torch
 from ..bundle import save_bundle
 from ..config import ExperimentConfig, config_hash, save_config
 from ..data.corpora import FoldSplit
-from ..errors import ConfigError
 from ..evaluation.metrics import Metrics
 from ..model import build_model
 from ..util.atomic import write_json
@@ -122,13 +121,7 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         write_json(fold_dir / "split.json", {name: [u.id for u in getattr(split, name)]
                                              for name in ("train", "valid", "test")})
     resume = ckpt_dir / "last.ckpt"
-    resuming = resume.is_file()
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resuming else None, weights_only=True)
-    except ConfigError as error:
-        if resuming:
-            raise ConfigError(f"{resume}: {error}") from None
-        raise
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume if resume.is_file() else None, weights_only=True)
     if not trainer.is_global_zero:
         return None
 

@@ -33,24 +33,40 @@ class SERModule(L.LightningModule):
         self._val_preds: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
 
+    def setup(self, stage: str) -> None:
+        # Hashed here, before Lightning restores a checkpoint or converts the module for a "*-true" precision
+        # (bf16-true casts every weight): the same built weights give the same hash in every fit.
+        self._frozen_fingerprint()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         frozen = {f"model.{key}" for key in self.model.frozen_state_keys()}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         checkpoint[FROZEN_FINGERPRINT] = self._frozen_fingerprint()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        try:  # name the file in errors (None when called outside a fit)
+            where = f"{self.trainer.ckpt_path}: " if self.trainer.ckpt_path else ""
+        except RuntimeError:  # not attached to a Trainer
+            where = ""
         expected = set(self.state_dict())
-        frozen = {f"model.{key}" for key in self.model.frozen_state_keys()}
-        saved = set(checkpoint.get("state_dict", {}))
-        missing, unexpected = sorted(expected - frozen - saved), sorted(saved - expected)
+        frozen_keys = self.model.frozen_state_keys()
+        frozen = {f"model.{key}" for key in frozen_keys}
+        state = checkpoint.get("state_dict", {})
+        missing, unexpected = sorted(expected - frozen - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
-            raise ConfigError(f"the checkpoint to resume from does not fit this model: it lacks {missing[:5]} "
-                              f"and has unknown entries {unexpected[:5]} (was the config changed since?)")
+            raise ConfigError(f"{where}the checkpoint to resume from does not fit this model: it lacks "
+                              f"{missing[:5]} and has unknown entries {unexpected[:5]} (was the config changed since?)")
         # the frozen weights are rebuilt from the upstream's source, not read back: it must be what it was
         saved_fingerprint = checkpoint.get(FROZEN_FINGERPRINT)
-        if saved_fingerprint is not None and saved_fingerprint != self._frozen_fingerprint():
-            raise ConfigError("the frozen upstream weights differ from those this run was trained with: the "
-                              "upstream's source (hub revision, local folder, transformers version) changed "
+        if saved_fingerprint is not None:
+            changed = saved_fingerprint != self._frozen_fingerprint()
+        else:  # an earlier serkit's last.ckpt holds the frozen weights themselves
+            built = self.model.state_dict()
+            changed = any(not torch.equal(state[f"model.{key}"], built[key].to(state[f"model.{key}"].dtype))
+                          for key in frozen_keys if f"model.{key}" in state)
+        if changed:
+            raise ConfigError(f"{where}the frozen upstream weights differ from those this run was trained with: "
+                              "the upstream's source (hub revision, local folder, transformers version) changed "
                               "since; restore it, or start the fold afresh in a new run directory")
 
     def _frozen_fingerprint(self) -> str:
