@@ -29,16 +29,13 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+# the file's contract (names, sample rate) and its runtime session live with the code that runs exports
+from ..inference.onnx_model import INPUT_NAMES, OUTPUT_NAMES, SAMPLE_RATE, onnx_session
 from ..model import SERModel
 from .graph import ExportGraph
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAMES = ("wavs", "wav_lens")
-OUTPUT_NAME = "probabilities"
-EMBEDDING_NAME = "embedding"  # the classifier's input (EmotionRecognizer.embed on an exported model)
-OUTPUT_NAMES = (OUTPUT_NAME, EMBEDDING_NAME)
-SAMPLE_RATE = 16000
 CHECK_ATOL = 1e-4  # probabilities
 # embeddings, relative to their largest value: unbounded, and the torch filterbank twin differs from
 # kaldi-native-fbank by float rounding that the classifier's softmax then shrinks
@@ -122,21 +119,6 @@ def check_onnx(path: str | Path, model: SERModel, wavs: torch.Tensor, wav_lens: 
     expected_embedding = expected_embedding.numpy()
     scale = max(1.0, float(np.abs(expected_embedding).max()))
     return float(np.abs(probabilities - expected).max()), float(np.abs(embedding - expected_embedding).max()) / scale
-
-
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session (onnxruntime is the `export` extra). threads: its intra-op threads (None:
-    ONNX Runtime's default, one per physical core)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError("onnxruntime is not installed: pip install 'serkit[export]'") from None
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1  # the graph is one chain of operators: nothing to run side by side
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

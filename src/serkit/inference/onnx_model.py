@@ -19,6 +19,12 @@ import numpy as np
 from ..errors import ConfigError
 
 ONNX_SUFFIX = ".onnx"
+# what `serkit export` writes and this runs (export/onnx.py imports these: inference is the lower layer)
+INPUT_NAMES = ("wavs", "wav_lens")
+OUTPUT_NAME = "probabilities"
+EMBEDDING_NAME = "embedding"  # the classifier's input (EmotionRecognizer.embed on an exported model)
+OUTPUT_NAMES = (OUTPUT_NAME, EMBEDDING_NAME)
+SAMPLE_RATE = 16000
 
 
 def is_onnx_file(path: str | Path) -> bool:
@@ -29,8 +35,6 @@ class OnnxModel:
     """labels: the output order; padding_invariant: whether rows of different lengths may share a call."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        from ..export.onnx import EMBEDDING_NAME, OUTPUT_NAME, SAMPLE_RATE, onnx_session
-
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such ONNX file (write one with `serkit export MODEL --onnx {path.name}`)")
@@ -70,6 +74,21 @@ class OnnxModel:
         rows = [self.session.run(self._outputs, {"wavs": wavs[i : i + 1, : int(n)], "wav_lens": wav_lens[i : i + 1]})
                 for i, n in enumerate(wav_lens)]
         return np.concatenate([p for p, _ in rows]), np.concatenate([e for _, e in rows])
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session (onnxruntime is the `export` extra). threads: its intra-op threads (None:
+    ONNX Runtime's default, one per physical core)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("onnxruntime is not installed: pip install 'serkit[export]'") from None
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1  # the graph is one chain of operators: nothing to run side by side
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _labels(text: str, path: Path) -> list[str]:
