@@ -93,7 +93,8 @@ def export_onnx(
         if diff <= CHECK_ATOL and embedding_diff <= CHECK_EMBEDDING_RTOL:
             return ExportResult(out_path, exporter, _opset_of(out_path), graph.padding_invariant, diff, embedding_diff)
         failures.append(f"{exporter}: ONNX Runtime differs from PyTorch by {diff:.2e} in probabilities (at most "
-                        f"{CHECK_ATOL}) and {embedding_diff:.2e} in embeddings (relative, at most {CHECK_EMBEDDING_RTOL})")
+                        f"{CHECK_ATOL}) and {embedding_diff:.2e} in embeddings (relative, at most "
+                        f"{CHECK_EMBEDDING_RTOL})")
     _remove(out_path)
     raise ConfigError("ONNX export failed: " + "; ".join(failures))
 

@@ -40,7 +40,7 @@ class OnnxModel:
             raise ConfigError(f"{path}: no such ONNX file (write one with `serkit export MODEL --onnx {path.name}`)")
         try:
             self.session = onnx_session(path, threads=threads)
-        except ConfigError:
+        except ConfigError:  # onnxruntime missing: its own message says what to install
             raise
         except Exception as error:  # noqa: BLE001  (onnxruntime raises its own types for unreadable files)
             raise ConfigError(f"{path}: ONNX Runtime cannot load it: {str(error).splitlines()[0]}") from None
@@ -62,7 +62,7 @@ class OnnxModel:
             raise ConfigError(f"{path}: {len(self.labels)} labels in its metadata but {width} probabilities out")
         # a file that does not say is run one utterance per call: slower, never wrong
         self.padding_invariant = metadata.get("padding_invariant") == "true"
-        self._outputs = [OUTPUT_NAME, EMBEDDING_NAME]
+        self._outputs = list(OUTPUT_NAMES)
 
     def __call__(self, wavs: np.ndarray, wav_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         wavs = np.ascontiguousarray(wavs, dtype=np.float32)
