@@ -58,8 +58,9 @@ def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, .
         try:
             # update(), not merge(from_dotlist): it addresses list items too (model.aggregators.0.channels=64)
             value = yaml.safe_load(text) if text else None
-            if OmegaConf.select(merged, key, default=_MISSING) is _MISSING:
-                raise ConfigError(f"override {item!r}: key {key!r} is not in the config schema")
+            if OmegaConf.select(merged, key, default=_MISSING) is _MISSING and not _in_open_mapping(merged, key):
+                raise ConfigError(f"override {item!r}: key {key!r} is not in the config schema; "
+                                  f"valid keys there: {', '.join(_keys_beside(merged, key))}")
             OmegaConf.update(merged, key, value, merge=True)
         except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError) as e:
             raise ConfigError(f"override {item!r}: {_describe(e)}") from None
@@ -67,6 +68,28 @@ def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, .
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:  # e.g. an interpolation that does not resolve
         raise ConfigError(_describe(e)) from None
+
+
+def _in_open_mapping(merged: DictConfig, key: str) -> bool:
+    """True when `key` names an entry of a free-form mapping field (data.options.folds, data.label_map.exc):
+    such a field's keys are data, not schema, so a new one may be added from the command line."""
+    parent, _, _ = key.rpartition(".")
+    node = OmegaConf.select(merged, parent, default=None) if parent else None
+    return isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict
+
+
+def _keys_beside(merged: DictConfig, key: str) -> list[str]:
+    """The dotted keys that do exist next to a wrong one (its deepest existing parent's children)."""
+    parts = key.split(".")
+    while parts:
+        parts.pop()
+        prefix = ".".join(parts)
+        node = OmegaConf.select(merged, prefix, default=None) if prefix else merged
+        if isinstance(node, DictConfig):
+            return [f"{prefix}.{k}" if prefix else str(k) for k in node.keys()]
+        if node is not None:  # a list or a value: nothing to list under it
+            return [prefix]
+    return [str(k) for k in merged.keys()]
 
 
 def _load_yaml(path: Path):

@@ -41,3 +41,18 @@ def test_resolved_config_round_trips_and_hash_tracks_model(tmp_path):
     assert again == cfg
     assert config_hash(again.model) == config_hash(cfg.model)
     assert config_hash(load_config(overrides=["model.fusion=early"]).model) != config_hash(cfg.model)
+
+
+def test_overrides_reach_into_mapping_fields():
+    """Corpus options and label maps are free-form mappings: their keys are settable from the command line."""
+    cfg = load_config({"data": {"options": {"valid": "speaker"}}},
+                      overrides=["data.options.folds=emobox", "data.options.valid=none", "data.label_map.exc=hap"])
+    assert cfg.data.options == {"valid": "none", "folds": "emobox"}
+    assert cfg.data.label_map == {"exc": "hap"}
+
+
+def test_unknown_override_lists_the_valid_keys_beside_it():
+    with pytest.raises(ConfigError, match=r"train\.max_epoch'.*valid keys there:.*train\.max_epochs"):
+        load_config(overrides=["train.max_epoch=3"])
+    with pytest.raises(ConfigError, match=r"data\.optionz\.folds.*data\.options"):
+        load_config(overrides=["data.optionz.folds=emobox"])
