@@ -1,6 +1,10 @@
-"""`serkit baseline opensmile-svm --corpus CORPUS --root DIR [--labels a,b,c] [--folds 1,2] [--c 0.1,1] [--out DIR]
-[--features FILE]`:
-the openSMILE eGeMAPSv02 + linear SVM baseline on the corpus's own folds (needs `pip install serkit[baseline]`)."""
+"""`serkit baseline SYSTEM --corpus CORPUS --root DIR [--labels a,b,c] [--option K=V] [--folds 1,2] [--c 0.1,1]
+[--out DIR]`: a baseline on the corpus's own folds (the folds and test sets `serkit cv` uses).
+
+- `opensmile-svm [--features FILE]`: openSMILE eGeMAPSv02 + linear SVM (needs `pip install serkit[baseline]`);
+- `probe --encoder SOURCE [--upstream hf|whisper] [--whisper-input pad|crop] [--cache DIR | --no-cache]`: the
+  linear probe of a frozen encoder (every layer mean-pooled, logistic regression; layer and C chosen on
+  validation), reading and filling the same feature cache as `serkit cv`."""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import argparse
 
 from ..cli import command
 
-SYSTEMS = ("opensmile-svm",)
+SYSTEMS = ("opensmile-svm", "probe")
+DEFAULT_CACHE = "runs/feature_cache"  # the RAVDESS configs' train.feature_cache
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -18,16 +23,23 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", help="class set in index order, comma-separated (default: the corpus's)")
     p.add_argument("--label-map", help="rename/merge labels before filtering, e.g. exc:hap")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="corpus option (repeatable), as in `serkit data`")
+                   help="corpus option (repeatable), as in `serkit data`, e.g. folds=emobox")
     p.add_argument("--folds", help="comma-separated folds to run (default: all)")
-    p.add_argument("--c", help="comma-separated grid of SVM C values (default: 1e-4,1e-3,1e-2,0.1,1,10)")
-    p.add_argument("--features", help="feature cache file (.npz) to read and extend (default: OUT/egemaps.npz)")
-    p.add_argument("--out", help="output folder (default: runs/baseline_opensmile_svm_<corpus>)")
+    p.add_argument("--c", help="comma-separated grid of C values (default: 1e-4,1e-3,1e-2,0.1,1,10)")
+    p.add_argument("--out", help="output folder (default: runs/baseline_<system>_<corpus>)")
+    p.add_argument("--features", help="opensmile-svm: feature cache file (.npz) to read and extend "
+                                      "(default: OUT/egemaps.npz)")
+    p.add_argument("--encoder", help="probe: the frozen encoder (preset, hub id or local folder)")
+    p.add_argument("--upstream", default="hf", help="probe: upstream registry key (default hf; a Whisper source "
+                                                     "is recognised either way)")
+    p.add_argument("--whisper-input", default="pad", choices=("pad", "crop"), help="probe: Whisper input mode")
+    p.add_argument("--cache", default=DEFAULT_CACHE, help=f"probe: feature cache folder (default {DEFAULT_CACHE})")
+    p.add_argument("--no-cache", action="store_true", help="probe: encode without the feature cache")
 
 
-@command("baseline", "classical baseline (openSMILE eGeMAPS + linear SVM) on a corpus's folds", _arguments)
+@command("baseline", "baselines on a corpus's folds: openSMILE eGeMAPS + linear SVM, or a frozen encoder's "
+                     "linear probe", _arguments)
 def run(args: argparse.Namespace) -> int:
-    from ..baselines.opensmile_svm import C_GRID, run_opensmile_svm
     from ..errors import ConfigError
     from .data import parse_options
 
@@ -38,11 +50,27 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{what}: expected comma-separated numbers, got {text!r}") from None
 
     folds = numbers(args.folds, "--folds", int) if args.folds else None
-    c_grid = numbers(args.c, "--c", float) if args.c else C_GRID
-    out = args.out or f"runs/baseline_opensmile_svm_{args.corpus}"
-    summary, fits = run_opensmile_svm(args.corpus, args.root, out, args.labels, args.label_map,
-                                      parse_options(args.option), folds, c_grid, args.features)
-    print(summary.to_markdown())
-    print("C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits))
+    out = args.out or f"runs/baseline_{args.system.replace('-', '_')}_{args.corpus}"
+    options = parse_options(args.option)
+    if args.system == "probe":
+        from ..baselines.probe import C_GRID, run_probe
+        from ..upstream import UpstreamConfig
+
+        if not args.encoder:
+            raise ConfigError("baseline probe: --encoder is required (a preset, hub id or local folder)")
+        upstream_cfg = UpstreamConfig(name=args.upstream, source=args.encoder, layers="weighted", freeze="all",
+                                      whisper_input=args.whisper_input)
+        summary, fits = run_probe(args.corpus, args.root, out, upstream_cfg, args.labels, args.label_map, options,
+                                  folds, numbers(args.c, "--c", float) if args.c else C_GRID,
+                                  None if args.no_cache else args.cache)
+        print(summary.to_markdown())
+        print("layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits))
+    else:
+        from ..baselines.opensmile_svm import C_GRID, run_opensmile_svm
+
+        summary, fits = run_opensmile_svm(args.corpus, args.root, out, args.labels, args.label_map, options, folds,
+                                          numbers(args.c, "--c", float) if args.c else C_GRID, args.features)
+        print(summary.to_markdown())
+        print("C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits))
     print(f"report: {out}")
     return 0

@@ -1,0 +1,84 @@
+"""The linear probe on a tiny synthetic corpus and a tiny random wav2vec2 saved by the test: it runs the
+corpus's own folds, chooses layer view and C on validation only, learns, and shares `serkit cv`'s feature cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from serkit.baselines import probe
+from serkit.cli import main
+from serkit.data.summary import prepare_corpus
+from serkit.upstream import UpstreamConfig
+from serkit.upstream.tiny import save_tiny_speech_model
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return save_tiny_speech_model(tmp_path_factory.mktemp("tiny_w2v2"), "wav2vec2")
+
+
+def _cfg(encoder) -> UpstreamConfig:
+    return UpstreamConfig(name="hf", source=str(encoder), layers="weighted", freeze="all")
+
+
+def test_probe_runs_every_fold_chooses_on_validation_and_learns(manifest, encoder, tmp_path):
+    torch.set_num_threads(1)
+    summary, fits = probe.run_probe("manifest", manifest, tmp_path, _cfg(encoder), c_grid=(1e-2, 1.0))
+    assert [f.fold for f in fits] == [1, 2, 3, 4]
+    num_layers = 3  # input embedding + 2 transformer layers
+    for fit in fits:
+        assert set(fit.valid_ua) == {"last", "mean", *(f"layer_{i}" for i in range(num_layers))}
+        assert all(set(by_c) == {1e-2, 1.0} for by_c in fit.valid_ua.values())
+        assert fit.valid.ua == max(max(by_c.values()) for by_c in fit.valid_ua.values())
+        assert fit.valid_ua[fit.view][fit.c] == fit.valid.ua
+    # pitch and loudness survive even a random encoder's mean-pooled layers
+    assert summary.stat("ua").mean >= 0.65, [f.test.ua for f in fits]  # chance: 0.5
+    record = json.loads((tmp_path / "probe.json").read_text())
+    assert [r["view"] for r in record["per_fold"]] == [f.view for f in fits] and record["num_layers"] == num_layers
+    assert (tmp_path / "cv.md").is_file() and (tmp_path / "confusion.png").is_file()
+
+
+def test_the_choice_never_reads_test_labels(manifest, encoder):
+    _, prepared, classes = prepare_corpus("manifest", manifest)
+    pooled = probe.pooled_layers(prepared.utterances, _cfg(encoder))
+    assert pooled.shape == (24, 3, 32) and np.isfinite(pooled).all()
+    parts = {"train": np.arange(0, 12), "valid": np.arange(12, 18), "test": np.arange(18, 24)}
+    targets = {name: np.array([classes.index(prepared.utterances[i].label) for i in rows]) for name, rows in parts.items()}
+    features = {name: pooled[rows] for name, rows in parts.items()}
+    first = probe.fit_probe(features, targets, classes, c_grid=(1e-3, 1e-1, 10.0))
+    scrambled = dict(targets, test=1 - targets["test"])  # every test label flipped
+    second = probe.fit_probe(features, scrambled, classes, c_grid=(1e-3, 1e-1, 10.0))
+    assert first[:2] == second[:2] and first[4] == second[4]  # same view, C and validation grid
+    assert first[2].ua == second[2].ua
+    assert first[3].ua != second[3].ua  # the test score did see the (flipped) labels, after the choice
+
+
+def test_probe_shares_the_cv_feature_cache(manifest, encoder, tmp_path, monkeypatch):
+    from serkit.model import ModelConfig, build_model
+    from serkit.upstream.hf import HFSpeechUpstream
+
+    _, prepared, _ = prepare_corpus("manifest", manifest)
+    utterances = prepared.utterances[:5]
+    cache = tmp_path / "cache"
+    first = probe.pooled_layers(utterances, _cfg(encoder), cache)
+    # the directory cv's model would use for the same upstream with weighted layers is the one just filled
+    model = build_model(ModelConfig(upstreams=[_cfg(encoder)]), num_classes=2)
+    model.use_feature_cache(cache)
+    assert model.feature_caches[0].directory.is_dir()
+    assert len(list(model.feature_caches[0].directory.rglob("*.safetensors"))) == 5
+    monkeypatch.setattr(HFSpeechUpstream, "forward", lambda *a, **k: pytest.fail("the encoder ran on a cached clip"))
+    assert np.array_equal(probe.pooled_layers(utterances, _cfg(encoder), cache), first)
+
+
+def test_probe_command(manifest, encoder, tmp_path, capsys):
+    out = tmp_path / "probe"
+    assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--encoder", str(encoder),
+                 "--folds", "1,2", "--c", "0.1", "--no-cache", "--out", str(out)]) == 0
+    assert "layer view and C chosen per fold" in capsys.readouterr().out
+    assert json.loads((out / "probe.json").read_text())["folds"] == [1, 2]
+    assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--out", str(out)]) != 0
+    assert "--encoder is required" in capsys.readouterr().err
