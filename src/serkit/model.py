@@ -65,6 +65,9 @@ class SERModel(nn.Module):
         self.upstream_cfgs = list(cfg.upstreams)
         # one FeatureCache (or None) per upstream; a plain list, outside the state_dict (see use_feature_cache)
         self.feature_caches: list = [None] * len(upstreams)
+        # training-only frame augmentation (training/augment.py), set by the trainer: a plain callable outside
+        # the state_dict, applied to audio frames only while self.training, so evaluation never sees it
+        self.frame_augment = None
         dims = [upstream.hidden_size for upstream in upstreams]
 
         self.early_fusion: EarlyFusion | None = None
@@ -89,7 +92,10 @@ class SERModel(nn.Module):
                 hidden, frame_lens = upstream(wavs, wav_lens, texts)
             else:
                 hidden, frame_lens = cache(upstream, wavs, wav_lens, texts)
-            streams.append((selector(hidden), frame_lens))
+            frames = selector(hidden)
+            if self.training and self.frame_augment is not None and upstream.modality == "audio":
+                frames = self.frame_augment(frames, frame_lens)
+            streams.append((frames, frame_lens))
         return streams
 
     def use_feature_cache(self, directory: str | Path, dtype: str = "float16") -> list[int]:

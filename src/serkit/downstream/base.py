@@ -15,8 +15,8 @@ from ..registry import Registry
 
 @dataclass
 class AggregatorConfig:
-    """name: registry key ("mean", "ecapa"). The remaining keys size ECAPA-TDNN (Desplanques et al. 2020,
-    defaults as in the paper's C=512 system) and are ignored by mean pooling."""
+    """name: registry key ("mean", "stats", "ecapa"). The remaining keys size ECAPA-TDNN (Desplanques et al. 2020,
+    defaults as in the paper's C=512 system) and are ignored by mean and statistics pooling."""
 
     name: str = "mean"
     channels: int = 512

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .augment import AugmentConfig
+
+# what Lightning's Trainer accepts for precision (its aliases included), plus our "auto"
+PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed",
+              "bf16-true", "transformer-engine", "transformer-engine-float16")
 
 
 @dataclass
@@ -18,7 +25,11 @@ class TrainConfig:
     feature_cache: a folder (relative: to the working directory) where the frames of frozen (freeze "all")
     audio upstreams are cached, so each utterance is encoded once and later epochs, folds and runs only train
     the downstream (upstream/cache.py); None (default): off, since "weighted" layers of a large encoder can
-    take tens of GB. Trained upstreams are never cached. feature_cache_dtype: "float16" (default) or "float32"."""
+    take tens of GB. Trained upstreams are never cached. feature_cache_dtype: "float16" (default) or "float32".
+    label_smoothing: of the cross-entropy's targets (0: none). early_stopping: stop a fold after this many
+    validation epochs without a better monitored score (0: off; the top-k kept so far are averaged as usual).
+    augment: frame masks and mixup while training (training/augment.py; all off by default).
+    Every field is checked against its range when the config is built: a bad value names its key."""
 
     max_epochs: int = 10
     lr_upstream: float = 5e-5
@@ -40,3 +51,28 @@ class TrainConfig:
     progress_bar: bool = True
     feature_cache: str | None = None
     feature_cache_dtype: str = "float16"
+    label_smoothing: float = 0.0
+    early_stopping: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        ranges = {  # key -> (check, what is expected)
+            "max_epochs": (self.max_epochs >= 1, "1 or more"),
+            "lr_upstream": (self.lr_upstream >= 0, "0 or more"),
+            "lr_downstream": (self.lr_downstream > 0, "a positive learning rate"),
+            "weight_decay": (self.weight_decay >= 0, "0 or more"),
+            "warmup": (0 <= self.warmup < 1, "a fraction of the optimiser steps in [0, 1)"),
+            "grad_clip": (self.grad_clip >= 0, "0 (off) or a positive norm"),
+            "accumulate": (self.accumulate >= 1, "1 or more batches per optimiser step"),
+            "precision": (str(self.precision) in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+            "top_k": (self.top_k >= 1, "1 or more checkpoints"),
+            "num_nodes": (self.num_nodes >= 1, "1 or more"),
+            "log_every_n_steps": (self.log_every_n_steps >= 1, "1 or more"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "a fraction in [0, 1)"),
+            "early_stopping": (self.early_stopping >= 0, "0 (off) or a patience in validation epochs"),
+            "devices": (str(self.devices) in ("auto", "-1") or not str(self.devices).isdigit()
+                        or int(self.devices) >= 1, "auto, -1, a count of 1 or more, or a list of device ids"),
+        }
+        for key, (ok, expected) in ranges.items():
+            if not ok:
+                raise ConfigError(f"key 'train.{key}' is {getattr(self, key)!r}; expected {expected}")

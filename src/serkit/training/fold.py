@@ -104,7 +104,7 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         accumulate_grad_batches=cfg.train.accumulate,
         deterministic=cfg.train.deterministic,
         # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them)
-        callbacks=[topk, FitLog(fold_dir), RNGState(), last],
+        callbacks=[topk, FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train), last],
         # AtomicCheckpointIO: last.ckpt is renamed into place (never half written) and loads weights-only
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,  # no default ModelCheckpoint: LastCheckpoint and TopKWeights write ours
@@ -141,6 +141,16 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
     save_bundle(fold_dir / "model", model, cfg, labels, metrics=result.to_dict())
     write_json(result_path, result.to_dict())  # last: its presence marks the fold as finished
     return result
+
+
+def _early_stopping(train_cfg) -> list:
+    """Lightning's EarlyStopping on the monitored validation score (its state travels in last.ckpt)."""
+    if not train_cfg.early_stopping:
+        return []
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    return [EarlyStopping(monitor=f"val_{train_cfg.monitor}", mode="max", patience=train_cfg.early_stopping,
+                          check_on_train_epoch_end=False)]
 
 
 def _devices(devices: str):

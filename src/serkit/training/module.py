@@ -15,6 +15,7 @@ from ..data.batch import Batch
 from ..errors import ConfigError
 from ..evaluation.metrics import compute_metrics
 from ..model import SERModel
+from .augment import FrameMasking, mixup
 from .config import TrainConfig
 from .schedule import warmup_linear_decay
 
@@ -32,6 +33,8 @@ class SERModule(L.LightningModule):
         self._fingerprint: str | None = None
         self._val_preds: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
+        if train_cfg.augment.masks_frames:
+            model.frame_augment = FrameMasking(train_cfg.augment)
 
     def setup(self, stage: str) -> None:
         # Hashed here, before Lightning restores a checkpoint or converts the module for a "*-true" precision
@@ -85,8 +88,15 @@ class SERModule(L.LightningModule):
         self.model.train()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        logits = self(batch)
-        loss = F.cross_entropy(logits.float(), batch.labels)
+        embedding = self.model.embed(batch.wavs, batch.wav_lens, batch.texts)
+        smoothing = self.train_cfg.label_smoothing
+        if self.train_cfg.augment.mixup > 0 and len(batch) > 1:
+            embedding, partner, lam = mixup(embedding, self.train_cfg.augment.mixup)
+            logits = self.model.classifier(embedding).float()
+            loss = lam * F.cross_entropy(logits, batch.labels, label_smoothing=smoothing) + (1 - lam) * F.cross_entropy(
+                logits, batch.labels[partner], label_smoothing=smoothing)
+        else:
+            loss = F.cross_entropy(self.model.classifier(embedding).float(), batch.labels, label_smoothing=smoothing)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
