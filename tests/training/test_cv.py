@@ -78,3 +78,13 @@ def test_finished_folds_are_skipped(cv_run, tiny_config, synth_iemocap_root, cap
 def test_overrides_and_folds_reach_the_config(tiny_config):
     cfg = load_config(tiny_config, overrides=["train.max_epochs=3", "model.aggregators.0.channels=16", "folds=[1,3]"])
     assert cfg.train.max_epochs == 3 and cfg.model.aggregators[0].channels == 16 and cfg.folds == [1, 3]
+
+
+def test_run_records_its_cost(cv_run):
+    """cost.json per fold and for the run: CPU seconds, epochs and trainable parameters, for the results table."""
+    total = json.loads((cv_run / "cost.json").read_text())
+    assert sorted(total["folds"]) == ["1", "2", "3", "4", "5"]
+    for fold in total["folds"].values():
+        assert fold["cpu_seconds"] > 0 and fold["wall_seconds"] > 0 and fold["epochs"] >= 1
+        assert fold["trainable_params"] > 1000  # the narrow ECAPA-TDNN and its classifier
+    assert total["cpu_seconds"] == pytest.approx(sum(f["cpu_seconds"] for f in total["folds"].values()), abs=0.5)

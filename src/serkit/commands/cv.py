@@ -13,6 +13,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="corpus folder (sets data.root)")
     p.add_argument("--folds", help="comma-separated folds to run, e.g. 1,3 (default: all)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (one per epoch and fold, on stderr)")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="config overrides, e.g. train.max_epochs=5 model.aggregators.0.channels=256")
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     configs, overrides = _split_overrides(args)
     cfg = load_config(*configs, overrides=overrides)
-    result = run_cv(cfg, args.out or f"runs/{cfg.name}")
+    result = run_cv(cfg, args.out or f"runs/{cfg.name}", quiet=args.quiet)
     if result is not None:
         print((result.report_dir / "cv.md").read_text())
         print(f"report: {result.report_dir}")

@@ -6,6 +6,7 @@ running the same command again after a crash finishes the job.
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
 from ..util.atomic import write_json
 from .fold import FoldResult, run_fold
+from .progress import FoldClock
 
 
 @dataclass
@@ -55,8 +57,9 @@ def select_folds(cfg: ExperimentConfig, num_folds: int) -> list[int]:
     return folds
 
 
-def run_cv(cfg: ExperimentConfig, run_dir: str | Path) -> CVResult | None:
-    """Every selected fold of `cfg` in `run_dir/fold_K`, then the report in `run_dir`. None on non-zero ranks."""
+def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False) -> CVResult | None:
+    """Every selected fold of `cfg` in `run_dir/fold_K`, then the report in `run_dir`. None on non-zero ranks.
+    Progress lines (training/progress.py) go to stderr unless `quiet`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     prepared, labels = prepare_corpus(cfg, run_dir)
@@ -68,14 +71,20 @@ def run_cv(cfg: ExperimentConfig, run_dir: str | Path) -> CVResult | None:
         write_json(run_dir / "run.json", _run_facts(cfg, labels, prepared, folds))
 
     results = []
-    for fold in folds:
+    clock = FoldClock(len(folds))
+    for position, fold in enumerate(folds, start=1):
         split = corpus.split(prepared.utterances, fold, **cfg.data.options)
-        result = run_fold(cfg, split, labels, run_dir / f"fold_{fold}")
+        finished = (run_dir / f"fold_{fold}" / "result.json").is_file()
+        result = run_fold(cfg, split, labels, run_dir / f"fold_{fold}",
+                          progress=None if quiet else f"{cfg.name} fold {fold} ({position}/{len(folds)})")
         if result is not None:
             results.append(result)
+            if not quiet:
+                clock.fold_done(fold, result.test.ua, result.test.wa, skipped=finished)
     if not rank_zero:
         return None
     write_cv_report(run_dir, cfg.name, summarize(results))
+    write_json(run_dir / "cost.json", _total_cost(run_dir, folds))
     return CVResult(cfg.name, labels, results, run_dir)
 
 
@@ -85,6 +94,19 @@ def summarize(results: list[FoldResult]) -> CVSummary:
         FoldScores(fold=r.fold, metrics=r.test, best_single=r.best["test"] if r.averaged is not None else None)
         for r in results
     ])
+
+
+def _total_cost(run_dir: Path, folds: list[int]) -> dict:
+    """Each fold's cost.json (CPU and wall seconds, epochs, trainable parameters) and the sums."""
+    per_fold = {}
+    for fold in folds:
+        path = run_dir / f"fold_{fold}" / "cost.json"
+        if path.is_file():  # absent for a fold finished by an older serkit
+            per_fold[str(fold)] = json.loads(path.read_text())
+    return {"cpu_seconds": round(sum(c["cpu_seconds"] for c in per_fold.values()), 1),
+            "wall_seconds": round(sum(c["wall_seconds"] for c in per_fold.values()), 1),
+            "trainable_params": max((c["trainable_params"] for c in per_fold.values()), default=None),
+            "folds": per_fold}
 
 
 def _is_rank_zero() -> bool:

@@ -28,6 +28,7 @@ from .csv_log import ContinuingCSVLogger
 from .fit_log import FitLog
 from .last_checkpoint import LastCheckpoint
 from .predictions import evaluate_model
+from .progress import ProgressLines
 from .module import SERModule
 from .rng_state import RNGState
 from .topk_callback import TopKWeights
@@ -74,13 +75,16 @@ for _message in (r"Found \d+ module\(s\) in eval mode", r"The number of training
     warnings.filterwarnings("ignore", message=_message)
 
 
-def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path) -> FoldResult | None:
-    """Train and evaluate one fold in `fold_dir`. Returns None on non-zero DDP ranks (rank 0 evaluates)."""
+def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path,
+             progress: str | None = None) -> FoldResult | None:
+    """Train and evaluate one fold in `fold_dir`. Returns None on non-zero DDP ranks (rank 0 evaluates).
+    progress: a name such as "fold 2/6" to print progress lines under (training/progress.py); None: quiet."""
     fold_dir = Path(fold_dir)
     result_path = fold_dir / "result.json"
     if result_path.is_file():
         return FoldResult.from_dict(json.loads(result_path.read_text()))
     fold_dir.mkdir(parents=True, exist_ok=True)
+    started = _cpu_and_wall()
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, num_classes=len(labels))
@@ -104,7 +108,8 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         accumulate_grad_batches=cfg.train.accumulate,
         deterministic=cfg.train.deterministic,
         # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them)
-        callbacks=[topk, FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train), last],
+        callbacks=[topk, FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train),
+                   *([ProgressLines(progress)] if progress else []), last],
         # AtomicCheckpointIO: last.ckpt is renamed into place (never half written) and loads weights-only
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,  # no default ModelCheckpoint: LastCheckpoint and TopKWeights write ours
@@ -139,8 +144,22 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         model.load_trainable_state_dict(best_state)
     result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
     save_bundle(fold_dir / "model", model, cfg, labels, metrics=result.to_dict())
+    cpu, wall = (now - then for now, then in zip(_cpu_and_wall(), started))
+    write_json(fold_dir / "cost.json", {  # this process's share (a resumed fold: since the resume)
+        "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": trainer.current_epoch,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "feature_cache": None if not cfg.train.feature_cache else [c.stats() for c in model.feature_caches if c]})
     write_json(result_path, result.to_dict())  # last: its presence marks the fold as finished
     return result
+
+
+def _cpu_and_wall() -> tuple[float, float]:
+    """(CPU seconds of this process, all threads and finished children, user + system; wall seconds)."""
+    import resource
+    import time
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, time.monotonic()
 
 
 def _early_stopping(train_cfg) -> list:
