@@ -34,6 +34,10 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._entries)) or "(none)"
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
+    def name_of(self, obj: T) -> str | None:
+        """The key `obj` is registered under (None if it is not registered)."""
+        return next((name for name, entry in self._entries.items() if entry is obj), None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -243,3 +243,16 @@ def test_run_fold_encodes_each_utterance_once(tmp_path, synth_iemocap_root, monk
     assert sum(rows_seen) == distinct  # 2 epochs + 4 evaluations, yet each utterance encoded once
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == distinct
     assert result.averaged is not None and result.test.n == len(split.test)
+
+
+def test_the_registry_key_of_the_built_class_not_the_config_s_name_is_hashed(tiny_whisper_dir):
+    """`name: hf` with a Whisper source builds the whisper upstream: it must find what `name: whisper` stored
+    (the probe and a cv config may name it either way)."""
+    from serkit.upstream import build_upstream
+
+    named, named_cfg = whisper(tiny_whisper_dir, "pad")
+    via_hf_cfg = UpstreamConfig(name="hf", source=str(tiny_whisper_dir), layers="weighted", freeze="all",
+                                whisper_input="pad")
+    via_hf = build_upstream(via_hf_cfg)
+    assert type(via_hf) is type(named)
+    assert upstream_fingerprint(via_hf, via_hf_cfg) == upstream_fingerprint(named, named_cfg)

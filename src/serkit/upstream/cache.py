@@ -45,7 +45,7 @@ from torch.nn.utils.rnn import pad_sequence
 from ..errors import ConfigError
 from ..util.hashing import update_with_tensor
 from .audio import check_batch
-from .base import Upstream, UpstreamConfig, UpstreamOutput
+from .base import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
 from .layers import LayerSelector
 
 CACHE_FORMAT = 1  # bump when the file layout or the key recipe changes
@@ -70,6 +70,9 @@ def upstream_fingerprint(upstream: Upstream, cfg: UpstreamConfig) -> str:
     if source_file:  # code changes (a fixed bug) must not be served stale frames
         digest.update(Path(source_file).read_bytes())
     fields = {k: v for k, v in asdict(cfg).items() if k not in _NOT_OUTPUT_FIELDS}
+    # the key the class is registered under, not the one the config wrote: "hf" with a Whisper source builds
+    # the "whisper" upstream, and must find the frames that `name: whisper` stored
+    fields["name"] = UPSTREAMS.name_of(cls) or cfg.name
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     with tempfile.TemporaryDirectory() as tmp:
         upstream.save_config_files(tmp)

@@ -1,0 +1,98 @@
+"""Build docs/results.json (and print the markdown tables) from finished run folders.
+
+    python scripts/results_table.py docs/results_runs.yaml RUNS_DIR [--json docs/results.json]
+
+The YAML lists one entry per row: `system`, `encoder`, `classes` (8 or 4), `run` (a folder under RUNS_DIR
+holding a `serkit cv` run's cv.json + cost.json, or a `serkit baseline` run's cv.json + probe.json /
+baseline.json) and `command` (what produced it); optional `pairs` lists paired comparisons
+`{name, a, b}` by system name (a - b, fold by fold). Every number comes from the run folders: nothing is
+typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+def load_row(entry: dict, runs: Path) -> dict:
+    run = runs / entry["run"]
+    cv = json.loads((run / "cv.json").read_text())
+    folds = cv["folds"]
+    cost = json.loads((run / "cost.json").read_text()) if (run / "cost.json").is_file() else {}
+    row = {
+        "system": entry["system"], "encoder": entry["encoder"], "folds": entry.get("folds", "emobox"),
+        "classes": entry["classes"], "command": entry["command"],
+        "fold_ids": [f["fold"] for f in folds],
+        "ua": 100 * cv["summary"]["ua"]["mean"], "wa": 100 * cv["summary"]["wa"]["mean"],
+        "ua_std": 100 * cv["summary"]["ua"]["std"], "wa_std": 100 * cv["summary"]["wa"]["std"],
+        "ua_per_fold": [100 * f["metrics"]["ua"] for f in folds],
+        "wa_per_fold": [100 * f["metrics"]["wa"] for f in folds],
+        "trainable_params": cost.get("trainable_params", entry.get("trainable_params")),
+        "cpu_seconds": cost.get("cpu_seconds", entry.get("cpu_seconds")),
+    }
+    if cv.get("best_single"):
+        row["best_single_ua"] = 100 * cv["best_single"]["ua"]["mean"]
+        row["best_single_ua_per_fold"] = [100 * f["best_single"]["ua"] for f in folds]
+    return row
+
+
+def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key: str = "ua_per_fold") -> tuple[float, float]:
+    x, y = rows[(a, classes)], rows[(b, classes)]
+    if x["fold_ids"] != y["fold_ids"]:
+        raise SystemExit(f"{a} and {b} ({classes} classes) ran different folds: {x['fold_ids']} vs {y['fold_ids']}")
+    diff = np.array(x[key]) - np.array(y[key])
+    return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+
+
+def markdown(rows: list[dict], classes: int) -> str:
+    lines = ["| system | encoder | " + " | ".join(f"fold {i}" for i in range(1, 7)) + " | WA | UA | trainable | CPU s |",
+             "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|"]
+    for r in (r for r in rows if r["classes"] == classes):
+        per_fold = " | ".join(f"{w:.1f} / {u:.1f}" for w, u in zip(r["wa_per_fold"], r["ua_per_fold"]))
+        params = f"{r['trainable_params']:,}" if r["trainable_params"] else "—"
+        cpu = f"{r['cpu_seconds']:,.0f}" if r["cpu_seconds"] else "—"
+        lines.append(f"| {r['system']} | {r['encoder']} | {per_fold} | {r['wa']:.1f} ± {r['wa_std']:.1f} | "
+                     f"**{r['ua']:.1f}** ± {r['ua_std']:.1f} | {params} | {cpu} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec")
+    parser.add_argument("runs")
+    parser.add_argument("--json", default="docs/results.json")
+    args = parser.parse_args()
+    spec = yaml.safe_load(Path(args.spec).read_text())
+    rows = []
+    for entry in spec["rows"]:
+        if not (Path(args.runs) / entry["run"] / "cv.json").is_file():
+            print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
+            continue
+        rows.append(load_row(entry, Path(args.runs)))
+    by_name = {(r["system"], r["classes"]): r for r in rows}
+    comparisons = []
+    for pair in spec.get("pairs", []):
+        for classes in (8, 4):
+            if (pair["a"], classes) in by_name and (pair["b"], classes) in by_name:
+                ua, ua_sd = paired(by_name, pair["a"], pair["b"], classes)
+                wa, wa_sd = paired(by_name, pair["a"], pair["b"], classes, "wa_per_fold")
+                comparisons.append({"name": pair["name"], "classes": classes, "a": pair["a"], "b": pair["b"],
+                                    "ua_diff": ua, "ua_diff_std": ua_sd, "wa_diff": wa, "wa_diff_std": wa_sd})
+    Path(args.json).write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=1) + "\n")
+    for classes in (8, 4):
+        print(f"\n### {classes} classes\n\n{markdown(rows, classes)}")
+    if comparisons:
+        print("\n| comparison | classes | UA (points) | WA (points) |\n|---|---:|---:|---:|")
+        for c in comparisons:
+            print(f"| {c['name']} | {c['classes']} | {c['ua_diff']:+.1f} ± {c['ua_diff_std']:.1f} | "
+                  f"{c['wa_diff']:+.1f} ± {c['wa_diff_std']:.1f} |")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
