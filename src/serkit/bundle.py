@@ -13,6 +13,14 @@ A bundle may come from elsewhere, so loading it runs no code: weights are safete
 upstreams' files are JSON/text read by transformers without `trust_remote_code`, the upstream sources in
 config.yaml are ignored (always `upstreams/<i>/` of the bundle), and a file reached through a symlink that
 leaves the bundle is refused.
+
+Nor does a tampered bundle get to allocate or build what its weights cannot hold: labels.json must name each
+class once; the config's model is first built on torch's `meta` device (shapes, no memory) and its tensor
+names and shapes compared with model.safetensors' header (read without loading a tensor), so a `channels:
+1e8` or an HF `hidden_size: 200000` is refused in a second instead of allocating 160 GB; an HF config asking
+for more layers than the file holds tensors is refused before even that (building 20,000 layers on `meta`
+still takes 33 s). Only then is the model built for real and loaded, and weights that are not finite (NaN,
+inf) are refused, naming the tensor. Every refusal is a DataError naming the bundle file and the key.
 """
 
 from __future__ import annotations
@@ -21,10 +29,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
-from .config import ExperimentConfig, config_hash, load_config, save_config
-from .errors import DataError
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .config import ExperimentConfig, config_hash, load_config, save_config, to_dict
+from .errors import ConfigError, DataError
 from .model import SERModel, build_model
 from .training.averaging import load_state_dict, save_checkpoint
 from .util.atomic import dir_mode, write_json
@@ -73,17 +85,16 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SERModel, ExperimentConfig, lis
             raise DataError(f"not a serkit model bundle: {name} is missing", bundle_dir)
     _check_inside(bundle_dir)
     cfg = load_config(bundle_dir / CONFIG)
-    try:
-        labels = json.loads((bundle_dir / LABELS).read_text(encoding="utf-8"))
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        labels = None
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise DataError("expected a JSON list of class names", bundle_dir / LABELS)
+    labels = _read_labels(bundle_dir / LABELS)
     for index, upstream_cfg in enumerate(cfg.model.upstreams):
         # always the bundle's own copy: a config.yaml from elsewhere cannot point loading at other folders
         upstream_cfg.source = str(bundle_dir / UPSTREAMS_DIR / str(index))
+    header = _read_header(bundle_dir / WEIGHTS)
+    _check_layer_counts(bundle_dir, cfg, header)
+    _check_shapes(bundle_dir, cfg, labels, header)  # on `meta`: nothing allocated yet
     model = build_model(cfg.model, num_classes=len(labels), pretrained=False)
     state = load_state_dict(bundle_dir / WEIGHTS)
+    _check_finite(bundle_dir / WEIGHTS, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DataError(
@@ -91,6 +102,120 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SERModel, ExperimentConfig, lis
             bundle_dir / WEIGHTS,
         )
     return model.eval(), cfg, labels
+
+
+def _read_labels(path: Path) -> list[str]:
+    """labels.json: a JSON list of at least two class names, each once (what training accepts)."""
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise DataError("expected a JSON list of class names", path)
+    repeated = sorted(label for label, n in Counter(labels).items() if n > 1)
+    if repeated:
+        # two columns of one name would each get a probability, and a dict of them only one
+        raise DataError(f"class names {repeated} are listed more than once in {labels}; each class needs its own "
+                        "name (training refuses repeated labels too)", path)
+    if len(labels) < 2:
+        raise DataError(f"{len(labels)} class names; a model needs at least 2", path)
+    return labels
+
+
+def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, from the safetensors header alone (no tensor is read)."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except SafetensorError as e:
+        raise DataError(f"not a readable safetensors checkpoint ({e})", path) from None
+
+
+def _check_layer_counts(bundle_dir: Path, cfg: ExperimentConfig, header: dict[str, tuple[int, ...]]) -> None:
+    """An upstream config (HF config.json) asking for more layers than the weights file holds tensors for that
+    upstream cannot fit it (every layer has weights); refused before building, since even on `meta` the
+    Python modules of 20,000 layers take half a minute and 2 GB."""
+    for index in range(len(cfg.model.upstreams)):
+        path = bundle_dir / UPSTREAMS_DIR / str(index) / "config.json"
+        if not path.is_file():  # fbank has no config files
+            continue
+        try:
+            upstream_config = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError):
+            continue  # transformers says what is wrong with it when the model is built
+        if not isinstance(upstream_config, dict):
+            continue
+        tensors = sum(key.startswith(f"upstreams.{index}.") for key in header)
+        for key, value in upstream_config.items():
+            # num_hidden_layers, encoder_layers, num_feat_extract_layers, ...
+            if key.endswith("layers") and isinstance(value, int) and not isinstance(value, bool) and value > tensors:
+                raise DataError(f"{key!r} is {value}, but {WEIGHTS} holds {tensors} tensors for upstream {index}: "
+                                "the weights cannot fit that many layers", path)
+
+
+def _check_shapes(bundle_dir: Path, cfg: ExperimentConfig, labels: list[str], header: dict[str, tuple[int, ...]]
+                  ) -> None:
+    """Build the model on the `meta` device (shapes only, no memory) and compare its tensors with the header:
+    a config that does not fit the weights is refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, num_classes=len(labels), pretrained=False)
+    except ConfigError as error:  # already names the key; say which file it is in
+        raise ConfigError(f"{bundle_dir / CONFIG}: {error}") from None
+    except Exception as error:  # noqa: BLE001  (torch's own errors for sizes it cannot make: negative, too many)
+        culprits = "".join(f"; {key} is {value}" for key, value in _non_positive_sizes(cfg))
+        raise DataError(f"the model it describes cannot be built ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0] if str(error) else ''}){culprits}", bundle_dir / CONFIG) from None
+    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise DataError(f"weights do not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}",
+                        bundle_dir / WEIGHTS)
+    wrong = [key for key in expected if expected[key] != header[key]]
+    if not wrong:
+        return
+    if all(key.startswith("classifier.") for key in wrong):
+        key = wrong[0]
+        raise DataError(f"{len(labels)} class names, but the classifier in {WEIGHTS} has {header[key][0]} outputs "
+                        f"({key} is {list(header[key])})", bundle_dir / LABELS)
+    key = wrong[0]
+    raise DataError(f"{key} is {list(header[key])}, but {_config_source(key)} makes it {list(expected[key])} "
+                    f"({len(wrong)} of {len(expected)} tensors differ): the weights do not fit the config",
+                    bundle_dir / WEIGHTS)
+
+
+def _config_source(key: str) -> str:
+    """Where the size of state_dict entry `key` comes from: the bundle file and config key."""
+    parts = key.split(".")
+    if parts[0] == "upstreams" and len(parts) > 1:
+        return f"{UPSTREAMS_DIR}/{parts[1]}/ (model.upstreams[{parts[1]}] in {CONFIG})"
+    if parts[0] == "layer_selectors" and len(parts) > 1:
+        return f"model.upstreams[{parts[1]}].layers in {CONFIG}"
+    if parts[0] == "aggregate":
+        return f"model.aggregators in {CONFIG}"
+    if parts[0] == "early_fusion":
+        return f"model.fusion in {CONFIG}"
+    return f"model in {CONFIG}"
+
+
+def _non_positive_sizes(cfg: ExperimentConfig) -> list[tuple[str, int]]:
+    """(key, value) of every integer in model.aggregators that is not positive: sizes torch cannot make."""
+    found = []
+    for index, aggregator in enumerate(to_dict(cfg.model)["aggregators"]):
+        for name, value in aggregator.items():
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+                found.append((f"model.aggregators[{index}].{name}", value))
+    return found
+
+
+def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """NaN or inf in a weight makes every prediction NaN (and argmax a label anyway): refuse the file."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise DataError(f"tensor {key} holds {bad} values that are not finite (NaN or inf); the weights are "
+                            "damaged", path)
 
 
 def _check_inside(bundle_dir: Path) -> None:

@@ -6,6 +6,7 @@ Each subcommand lives in a `_cmd_<name>` function registered in COMMANDS with it
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -58,3 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     except SerkitError as e:
         print(f"serkit {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`serkit data ... | head -1`): stop quietly. Python's exit-time flush of stdout
+        # would raise again, so stdout now points at /dev/null (the recipe of the `signal` module's "Note on
+        # SIGPIPE"). Exit 0 rather than its 1: the reader chose to stop, and `set -o pipefail` scripts must not
+        # fail over it.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (embedded, captured): nothing to flush
+            pass
+        return 0

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, TextIO
 
 from ..cli import command
+from ..errors import ConfigError
+from ..util.atomic import atomic_file
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -16,7 +22,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="audio files (any format soundfile reads, any rate, any channels), folders (searched "
                         "recursively for audio files) or - to read paths from stdin, one per line")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default: jsonl)")
-    p.add_argument("--out", help="write the rows to this file (default: stdout)")
+    p.add_argument("--out", help="write the rows to this file (default: stdout); it is replaced when the run ends, "
+                                 "and left as it was by a run that fails")
     p.add_argument("--batch-seconds", type=float, default=None,
                    help="most padded audio per batch, in seconds (default: 10 on a CPU, 60 on a GPU)")
     p.add_argument("--window", type=float, default=10.0,
@@ -28,7 +35,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--path-column", default="path", help="column of --transcripts holding the audio path")
     p.add_argument("--text-column", default="text", help="column of --transcripts holding the transcript")
     p.add_argument("--skip-errors", action="store_true",
-                   help="write an error row for a file that fails and go on (default: stop at the first)")
+                   help="write an error row for a file that fails and go on (default: stop at the first); the "
+                        "exit code is still 1 when every file failed")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu; a .onnx model runs on the CPU)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for the model (default: torch's default, one per core)")
@@ -37,7 +45,6 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("predict", "predict emotions of audio files with a trained model bundle or ONNX export (JSONL or CSV rows)",
          _arguments)
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..inference import EmotionRecognizer, PredictionFailure
     from ..inference.files import audio_paths
     from ..inference.output import make_writer
@@ -52,22 +59,72 @@ def run(args: argparse.Namespace) -> int:
     transcripts = None
     if args.transcripts:
         transcripts = Transcripts.from_file(args.transcripts, args.path_column, args.text_column)
-    paths = audio_paths(args.paths, sys.stdin)
-    stream = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout
+    unlisted = []  # folders that could not be listed (only with --skip-errors; otherwise the first one raises)
+
+    def report_unlisted(problem) -> None:
+        unlisted.append(problem)
+        print(f"serkit predict: {problem}", file=sys.stderr)
+
+    paths = audio_paths(args.paths, sys.stdin, on_unreadable=report_unlisted if args.skip_errors else None)
+    if args.out:
+        check_output(args.out, [*paths, args.model, *([args.transcripts] if args.transcripts else [])])
     failed = 0
-    try:
+    # a reader of stdout that goes away (`serkit predict ... | head`) is handled by cli.main
+    with output_stream(args.out) as stream:
         writer = make_writer(args.format, stream, recognizer.labels)
         for result in predict_files(recognizer, paths, transcripts, skip_errors=args.skip_errors):
             failed += isinstance(result, PredictionFailure)
             writer.write(result)
-    except BrokenPipeError:
-        # the reader went away (`serkit predict ... | head`): stop quietly, and keep Python's exit-time flush of
-        # stdout from raising again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
     if failed:
         print(f"serkit predict: {failed} of {len(paths)} files failed (error rows written)", file=sys.stderr)
-    return 0
+    if unlisted:
+        print(f"serkit predict: {len(unlisted)} folders could not be listed (their files are left out)",
+              file=sys.stderr)
+    # --skip-errors goes on past bad files, but a run that predicted nothing is a failure for the caller
+    return 1 if (paths or unlisted) and failed == len(paths) else 0
+
+
+@contextmanager
+def output_stream(out: str | None) -> Iterator[TextIO]:
+    """Where the rows go: stdout, or for --out a temp file beside it that replaces it when every input is done.
+
+    The rows are still flushed file by file (a killed run keeps them, in the hidden `.<name>.*.tmp` beside the
+    output), but the output itself is only ever whole: a run that fails, or is interrupted, leaves a previous
+    file of that name as it was instead of truncating it to a bare header."""
+    if out is None:
+        yield sys.stdout
+        return
+    with atomic_file(out) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            yield text
+        except BaseException:
+            try:
+                text.detach()
+            except (OSError, ValueError):  # the failure may be the file's own (disk full): report that one
+                pass
+            raise
+        text.detach()  # flushes; atomic_file closes (and fsyncs, renames or removes) the file itself
+
+
+def check_output(out: str, inputs: list[str]) -> None:
+    """ConfigError unless --out can be written and is none of the inputs (audio, model, transcripts): the
+    rows would replace the audio they come from (compared resolved, and by inode for hard links)."""
+    target = Path(out)
+    if target.is_dir():
+        raise ConfigError(f"--out {out} is a folder; expected a file name")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: folder {target.parent} is not writable")
+    resolved, exists = target.resolve(), target.exists()
+    for path in inputs:
+        same = Path(path).resolve() == resolved
+        if not same and exists:
+            try:
+                same = os.path.samefile(path, target)
+            except OSError:  # an input that does not exist: it fails later, with its name
+                pass
+        if same:
+            raise ConfigError(f"--out {out} is also an input ({path}); the rows would replace it: write them to "
+                              "another file")

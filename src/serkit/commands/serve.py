@@ -37,6 +37,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("serve", "serve a model bundle over HTTP: POST /predict, a web page at /, the OpenAPI page at /docs",
          _arguments)
 def run(args: argparse.Namespace) -> int:
+    # asyncio's bind() would refuse it with an OverflowError traceback, after the model has loaded; port 0 (any
+    # free port) is refused too, since the address printed below would not be the one listened on
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port is {args.port}; expected a TCP port from 1 to 65535")
     try:
         import uvicorn
 

@@ -7,16 +7,28 @@ file costs 3 s of decoding, not 20 min. A source is a path or a seekable binary 
 in io.BytesIO); `name` says what errors call it.
 
     load_audio(source, start, end)            -> [S] float32 16 kHz mono (training, predict, service)
+    read_mono(source, first, stop)            -> ([n] float32 mono native rate, sample rate): a span decoded
+                                                 BLOCK_SAMPLES at a time, each block mixed down before the next
     read_frames(source, first, stop)          -> ([n, C] float32 native rate, sample rate): a raw span
     conform_samples(samples, sample_rate)     -> [S] float32 16 kHz mono: the checks and conversions that
                                                  every decoded span or in-memory array goes through
 
+Memory: decoding holds the span's mono samples plus one block (1 MiB), however many channels the file has;
+files with more than MAX_SAMPLES_PER_SECOND (channels x rate) are refused from their header, since decoding
+them costs time in proportion while the mono result does not grow (a 36 KB Ogg/Vorbis file of 255 channels
+at 48 kHz decodes 12 million samples per second of audio). The length comes from the header, unless the
+header cannot know it (a FLAC may leave it at 0, "unknown", which libsndfile reports as 2**63 - 1 frames):
+then, as for any header claiming more than MAX_TRUSTED_SECONDS, the frames are counted by decoding the file
+block by block.
+
 Handled: any sample rate (resampled), any channel count (mixed), any PCM/float subtype, float samples
 beyond full scale (clipped to [-1, 1], as any conversion to PCM would), inputs shorter than an upstream's
 receptive field (the upstreams pad them; see upstream/hf.py and upstream/fbank.py).
-Refused with an AudioError naming the file and the reason: missing, not a file, not decodable (empty,
-corrupt, not audio), no samples, truncated (fewer frames decode than the header promises), NaN/inf samples,
-a segment outside the file, or too short to leave one sample at 16 kHz.
+Refused with an AudioError naming the file and the reason: missing, not a regular file, not readable
+(permission denied), not decodable (empty, corrupt, not audio), no samples, more channels x rate than
+MAX_SAMPLES_PER_SECOND, truncated (fewer frames decode than the header promises), NaN/inf samples, a segment
+outside the file, or too short to leave one sample at 16 kHz. File names need not be UTF-8 (a path is handed
+to libsndfile as the file system's bytes, os.fsencode).
 """
 
 from __future__ import annotations
@@ -39,6 +51,16 @@ TARGET_SAMPLE_RATE = 16000
 # The same slack is allowed between the frames a header promises and those that decode (encoder padding).
 END_TOLERANCE_S = 0.05
 
+# Decoding reads this many samples (frames x channels) at a time into one float32 buffer (1 MiB), and mixes
+# each block to mono before reading the next: a window of a 32-channel file costs its mono samples, not 32x.
+BLOCK_SAMPLES = 1 << 18
+# Most channels x sample rate decoded: 32 channels at 48 kHz, 8 at 192 kHz, 2 at 768 kHz. Speech corpora are
+# 1-2 channels at 16-48 kHz; beyond this, decoding costs grow with no use for emotion recognition.
+MAX_SAMPLES_PER_SECOND = 32 * 48000
+# A header claiming more than a week of audio is not believed (libsndfile gives 2**63 - 1 frames for a length
+# it does not know): the frames are counted by decoding. A real week-long file is counted, and kept.
+MAX_TRUSTED_SECONDS = 7 * 24 * 3600
+
 # What libsndfile and soundfile raise for a file they cannot open, seek or decode.
 _DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError)
 
@@ -46,7 +68,7 @@ Source = Union[str, os.PathLike, BinaryIO]
 
 
 class AudioInfo(NamedTuple):
-    """What the file header says (nothing is decoded)."""
+    """What the file header says (nothing is decoded, unless the header's length cannot be trusted)."""
 
     sample_rate: int
     frames: int
@@ -54,8 +76,12 @@ class AudioInfo(NamedTuple):
     duration: float  # seconds = frames / sample_rate
 
 
-def audio_info(source: Source, name: str | None = None) -> AudioInfo:
-    """(sample_rate, frames, channels, duration) of an audio file; AudioError if it is missing or unreadable."""
+def audio_info(source: Source, name: str | None = None, max_seconds: float | None = None) -> AudioInfo:
+    """(sample_rate, frames, channels, duration) of an audio file; AudioError if it is missing or unreadable,
+    or has more channels x rate than MAX_SAMPLES_PER_SECOND. frames: from the header, or counted by decoding
+    (block by block) when the header claims more than MAX_TRUSTED_SECONDS (an unknown length).
+    max_seconds: for a caller that refuses longer files (a service): counting stops once past it, and frames
+    is then only a lower bound, beyond max_seconds; a few KB of silent FLAC can hold days."""
     where = _name(source, name)
     handle = _open_target(source, where)
     try:
@@ -64,7 +90,18 @@ def audio_info(source: Source, name: str | None = None) -> AudioInfo:
         raise AudioError(f"cannot decode audio ({_reason(e)})", where) from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError("holds no audio samples", where)
-    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels), info.frames / info.samplerate)
+    sample_rate, frames, channels = int(info.samplerate), int(info.frames), int(info.channels)
+    if channels * sample_rate > MAX_SAMPLES_PER_SECOND:
+        raise AudioError(
+            f"{channels} channels at {sample_rate} Hz are {channels * sample_rate:,} samples per second of audio; "
+            f"serkit decodes at most {MAX_SAMPLES_PER_SECOND:,} (e.g. 32 channels at 48 kHz): mix it down to "
+            "mono first (e.g. `ffmpeg -i IN -ac 1 OUT.wav`)", where)
+    if frames > MAX_TRUSTED_SECONDS * sample_rate:
+        limit = None if max_seconds is None else math.floor(max_seconds * sample_rate) + 1
+        frames = _count_frames(source, where, channels, limit)
+        if frames == 0:
+            raise AudioError("holds no audio samples", where)
+    return AudioInfo(sample_rate, frames, channels, frames / sample_rate)
 
 
 def load_audio(
@@ -78,29 +115,113 @@ def load_audio(
     where = _name(source, name)
     info = audio_info(source, where)
     first, stop = _frame_range(where, info, start, end)
-    samples, sample_rate = read_frames(source, first, stop, where, info)
+    samples, sample_rate = read_mono(source, first, stop, where, info)
     return conform_samples(samples, sample_rate, target_sr, where)
+
+
+def read_mono(
+    source: Source, first: int = 0, stop: int | None = None, name: str | None = None, info: AudioInfo | None = None
+) -> tuple[np.ndarray, int]:
+    """Frames [first, stop) of `source` at its own rate, mixed to mono -> (samples [n] float32, sample rate).
+    Only those frames are decoded, BLOCK_SAMPLES at a time; each block is checked for NaN/inf, clipped to
+    [-1, 1] and mixed (as conform_samples does) before the next is read, so memory is n floats plus one block
+    however many channels the file has. AudioError as for read_frames, or for NaN/inf samples."""
+    where = _name(source, name)
+    info = info or audio_info(source, where)
+    stop = info.frames if stop is None else min(stop, info.frames)
+    pieces = []
+    for block in _decode_blocks(source, where, info, first, stop):
+        # Checked before mixing, which would smear a bad sample into the mean; clipped in place (the buffer
+        # is reused), pointwise as conform_samples does, so a window gets exactly the whole file's samples.
+        if not np.isfinite(block).all():
+            raise AudioError("holds NaN or infinite samples", where)
+        pieces.append(mix_to_mono(np.clip(block, -1.0, 1.0, out=block)))
+    samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    _check_decoded(where, info, first, stop, samples.shape[0])
+    return samples, info.sample_rate
 
 
 def read_frames(
     source: Source, first: int = 0, stop: int | None = None, name: str | None = None, info: AudioInfo | None = None
 ) -> tuple[np.ndarray, int]:
     """Frames [first, stop) of `source` at its own rate -> (samples [n, C] float32, sample rate); only those
-    frames are decoded. AudioError if none decode or clearly fewer than the header promises (truncated file)."""
+    frames are decoded (all channels: n x C floats; read_mono keeps n). AudioError if none decode or clearly
+    fewer than the header promises (truncated file)."""
     where = _name(source, name)
     info = info or audio_info(source, where)
     stop = info.frames if stop is None else min(stop, info.frames)
+    pieces = [block.copy() for block in _decode_blocks(source, where, info, first, stop)]
+    samples = np.concatenate(pieces) if pieces else np.zeros((0, info.channels), np.float32)
+    _check_decoded(where, info, first, stop, samples.shape[0])
+    return samples, info.sample_rate
+
+
+def mix_to_mono(samples: np.ndarray) -> np.ndarray:
+    """[n, C] float -> [n] float32, the mean of the channels. Summed one channel after another, so every frame
+    gets the same arithmetic whatever n is: a file decoded block by block, a window of it and the same samples
+    as an array all mix to the same floats."""
+    if samples.shape[1] == 1:
+        return samples[:, 0].astype(np.float32, copy=True)
+    total = samples[:, 0].astype(np.float32, copy=True)
+    for channel in range(1, samples.shape[1]):
+        total += samples[:, channel]
+    total /= np.float32(samples.shape[1])
+    return total
+
+
+class _BlockReader(sf.SoundFile):
+    """soundfile's SoundFile, minus the seek it makes after every read to "update the position" (libsndfile
+    has already moved it). At the end of a FLAC stream of unknown length libsndfile cannot seek (its last
+    frame is only found by decoding), so that seek fails the read that reaches the end. soundfile's other use
+    of seekable(), sizing a read given no `out` buffer, does not arise: reads here always pass `out`.
+    seek() itself still works."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def _decode_blocks(source: Source, where: str, info: AudioInfo, first: int, stop: int):
+    """Yield frames [first, stop) as blocks [k, C] float32, each a view of one reused buffer (copy to keep)."""
+    if first >= stop:
+        return
+    block = np.empty((min(stop - first, max(1, BLOCK_SAMPLES // info.channels)), info.channels), np.float32)
     try:
-        samples = sf.read(_open_target(source, where), start=first, stop=stop, dtype="float32", always_2d=True)[0]
+        with _BlockReader(_open_target(source, where)) as f:
+            if first:
+                f.seek(first)
+            position = first
+            while position < stop:
+                got = f.read(min(len(block), stop - position), out=block)
+                if got.shape[0] == 0:
+                    return
+                position += got.shape[0]
+                yield got
     except _DECODE_ERRORS as e:
         raise AudioError(f"cannot decode audio ({_reason(e)})", where) from None
-    if samples.shape[0] == 0:
+
+
+def _count_frames(source: Source, where: str, channels: int, limit: int | None = None) -> int:
+    """Frames in the file, counted by decoding it block by block (for a header that cannot know them); once
+    `limit` is reached, counting stops there (the file holds at least that many)."""
+    block = np.empty((max(1, BLOCK_SAMPLES // channels), channels), np.float32)
+    frames = 0
+    try:
+        with _BlockReader(_open_target(source, where)) as f:
+            while (limit is None or frames < limit) and (got := f.read(out=block).shape[0]) > 0:
+                frames += got
+    except _DECODE_ERRORS as e:
+        raise AudioError(f"cannot decode audio ({_reason(e)})", where) from None
+    return frames
+
+
+def _check_decoded(where: str, info: AudioInfo, first: int, stop: int, decoded: int) -> None:
+    """AudioError if no frame of [first, stop) decoded, or clearly fewer than the header promises."""
+    if decoded == 0:
         raise AudioError(f"holds no audio samples between {first / info.sample_rate:g} s and "
                          f"{stop / info.sample_rate:g} s", where)
-    if samples.shape[0] < (stop - first) - END_TOLERANCE_S * info.sample_rate:
+    if decoded < (stop - first) - END_TOLERANCE_S * info.sample_rate:
         raise AudioError(f"truncated: the header promises {info.duration:.3f} s, but only "
-                         f"{(first + samples.shape[0]) / info.sample_rate:.3f} s decode", where)
-    return samples, info.sample_rate
+                         f"{(first + decoded) / info.sample_rate:.3f} s decode", where)
 
 
 def conform_samples(
@@ -109,7 +230,7 @@ def conform_samples(
     """samples [S] or [S, C] (float in [-1, 1], or integer PCM) at `sample_rate` -> [S'] float32 mono at
     `target_sr`. AudioError (naming `name`) for NaN/inf samples or an input too short to resample."""
     where = name or "<array>"
-    samples = np.asarray(samples)
+    samples = given = np.asarray(samples)
     if samples.ndim == 1:
         samples = samples[:, None]
     if samples.ndim != 2 or samples.shape[0] == 0:
@@ -127,13 +248,18 @@ def conform_samples(
         raise AudioError("holds NaN or infinite samples", where)
     # Float files may exceed full scale; clip as any conversion to PCM would (pointwise, so a window of a
     # file gets the same samples as the whole file), keeping huge values from overflowing the features.
-    samples = np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    # Only when needed: clipping copies, and decoded spans (read_mono) arrive clipped already.
+    if samples.min() < -1.0 or samples.max() > 1.0:
+        samples = np.clip(samples, -1.0, 1.0)
+    samples = samples.astype(np.float32, copy=False)
+    mono = mix_to_mono(samples) if samples.shape[1] > 1 else samples[:, 0]
     if sample_rate != target_sr:
         mono = soxr.resample(mono, int(sample_rate), target_sr)
     if mono.shape[0] == 0:
         raise AudioError(f"too short: {samples.shape[0]} samples at {sample_rate} Hz are less than one sample "
                          f"at {target_sr} Hz", where)
+    if np.may_share_memory(mono, given):  # float32 mono at the target rate, in range: nothing above copied it
+        return mono.copy()
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -160,7 +286,9 @@ def _name(source: Source, name: str | None) -> str:
 
 
 def _open_target(source: Source, where: str):
-    """What soundfile should open: a checked path as str, or the file object rewound to its start."""
+    """What soundfile should open: a checked path as the file system's bytes (a name that is not UTF-8, legal on
+    Linux, arrives as str with surrogate escapes, which soundfile's own encoding refuses), or the file object
+    rewound to its start."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
@@ -170,8 +298,14 @@ def _open_target(source: Source, where: str):
         if not exists:
             raise AudioError("audio file not found", where)
         if not is_file:
-            raise AudioError("not a file (expected an audio file)", where)
-        return str(path)
+            raise AudioError("not a file (a folder, device or pipe; expected a regular audio file)", where)
+        try:  # libsndfile reports a file it may not open only as "System error."
+            os.close(os.open(path, os.O_RDONLY))
+        except PermissionError:
+            raise AudioError("permission denied (this user may not read the file)", where) from None
+        except OSError as e:
+            raise AudioError(f"cannot open ({e.strerror or e})", where) from None
+        return os.fsencode(path)
     try:
         source.seek(0)  # soundfile reads the header from the object's current position
     except (AttributeError, OSError, ValueError) as e:

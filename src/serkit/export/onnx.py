@@ -13,6 +13,11 @@ data2vec-audio models, ONNX Runtime gives the PyTorch probabilities within 1e-6.
 auto_pad=SAME_UPPER, which ONNX Runtime refuses with dilation, so its output must (and does) pass the same
 check before it is kept. Every export is checked the same way: ONNX Runtime on a padded batch of different
 lengths (one utterance for upstreams that are not padding invariant) against the PyTorch model.
+
+The file is written and checked in a hidden folder beside the target and only then renamed into place, so an
+export that fails, or is killed, leaves a previous file of that name as it was. An `opset` outside what torch
+exports is refused before anything runs, and a graph that came out at another opset than the one asked for
+(the dynamo exporter writes 18 when it cannot convert down, and says so only in a log) counts as a failure.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +50,10 @@ CHECK_EMBEDDING_RTOL = 1e-3
 # lengths (samples) of the example batch the graph is traced with and checked on: different lengths, so that
 # the padded rows exercise the masks
 EXAMPLE_LENS = (24000, 13100)
+try:  # the opsets torch exports (its exporters' own range)
+    from torch.onnx._constants import ONNX_MAX_OPSET as MAX_OPSET, ONNX_MIN_OPSET as MIN_OPSET
+except ImportError:  # a private module: if it moves, the range of torch 2.13
+    MIN_OPSET, MAX_OPSET = 7, 23
 
 
 @dataclass
@@ -61,6 +72,7 @@ def export_onnx(
     """Export a bundle (folder) or an SERModel (then `labels` are needed) to `out_path`, check it with ONNX
     Runtime, and return what was done. ConfigError for models that cannot be exported (text branch, Whisper)
     or when no exporter produced a graph that matches PyTorch."""
+    check_opset(opset)  # before a bundle load and an export that take a while
     if isinstance(model, (str, Path)):
         from ..bundle import load_bundle
 
@@ -80,23 +92,40 @@ def export_onnx(
         "serkit_version": _serkit_version(),
     }
 
+    staging = _staging_folder(out_path)
+    candidate = staging / out_path.name  # the final name: external weights (past 2 GB) are found by it
     failures = []
-    for exporter in ("dynamo", "torchscript"):
-        try:
-            with torch.no_grad(), _quiet_exporter():
-                _EXPORTERS[exporter](graph, example, out_path, metadata, opset)
-            diff, embedding_diff = check_onnx(out_path, model, *example)
-        except Exception as error:  # noqa: BLE001  (any exporter failure: try the next, report all)
-            failures.append(f"{exporter}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
-            logger.warning("ONNX export with the %s exporter failed: %s", exporter, failures[-1])
-            continue
-        if diff <= CHECK_ATOL and embedding_diff <= CHECK_EMBEDDING_RTOL:
-            return ExportResult(out_path, exporter, _opset_of(out_path), graph.padding_invariant, diff, embedding_diff)
-        failures.append(f"{exporter}: ONNX Runtime differs from PyTorch by {diff:.2e} in probabilities (at most "
-                        f"{CHECK_ATOL}) and {embedding_diff:.2e} in embeddings (relative, at most "
-                        f"{CHECK_EMBEDDING_RTOL})")
-    _remove(out_path)
-    raise ConfigError("ONNX export failed: " + "; ".join(failures))
+    try:
+        for exporter in ("dynamo", "torchscript"):
+            _remove(candidate)  # what the exporter before left
+            try:
+                with torch.no_grad(), _quiet_exporter():
+                    _EXPORTERS[exporter](graph, example, candidate, metadata, opset)
+                written = _opset_of(candidate)
+                if opset is not None and written != opset:
+                    raise ConfigError(f"it wrote opset {written}, not the {opset} asked for")
+                diff, embedding_diff = check_onnx(candidate, model, *example)
+            except Exception as error:  # noqa: BLE001  (any exporter failure: try the next, report all)
+                failures.append(f"{exporter}: {type(error).__name__}: "
+                                f"{str(error).splitlines()[0] if str(error) else ''}")
+                logger.warning("ONNX export with the %s exporter failed: %s", exporter, failures[-1])
+                continue
+            if diff <= CHECK_ATOL and embedding_diff <= CHECK_EMBEDDING_RTOL:
+                _move_into_place(candidate, out_path)
+                return ExportResult(out_path, exporter, written, graph.padding_invariant, diff, embedding_diff)
+            failures.append(f"{exporter}: ONNX Runtime differs from PyTorch by {diff:.2e} in probabilities (at "
+                            f"most {CHECK_ATOL}) and {embedding_diff:.2e} in embeddings (relative, at most "
+                            f"{CHECK_EMBEDDING_RTOL})")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    raise ConfigError(f"ONNX export failed ({out_path} was left as it was): " + "; ".join(failures))
+
+
+def check_opset(opset: int | None) -> None:
+    """ConfigError for an opset torch's exporters do not write (None: the exporter's default)."""
+    if opset is not None and not (isinstance(opset, int) and MIN_OPSET <= opset <= MAX_OPSET):
+        raise ConfigError(f"opset {opset!r} is not one torch {torch.__version__} exports; expected {MIN_OPSET} to "
+                          f"{MAX_OPSET}, or none for the exporter's default")
 
 
 def example_batch(padding_invariant: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +188,8 @@ def _quiet_exporter():
     """Keep torch.onnx's chatter (torchvision not installed, deprecations inside torch) off the user's screen;
     real failures still raise."""
     # onnx_ir: "Attribute type is ambiguous because it is an empty sequence", about an attribute of torch's own
-    quieted = [logging.getLogger(name) for name in ("torch.onnx", "onnx_ir")]
+    # onnxscript: the version converter's traceback when it cannot reach an opset (checked after the export)
+    quieted = [logging.getLogger(name) for name in ("torch.onnx", "onnx_ir", "onnxscript")]
     levels = [each.level for each in quieted]
     for each in quieted:
         each.setLevel(logging.ERROR)
@@ -193,6 +223,30 @@ def _remove(path: Path) -> None:
     for leftover in (path, Path(f"{path}.data")):
         if leftover.exists():
             os.remove(leftover)
+
+
+def _staging_folder(out_path: Path) -> Path:
+    """A new hidden folder beside `out_path` (same file system, so the final rename is atomic); a killed
+    export's folder is removed first, as save_bundle does with a killed save's."""
+    prefix = f".{out_path.name}.export-"
+    for leftover in out_path.parent.glob(f"{prefix}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=out_path.parent, prefix=prefix))
+
+
+def _move_into_place(candidate: Path, out_path: Path) -> None:
+    """Rename a checked export (and its external weights, if any) onto `out_path`, after fsync: the file is
+    never half there. A previous file's external weights that the new one does not use are removed."""
+    data, old_data = Path(f"{candidate}.data"), Path(f"{out_path}.data")
+    has_data = data.exists()
+    for path in (data, candidate) if has_data else (candidate,):
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    if has_data:
+        os.replace(data, old_data)
+    os.replace(candidate, out_path)
+    if not has_data and old_data.exists():
+        os.remove(old_data)  # the previous file's
 
 
 def _serkit_version() -> str:

@@ -2,7 +2,9 @@
 
 A directory contributes the files whose extension is one of the audio formats this soundfile (libsndfile)
 build decodes, in sorted order; a path given by name is taken whatever its extension (a bad one fails at
-prediction with an error naming it).
+prediction with an error naming it). A folder or sub-folder that cannot be listed (permission denied) is a
+DataError naming it, or, when the caller goes on past errors, reported to it and left out: never skipped
+silently.
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -17,9 +19,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import Callable, Iterable, TextIO
 
 import soundfile as sf
+
+from ..errors import DataError
 
 # file extension -> libsndfile's format name (kept only when this build can decode it)
 _EXTENSIONS = {
@@ -36,19 +40,41 @@ def audio_extensions() -> frozenset[str]:
     return frozenset(ext for ext, fmt in _EXTENSIONS.items() if fmt in available)
 
 
-def audio_paths(arguments: Iterable[str], stdin: TextIO | None = None) -> list[str]:
+def audio_paths(
+    arguments: Iterable[str], stdin: TextIO | None = None, on_unreadable: Callable[[DataError], None] | None = None
+) -> list[str]:
     """Expand command-line arguments into file paths, in order: `-` reads one path per line from stdin
-    (blank lines skipped), a directory gives its audio files recursively (sorted), anything else is kept."""
+    (only the line ending comes off; empty lines are skipped), a directory gives its audio files recursively
+    (sorted), anything else is kept.
+    A folder that cannot be listed raises a DataError naming it, or with `on_unreadable` is handed to it
+    (as that DataError) and its files are left out."""
     extensions = audio_extensions()
     paths: list[str] = []
     for argument in arguments:
         if argument == "-":
             stream = stdin if stdin is not None else sys.stdin
-            paths.extend(line.strip() for line in stream if line.strip())
+            # only the line ending ("\n", or "\r\n" from a list made on Windows) comes off: spaces at either
+            # end are part of a file's name on Linux
+            paths.extend(name for name in (line.removesuffix("\n").removesuffix("\r") for line in stream) if name)
         elif os.path.isdir(argument):
-            found = (p for p in Path(argument).rglob("*") if p.suffix[1:].lower() in extensions and p.is_file())
-            paths.extend(str(p) for p in sorted(found))
+            paths.extend(str(p) for p in sorted(_folder_audio(argument, extensions, on_unreadable)))
         else:
             paths.append(argument)
     return paths
 
+
+def _folder_audio(folder: str, extensions: frozenset[str], on_unreadable) -> list[Path]:
+    """Audio files under `folder` (symlinked folders are not entered, as Path.rglob does not), unsorted.
+    os.walk rather than Path.rglob: rglob passes over a folder it may not list without a word."""
+    found: list[Path] = []
+
+    def unreadable(error: OSError) -> None:
+        reason = "permission denied" if isinstance(error, PermissionError) else error.strerror or str(error)
+        problem = DataError(f"cannot list folder ({reason}); its audio files are left out", error.filename)
+        if on_unreadable is None:
+            raise problem
+        on_unreadable(problem)
+
+    for parent, _, names in os.walk(folder, onerror=unreadable):
+        found.extend(p for p in map(Path(parent).joinpath, names) if p.suffix[1:].lower() in extensions and p.is_file())
+    return found

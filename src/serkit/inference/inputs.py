@@ -1,11 +1,13 @@
 """Inputs to predict on, as audio sources read piece by piece: files (any format soundfile reads, any rate,
 any channel count), binary file objects (e.g. an upload held in io.BytesIO) and in-memory arrays.
 
-A source knows its native sample rate and length from the header alone; `read_span(first, stop)` decodes only
-frames [first, stop) (data.audio.read_frames: soundfile seek), then conforms that span alone to 16 kHz mono
-(data.audio.conform_samples: the same checks, mixing and resampling as training's load_audio). So a window
-of a two-hour file costs a window of memory, a file predicted whole gets exactly load_audio's samples, and
-an array and a file holding the same samples give the same windows.
+A source knows its native sample rate and length from the header alone (or, for a header that cannot know
+it, from counting the frames: data.audio.audio_info); `read_span(first, stop)` decodes only frames
+[first, stop) (data.audio.read_mono: soundfile seek, then blocks mixed to mono as they decode), then conforms
+that span alone to 16 kHz (data.audio.conform_samples: the same checks, mixing and resampling as training's
+load_audio). So a window of a two-hour file costs a window of mono samples however many channels it has, a
+file predicted whole gets exactly load_audio's samples, and an array and a file holding the same samples
+give the same windows.
 
 >>> import numpy as np
 >>> source = ArraySource(np.zeros((44100, 2), dtype=np.float32), sample_rate=44100)
@@ -22,7 +24,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..data.audio import AudioInfo, audio_info, conform_samples, read_frames
+from ..data.audio import AudioInfo, audio_info, conform_samples, read_mono
 from ..errors import AudioError, DataError
 
 AudioInput = Union[str, os.PathLike, io.IOBase, np.ndarray, Any]  # Any: a torch.Tensor (torch stays optional here)
@@ -59,8 +61,9 @@ class FileSource:
         return self.frames / self.sample_rate
 
     def read(self, first: int, stop: int) -> np.ndarray:
-        """Frames [first, stop) at the native rate -> [stop - first, channels] float32; only those are decoded."""
-        return read_frames(self.file, first, stop, self.name, self.info)[0]
+        """Frames [first, stop) at the native rate -> [stop - first] float32 mono; only those are decoded, and
+        mixed down block by block (data.audio.read_mono)."""
+        return read_mono(self.file, first, stop, self.name, self.info)[0]
 
 
 @dataclass

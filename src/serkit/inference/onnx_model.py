@@ -98,4 +98,9 @@ def _labels(text: str, path: Path) -> list[str]:
         labels = None
     if not (isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels)):
         raise ConfigError(f"{path}: metadata 'labels' is {text[:80]!r}; expected a JSON list of class names")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        # two probabilities under one name: the rows would show one of them (or both as columns of one name)
+        raise ConfigError(f"{path}: metadata 'labels' names {repeated} more than once ({labels}); each class needs "
+                          "its own name (training refuses repeated labels too)")
     return labels

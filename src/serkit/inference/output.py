@@ -1,9 +1,20 @@
-"""Prediction rows as `serkit predict` writes them: JSON lines or CSV.
+r"""Prediction rows as `serkit predict` writes them: JSON lines or CSV.
 
 Per input, first the whole-file row (window empty, start 0, end = duration), then one row per window of a
 long input (window = 0, 1, ...; duration = end - start). An input that failed (with --skip-errors) gives one
 row with its `error`. JSONL rows carry the probabilities as an object; CSV has one column per class (named
 by the class; `p_<class>` if a class name collides with another column).
+
+Text is written so that any reader can take it: bytes of a file name that are not UTF-8 (legal on Linux;
+Python holds them as surrogate escapes) are written as `\xNN` (Python's backslashreplace) in the file and
+error fields of both formats, so every row is valid UTF-8 (`bad\xff.wav`; a name holding a real backslash
+followed by `x` and two hex digits reads the same). In CSV, a text cell (file, label, error, class column
+name) that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, as OWASP advises
+against formula injection: a spreadsheet shows `'=cmd.wav` as text instead of running it. Numbers are never
+changed.
+
+>>> printable("bad\udcff.wav"), csv_text("=1+1.wav")
+('bad\\xff.wav', "'=1+1.wav")
 
 >>> import io
 >>> from serkit.inference.results import Prediction
@@ -30,11 +41,12 @@ _FIXED = ("file", "window", "start", "end", "duration", "label")
 def prediction_rows(result: Prediction | PredictionFailure) -> list[dict]:
     """One input's rows (see the module docstring); probabilities as a dict."""
     if isinstance(result, PredictionFailure):
-        return [{"file": result.source, "error": result.error}]
-    rows = [{"file": result.source, "window": None, "start": 0.0, "end": result.duration,
+        return [{"file": printable(result.source), "error": printable(result.error)}]
+    source = printable(result.source)
+    rows = [{"file": source, "window": None, "start": 0.0, "end": result.duration,
              "duration": result.duration, "label": result.label, "probabilities": result.probabilities}]
     for index, window in enumerate(result.windows):
-        rows.append({"file": result.source, "window": index, "start": window.start, "end": window.end,
+        rows.append({"file": source, "window": index, "start": window.start, "end": window.end,
                      "duration": window.end - window.start, "label": window.label,
                      "probabilities": window.probabilities})
     return rows
@@ -56,7 +68,7 @@ class CsvWriter:
         self.labels = list(labels)
         self.class_columns = [f"p_{label}" if label in (*_FIXED, "error") else label for label in self.labels]
         self.writer = csv.writer(stream, lineterminator="\n")
-        self.writer.writerow([*_FIXED, *self.class_columns, "error"])
+        self.writer.writerow([*_FIXED, *map(csv_text, self.class_columns), "error"])
 
     def write(self, result: Prediction | PredictionFailure) -> None:
         for row in prediction_rows(result):
@@ -71,5 +83,27 @@ def make_writer(fmt: str, stream: TextIO, labels: Sequence[str]) -> JsonlWriter 
     return {"jsonl": JsonlWriter, "csv": CsvWriter}[fmt](stream, labels)
 
 
+def printable(text: str | None) -> str | None:
+    """text with surrogate escapes (the bytes of a file name that are not UTF-8) as `\\xNN`: valid UTF-8."""
+    if text is None:
+        return None
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+# What a spreadsheet takes as the start of a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading `'` when it would start a formula."""
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
 def _cell(value) -> str:
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    return csv_text(value) if isinstance(value, str) else str(value)

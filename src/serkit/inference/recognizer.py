@@ -92,7 +92,7 @@ class EmotionRecognizer:
         hop_seconds: float = DEFAULT_HOP_SECONDS,
         batch_seconds: float | None = None,
     ):
-        self.device = torch.device(device)
+        self.device = parse_device(device)
         batch_seconds = default_batch_seconds(self.device) if batch_seconds is None else batch_seconds
         check_windowing(window_seconds, hop_seconds)
         _check_batch_seconds(batch_seconds)
@@ -102,6 +102,7 @@ class EmotionRecognizer:
                                   f"{self.device} load the model bundle it was exported from")
             self.model = model
         else:
+            usable_device(self.device)
             self.model = model.eval().to(self.device)
         self.labels: list[str] = list(labels)
         self.window_seconds = float(window_seconds)
@@ -122,6 +123,7 @@ class EmotionRecognizer:
         if is_onnx_file(path):
             model = OnnxModel(path, threads=torch.get_num_threads() if threads is None else threads)
             return cls(model, model.labels, device=device, **settings)
+        usable_device(device)  # before a model load that may take a while
         from ..bundle import load_bundle  # the bundle pulls in training code: only when loading one
 
         model, _, labels = load_bundle(path)
@@ -270,6 +272,36 @@ def _name(audio) -> str | None:
         return str(audio)
     name = getattr(audio, "name", None)
     return str(name) if isinstance(name, (str, Path)) else None
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """torch.device(device); a name torch does not know ('bogus') is a ConfigError naming it."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ConfigError(f"device '{device}' is not a torch device ({error}); expected e.g. cpu, cuda, cuda:1, "
+                          "mps") from None
+
+
+def usable_device(device: str | torch.device) -> torch.device:
+    """parse_device(device), checked by making an empty tensor there: a device this torch build or machine
+    lacks ('cuda' on a CPU-only build, 'cuda:3' with one GPU) is a ConfigError naming it, not an assertion from
+    deep inside torch."""
+    parsed = parse_device(device)
+    if parsed.type == "meta":
+        raise ConfigError("device 'meta' holds shapes, not values: it cannot run a model; use cpu or a GPU")
+    try:
+        torch.empty(0, device=parsed)
+    except Exception as error:  # noqa: BLE001  (AssertionError "Torch not compiled with CUDA enabled", ...)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"device '{device}' cannot be used on this machine ({reason}); torch "
+                          f"{torch.__version__} sees {_devices_here()}") from None
+    return parsed
+
+
+def _devices_here() -> str:
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return "the CPU only" if gpus == 0 else f"the CPU and {gpus} CUDA device(s) (cuda:0 .. cuda:{gpus - 1})"
 
 
 def _check_batch_seconds(batch_seconds: float) -> None:

@@ -24,16 +24,22 @@ from ..errors import ConfigError
 
 DEFAULT_WINDOW_SECONDS = 10.0
 DEFAULT_HOP_SECONDS = 5.0
+# Below these, windows stop making sense for emotion (a few pitch periods) and their number explodes: a
+# window of 1e-9 s made one window per sample (52,855 of them in the case that found it).
+MIN_WINDOW_SECONDS = 0.1
+MIN_HOP_SECONDS = 0.01
 
 
 def check_windowing(window_seconds: float, hop_seconds: float) -> None:
-    """ConfigError unless 0 < hop_seconds <= window_seconds (both finite)."""
-    if not (math.isfinite(window_seconds) and window_seconds > 0):
-        raise ConfigError(f"window_seconds is {window_seconds}; expected a positive number of seconds")
-    if not (math.isfinite(hop_seconds) and 0 < hop_seconds <= window_seconds):
+    """ConfigError unless MIN_WINDOW_SECONDS <= window_seconds and MIN_HOP_SECONDS <= hop_seconds <=
+    window_seconds (all finite)."""
+    if not (math.isfinite(window_seconds) and window_seconds >= MIN_WINDOW_SECONDS):
+        raise ConfigError(f"window_seconds is {window_seconds}; expected a number of seconds >= "
+                          f"{MIN_WINDOW_SECONDS} (shorter windows hold too little speech to judge)")
+    if not (math.isfinite(hop_seconds) and MIN_HOP_SECONDS <= hop_seconds <= window_seconds):
         raise ConfigError(
-            f"hop_seconds is {hop_seconds}; expected a positive number of seconds, at most window_seconds "
-            f"({window_seconds}) so that the windows cover the whole input"
+            f"hop_seconds is {hop_seconds}; expected a number of seconds >= {MIN_HOP_SECONDS}, at most "
+            f"window_seconds ({window_seconds}) so that the windows cover the whole input"
         )
 
 

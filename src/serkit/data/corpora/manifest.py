@@ -5,7 +5,12 @@ Columns (CSV header or JSON keys; others are ignored):
 - label, speaker (required, non-empty);
 - id (default: the relative path without suffix, plus @start-end for a segment; ids must be unique);
 - fold or group (the fold key; `fold` wins when both exist); text; start, end (seconds, a segment);
-- duration (seconds; read from the audio header when absent, which also checks start/end against the file).
+- duration (seconds, > 0 and at most MAX_DURATION_S; optional).
+Every row's audio header is read: start/end must lie in the file, and a declared duration must match the
+segment's length in the audio (and end - start) within END_TOLERANCE_S, the slack allowed for rounded
+timestamps; the utterance's duration is the audio's. A mismatch is a problem of that row (listed with
+`manifest:line` by `serkit data ... --check`), since batching trusts durations: a declared 1e308 s, or a
+too-small one that packs long files into one batch, would otherwise go unnoticed.
 JSONL written by `serkit.data.utterance.write_jsonl` is a valid manifest, so prepared corpora round-trip.
 
 Folds: the distinct fold keys in natural order (numbers numerically), one fold each; with num_folds=K they are
@@ -37,6 +42,8 @@ from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared
 from .folds import check_options, deal, natural_sorted, parse_count, split_by_group
 
 REQUIRED_COLUMNS = ("path", "label", "speaker")
+# Longest declared duration: an utterance is seconds to minutes; a day is a typo or garbage.
+MAX_DURATION_S = 24 * 3600.0
 DEFAULT_SPEAKER_FOLDS = 5
 _OPTIONS = ("labels", "label_map", "num_folds", "valid")
 
@@ -169,9 +176,13 @@ def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
     end = _seconds(manifest, line, "end", text("end"))
     if end is not None and end <= start:
         raise DataError(f"end {end} s is not after start {start} s", manifest, line)
-    duration = _seconds(manifest, line, "duration", text("duration"))
-    if duration is None:
-        duration = _duration_from_audio(manifest, line, audio, start, end)
+    declared = _seconds(manifest, line, "duration", text("duration"))
+    if declared is not None and not 0 < declared <= MAX_DURATION_S:
+        raise DataError(f"duration: expected seconds > 0 and at most {MAX_DURATION_S:g} (a day), got "
+                        f"{text('duration')!r}", manifest, line)
+    if declared is not None and end is not None and abs(declared - (end - start)) > END_TOLERANCE_S:
+        raise DataError(f"duration {declared:g} s does not match end - start = {end - start:g} s", manifest, line)
+    duration = _duration_from_audio(manifest, line, audio, start, end, declared)
     fold_column = "fold" if "fold" in row else "group" if "group" in row else None
     if fold_column is not None and not text(fold_column):
         raise DataError(f"empty {fold_column}", manifest, line)
@@ -197,8 +208,11 @@ def _audio_path(manifest: Path, line: int, value: str) -> Path:
         if normal == ".." or normal.startswith(".." + os.sep):
             raise DataError(f"path {value!r} leaves the manifest's folder (use an absolute path)", manifest, line)
         path = manifest.parent.absolute() / normal
-    if not path.is_file():
+    if not path.exists():
         raise _UnusableAudio(f"audio file {path} not found", manifest, line, path)
+    if not path.is_file():
+        raise _UnusableAudio(f"{path} is not a regular file (a folder, device or pipe; expected an audio file)",
+                             manifest, line, path)
     return path
 
 
@@ -214,7 +228,10 @@ def _seconds(manifest: Path, line: int, column: str, value: str) -> float | None
     return seconds
 
 
-def _duration_from_audio(manifest: Path, line: int, audio: Path, start: float, end: float | None) -> float:
+def _duration_from_audio(manifest: Path, line: int, audio: Path, start: float, end: float | None,
+                         declared: float | None = None) -> float:
+    """Seconds of the segment start..end in the audio (its header); _UnusableAudio if the segment is not in
+    the file or `declared` (the row's duration) differs from it by more than END_TOLERANCE_S."""
     try:
         file_duration = audio_info(audio).duration
     except AudioError as e:
@@ -222,7 +239,12 @@ def _duration_from_audio(manifest: Path, line: int, audio: Path, start: float, e
     if start >= file_duration or (end is not None and end > file_duration + END_TOLERANCE_S):
         raise _UnusableAudio(f"segment {start}-{end} s lies outside {audio} ({file_duration:.3f} s long)", manifest,
                              line, audio)
-    return min(end, file_duration) - start if end is not None else file_duration - start
+    duration = min(end, file_duration) - start if end is not None else file_duration - start
+    if declared is not None and abs(declared - duration) > END_TOLERANCE_S:
+        segment = "" if not start and end is None else f" (segment {start:g}-{'end' if end is None else f'{end:g}'} s)"
+        raise _UnusableAudio(f"duration {declared:g} s does not match the audio: {audio}{segment} holds "
+                             f"{duration:.3f} s", manifest, line, audio)
+    return duration
 
 
 def _default_id(manifest: Path, audio: Path, start: float, end: float | None) -> str:
