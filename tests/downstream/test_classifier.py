@@ -35,3 +35,27 @@ def test_dropout_only_in_training():
 def test_bad_dropout_names_the_key(dropout):
     with pytest.raises(ConfigError, match=r"model\.classifier\.dropout"):
         Classifier(8, 4, dropout=dropout)
+
+
+def test_norm_standardises_each_dimension_and_keeps_running_statistics():
+    torch.manual_seed(0)
+    head = Classifier.from_config(ClassifierConfig(norm=True), input_dim=6, num_classes=3)
+    scale = torch.tensor([1.0, 10.0, 100.0, 1000.0, 0.1, 5.0])
+    embedding = torch.randn(64, 6) * scale + 50
+    head.train()
+    normed = head.norm(embedding)
+    torch.testing.assert_close(normed.mean(0), torch.zeros(6), atol=1e-3, rtol=0)
+    torch.testing.assert_close(normed.std(0, unbiased=False), torch.ones(6), atol=1e-3, rtol=0)
+    for _ in range(200):  # running statistics converge to the data's
+        head(torch.randn(64, 6) * scale + 50)
+    assert ((head.norm.running_mean - 50).abs() < 0.1 * scale).all()
+    torch.testing.assert_close(head.norm.running_var, scale**2, atol=0, rtol=0.25)
+    head.eval()  # evaluation: the running statistics, whatever the batch
+    torch.testing.assert_close(head.norm(embedding[:3]), head.norm(embedding)[:3])
+    assert set(head.state_dict()) >= {"norm.running_mean", "norm.running_var"}
+
+
+def test_norm_takes_a_training_batch_of_one():
+    head = Classifier.from_config(ClassifierConfig(norm=True), input_dim=4, num_classes=2)
+    head.train()
+    assert torch.isfinite(head(torch.randn(1, 4))).all()

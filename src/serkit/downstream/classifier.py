@@ -1,4 +1,4 @@
-"""The classifier head: (dropout) + one linear layer from the embedding to the emotion logits."""
+"""The classifier head: (standardisation) + (dropout) + one linear layer from the embedding to the emotion logits."""
 
 from __future__ import annotations
 
@@ -12,26 +12,46 @@ from ..errors import ConfigError
 
 @dataclass
 class ClassifierConfig:
-    """dropout: probability of zeroing an embedding value before the linear layer in training (0: none)."""
+    """dropout: probability of zeroing an embedding value before the linear layer in training (0: none).
+    norm: standardise every embedding dimension first (BatchNorm without affine parameters: batch statistics
+    while training, running ones after). Self-supervised encoders' frames have a few dimensions hundreds of
+    times larger than the rest; a linear probe standardises its features for that reason, and a head trained
+    by SGD needs the same, or it fits those few dimensions first."""
 
     dropout: float = 0.0
+    norm: bool = False
 
 
 class Classifier(nn.Module):
     """embedding [B, E] -> logits [B, num_classes]."""
 
-    def __init__(self, input_dim: int, num_classes: int, dropout: float = 0.0):
+    def __init__(self, input_dim: int, num_classes: int, dropout: float = 0.0, norm: bool = False):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"key 'model.classifier.dropout' is {dropout}; expected a probability in [0, 1)")
         if num_classes < 2:
             raise ConfigError(f"num_classes is {num_classes}; a classifier needs at least 2 classes")
+        self.norm = Standardise(input_dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.linear = nn.Linear(input_dim, num_classes)
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, input_dim: int, num_classes: int) -> "Classifier":
-        return cls(input_dim, num_classes, cfg.dropout)
+        return cls(input_dim, num_classes, cfg.dropout, cfg.norm)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(embedding))
+        return self.linear(self.dropout(self.norm(embedding)))
+
+
+class Standardise(nn.BatchNorm1d):
+    """[B, E] -> [B, E], each dimension standardised (BatchNorm1d, no affine). A training batch of one
+    utterance (the last of an epoch can be) has no spread to measure: it uses the running statistics."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim, affine=False)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        if self.training and embedding.shape[0] < 2:
+            return nn.functional.batch_norm(embedding, self.running_mean, self.running_var, training=False,
+                                            eps=self.eps)
+        return super().forward(embedding)
