@@ -84,7 +84,12 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SERModel, ExperimentConfig, lis
         if not (bundle_dir / name).is_file():
             raise DataError(f"not a serkit model bundle: {name} is missing", bundle_dir)
     _check_inside(bundle_dir)
-    cfg = load_config(bundle_dir / CONFIG)
+    try:
+        cfg = load_config(bundle_dir / CONFIG)
+    except ConfigError as error:  # a value out of range names its key; say which file it is in
+        if str(bundle_dir / CONFIG) in str(error):
+            raise
+        raise ConfigError(f"{bundle_dir / CONFIG}: {error}") from None
     labels = _read_labels(bundle_dir / LABELS)
     for index, upstream_cfg in enumerate(cfg.model.upstreams):
         # always the bundle's own copy: a config.yaml from elsewhere cannot point loading at other folders

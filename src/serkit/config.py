@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .data.config import DataConfig
+from .downstream.base import check_aggregator
 from .errors import ConfigError
 from .model import ModelConfig
 from .training.config import TrainConfig
@@ -65,6 +66,9 @@ def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, .
         except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError) as e:
             raise ConfigError(f"override {item!r}: {_describe(e)}") from None
     try:
+        # each aggregator before the whole: AggregatorConfig's own check cannot know its index in the list
+        for index, aggregator in enumerate(merged.model.aggregators or []):
+            check_aggregator(aggregator, f"model.aggregators.{index}")
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:  # e.g. an interpolation that does not resolve
         raise ConfigError(_describe(e)) from None

@@ -104,6 +104,15 @@ def test_a_negative_size_names_its_key(tiny_bundle, tmp_path):
         load_bundle(bundle)
 
 
+def test_zero_channels_are_refused_before_building(tiny_bundle, tmp_path):
+    """channels 0 is divisible by any res2net_scale: with 100,000 it built 900,000 empty modules on `meta`
+    (about 2 minutes here) before the shape check could refuse it. Now the config's ranges refuse it."""
+    bundle = tampered_copy(tiny_bundle, tmp_path)
+    edit_config(bundle, lambda config: config["model"]["aggregators"][0].update(channels=0, res2net_scale=10**5))
+    with pytest.raises(ConfigError, match=r"config\.yaml: key 'model\.aggregators\.0\.channels' is 0; expected 1"):
+        load_bundle(bundle)
+
+
 def test_an_hf_hidden_size_that_does_not_fit_is_refused_before_allocating(hf_bundle, tmp_path):
     """hidden_size 200000 used to ask the allocator for 1.28 TB."""
     bundle = tampered_copy(hf_bundle, tmp_path)

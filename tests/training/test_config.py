@@ -1,5 +1,6 @@
 import pytest
 
+from serkit.cli import main
 from serkit.config import config_hash, load_config, to_yaml
 from serkit.errors import ConfigError
 
@@ -56,3 +57,68 @@ def test_unknown_override_lists_the_valid_keys_beside_it():
         load_config(overrides=["train.max_epoch=3"])
     with pytest.raises(ConfigError, match=r"data\.optionz\.folds.*data\.options"):
         load_config(overrides=["data.optionz.folds=emobox"])
+
+
+@pytest.mark.parametrize("override, message", [
+    # issue 14, section 5, item 9: each was a traceback, or was accepted and training started
+    ("train.max_epochs=-1", "key 'train.max_epochs' is -1; expected 1 or more"),
+    ("train.max_epochs=0", "key 'train.max_epochs' is 0; expected 1 or more"),
+    ("train.precision=foo", "key 'train.precision' is 'foo'; expected one of auto"),
+    ("train.accumulate=0", "key 'train.accumulate' is 0; expected 1 or more"),
+    ("train.devices=0", "key 'train.devices' is '0'; expected auto, -1, a count of 1 or more"),
+    ("train.lr_upstream=-1", "key 'train.lr_upstream' is -1.0; expected 0 or more"),
+    ("train.warmup=2", "key 'train.warmup' is 2.0; expected a fraction"),
+    ("train.grad_clip=-1", "key 'train.grad_clip' is -1.0; expected 0 (off) or a positive norm"),
+    ("data.max_batch_seconds=0", "key 'data.max_batch_seconds' is 0.0; expected a positive, finite number"),
+    ("data.max_batch_seconds=-5", "key 'data.max_batch_seconds' is -5.0; expected a positive"),
+    ("data.max_batch_seconds=.inf", "key 'data.max_batch_seconds' is inf; expected a positive, finite"),
+    ("data.max_batch_seconds=.nan", "key 'data.max_batch_seconds' is nan; expected a positive, finite"),
+    ("data.num_workers=-1", "key 'data.num_workers' is -1; expected 0"),
+    ("data.num_buckets=0", "key 'data.num_buckets' is 0; expected 1 or more"),
+    ("model.aggregators.0.embedding_dim=0", "key 'model.aggregators.0.embedding_dim' is 0; expected 1 or more"),
+    ("model.aggregators.0.channels=0", "key 'model.aggregators.0.channels' is 0; expected 1 or more"),
+    ("model.aggregators.0.channels=-64", "key 'model.aggregators.0.channels' is -64; expected 1 or more"),
+    ("model.aggregators.0.mfa_channels=0", "key 'model.aggregators.0.mfa_channels' is 0; expected 1 or more"),
+    ("model.aggregators.0.se_channels=0", "key 'model.aggregators.0.se_channels' is 0; expected 1 or more"),
+    ("model.aggregators.0.attention_channels=-1",
+     "key 'model.aggregators.0.attention_channels' is -1; expected 1 or more"),
+    ("model.aggregators.0.res2net_scale=0", "key 'model.aggregators.0.res2net_scale' is 0; expected a divisor of "
+                                            "channels (512) from 1 to 512"),
+    # far above channels: used to build a million empty Res2Net branches (on `meta`, for a bundle) first
+    ("model.aggregators.0.res2net_scale=1000000", "key 'model.aggregators.0.res2net_scale' is 1000000"),
+    ("model.aggregators.0.res2net_scale=7", "key 'model.aggregators.0.res2net_scale' is 7; expected a divisor"),
+    ("model.aggregators.0.kernel_sizes=[5]", "key 'model.aggregators.0.kernel_sizes' is [5]; expected a list of 2"),
+    ("model.aggregators.0.kernel_sizes=[5,0,3,3]", "key 'model.aggregators.0.kernel_sizes' is [5, 0, 3, 3]"),
+    ("model.aggregators.0.dilations=[1,2]", "key 'model.aggregators.0.dilations' is [1, 2]; expected as many "
+                                            "dilations of 1 or more as kernel_sizes has entries (4)"),
+    ("model.aggregators.0.dilations=[1,2,-3,4]", "key 'model.aggregators.0.dilations' is [1, 2, -3, 4]"),
+])
+def test_a_value_out_of_range_is_refused_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as refused:
+        load_config(overrides=[override])
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_an_aggregator_out_of_range_is_named_by_its_index(tmp_path):
+    path = tmp_path / "late.yaml"
+    path.write_text("model:\n  fusion: late\n  upstreams: [{name: fbank}, {name: fbank}]\n"
+                    "  aggregators: [{name: mean}, {name: ecapa, embedding_dim: -5}]\n")
+    with pytest.raises(ConfigError, match=r"^key 'model\.aggregators\.1\.embedding_dim' is -5; expected 1 or more"):
+        load_config(path)
+
+
+def test_sizes_in_range_are_accepted():
+    cfg = load_config(overrides=["data.num_workers=0", "data.num_buckets=1", "data.max_batch_seconds=0.5",
+                                 "model.aggregators.0.channels=8", "model.aggregators.0.res2net_scale=8",
+                                 "model.aggregators.0.kernel_sizes=[1,1]", "model.aggregators.0.dilations=[1,1]"])
+    assert cfg.data.max_batch_seconds == 0.5 and cfg.model.aggregators[0].res2net_scale == 8
+
+
+def test_max_epochs_0_is_refused_before_training(tiny_config, synth_iemocap_root, tmp_path, capsys):
+    """It used to train nothing and end with the misleading "no checkpoint was kept"."""
+    out = tmp_path / "run"
+    assert main(["cv", str(tiny_config), "--root", str(synth_iemocap_root), "--out", str(out),
+                 "train.max_epochs=0"]) == 1
+    err = capsys.readouterr().err
+    assert "key 'train.max_epochs' is 0; expected 1 or more" in err and "no checkpoint" not in err
+    assert not out.exists()

@@ -43,8 +43,8 @@ def test_run_dir_is_complete(cv_run):
         for name in ("config.yaml", "split.json", "result.json", "fits.jsonl", "model/model.safetensors",
                      "model/config.yaml", "model/labels.json", "model/metrics.json", "logs/metrics.csv"):
             assert (fold_dir / name).is_file(), f"fold {fold}: {name}"
-        kept = sorted((fold_dir / "checkpoints").glob("*.safetensors"))
-        assert len(kept) == 3  # top_k in the tiny config
+        # finished: its top-k files (3 in the tiny config, averaged into the bundle) and last.ckpt are removed
+        assert not (fold_dir / "checkpoints").exists()  # train.keep_checkpoints: false (test_keep_checkpoints.py)
         split = json.loads((fold_dir / "split.json").read_text())
         assert not set(split["train"]) & set(split["test"]) and not set(split["valid"]) & set(split["test"])
 

@@ -15,7 +15,7 @@ def test_two_process_ddp_trains_one_fold_consistently(tiny_config, synth_iemocap
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "serkit", "cv", str(tiny_config), "--root", str(synth_iemocap_root),
            "--folds", "1", "--out", str(out), "train.strategy=ddp", "train.devices=2", "train.accelerator=cpu",
-           "train.max_epochs=2", "train.top_k=2"]
+           "train.max_epochs=2", "train.top_k=2", "train.keep_checkpoints=true"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     fold = out / "fold_1"

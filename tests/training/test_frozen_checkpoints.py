@@ -23,7 +23,8 @@ from serkit.upstream.tiny import save_tiny_speech_model
 def frozen_config(source, max_epochs: int) -> list[str]:
     return [f"model.upstreams=[{{name: hf, source: '{source}', layers: weighted, freeze: all}}]",
             "model.aggregators=[{name: mean}]", f"train.max_epochs={max_epochs}", "train.top_k=2",
-            "train.progress_bar=false", "train.lr_downstream=3e-3", "data.max_batch_seconds=40"]
+            "train.progress_bar=false", "train.lr_downstream=3e-3", "data.max_batch_seconds=40",
+            "train.keep_checkpoints=true"]  # what these tests look into
 
 
 def keys(path) -> set[str]:

@@ -142,13 +142,10 @@ def test_killed_mid_fold_resumes_and_finishes_with_a_complete_run_dir(killed):
         for name in ("config.yaml", "split.json", "result.json", "fits.jsonl", "logs/metrics.csv",
                      "model/model.safetensors", "model/config.yaml", "model/labels.json", "model/metrics.json"):
             assert (fold_dir / name).is_file(), f"fold {fold}: {name}"
-        kept = sorted((fold_dir / "checkpoints").glob("*.safetensors"))
-        assert len(kept) == CONFIG["train"]["top_k"]
-        for path in kept:  # no half-written file under a real name: each one loads
-            assert load_file(path)
-        torch.load(fold_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        assert load_file(fold_dir / "model" / "model.safetensors")  # no half-written file under a real name
         json.loads((fold_dir / "result.json").read_text())
-        assert not list((fold_dir / "checkpoints").glob(".*.tmp"))
+        # finished: top-k files, last.ckpt and temp files of killed writes are gone (train.keep_checkpoints false)
+        assert not (fold_dir / "checkpoints").exists()
 
 
 def test_finished_fold_survives_later_kills_unchanged(killed):
@@ -173,6 +170,6 @@ def test_final_report_and_weights_equal_an_uninterrupted_run(killed, reference):
         assert resumed.keys() == uninterrupted.keys()
         different = [k for k in resumed if not torch.equal(resumed[k], uninterrupted[k])]
         assert not different, f"fold {fold}: {different[:5]}"
-        names = [sorted(p.name for p in (run / f"fold_{fold}" / "checkpoints").glob("*.safetensors"))
-                 for run in (out, reference)]
-        assert names[0] == names[1]
+        # the top-k files themselves are removed once a fold is finished; the bundle above is their average
+        assert not (out / f"fold_{fold}" / "checkpoints").exists()
+        assert not (reference / f"fold_{fold}" / "checkpoints").exists()

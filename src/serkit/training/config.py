@@ -20,7 +20,11 @@ class TrainConfig:
     accumulate: batches per optimiser step. precision: Lightning precision ("32", "bf16-mixed", "16-mixed") or
     "auto" (bf16-mixed on a GPU that has it, 16-mixed on other GPUs, 32 on CPU).
     top_k / monitor: checkpoints kept by validation "ua" or "wa" (the paper: 5, UA). average: also average the
-    top-k into one model. deterministic: ask torch for deterministic kernels. accelerator/devices/strategy/
+    top-k into one model. keep_checkpoints: keep a fold's checkpoints/ folder (top-k weights files and
+    last.ckpt, with the optimiser state) once the fold is finished, e.g. to `serkit average` them another way;
+    False (default): removed once the fold's bundle and result.json are written (the bundle holds the model it
+    reports; with large encoders they take GBs per fold). An unfinished fold keeps them either way (it resumes
+    from them). deterministic: ask torch for deterministic kernels. accelerator/devices/strategy/
     num_nodes go to Lightning's Trainer as they are (DDP: strategy=ddp, devices=N).
     feature_cache: a folder (relative: to the working directory) where the frames of frozen (freeze "all")
     audio upstreams are cached, so each utterance is encoded once and later epochs, folds and runs only train
@@ -42,6 +46,7 @@ class TrainConfig:
     top_k: int = 5
     monitor: str = "ua"
     average: bool = True
+    keep_checkpoints: bool = False
     deterministic: bool = False
     accelerator: str = "auto"
     devices: str = "auto"

@@ -2,7 +2,9 @@
 
 Read top to bottom: `run_fold` is the whole recipe. A finished fold leaves `result.json` and is skipped on
 the next call; an interrupted one resumes from `checkpoints/last.ckpt` (Lightning restores the optimiser,
-scheduler, epoch and our top-k tracker from it).
+scheduler, epoch and our top-k tracker from it). Once `result.json` is written, the fold's `checkpoints/`
+(top-k files, last.ckpt) is removed unless `train.keep_checkpoints` (nothing reads it any more: the bundle
+holds the reported model); a crash between the two leaves a finished fold whose next call removes them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
 
 from ..bundle import save_bundle
 from ..config import ExperimentConfig, config_hash, save_config
@@ -81,7 +84,10 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
     progress: a name such as "fold 2/6" to print progress lines under (training/progress.py); None: quiet."""
     fold_dir = Path(fold_dir)
     result_path = fold_dir / "result.json"
+    ckpt_dir = fold_dir / "checkpoints"
     if result_path.is_file():
+        if not cfg.train.keep_checkpoints and _removal_was_asked(fold_dir):  # a crash came before the removal
+            _remove_checkpoints(ckpt_dir)
         return FoldResult.from_dict(json.loads(result_path.read_text()))
     fold_dir.mkdir(parents=True, exist_ok=True)
     started = _cpu_and_wall()
@@ -92,7 +98,6 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         model.use_feature_cache(cfg.train.feature_cache, cfg.train.feature_cache_dtype)
     module = SERModule(model, cfg.train, labels)
     datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed)
-    ckpt_dir = fold_dir / "checkpoints"
     topk = TopKWeights(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor, config_hash=config_hash(cfg.model))
     # not ModelCheckpoint(save_top_k=0, save_last=True): it writes last.ckpt only at the end of the fit
     last = LastCheckpoint(ckpt_dir / "last.ckpt")
@@ -149,8 +154,35 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
         "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": trainer.current_epoch,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "feature_cache": None if not cfg.train.feature_cache else [c.stats() for c in model.feature_caches if c]})
-    write_json(result_path, result.to_dict())  # last: its presence marks the fold as finished
+    write_json(result_path, result.to_dict())  # its presence marks the fold as finished
+    if not cfg.train.keep_checkpoints:  # only after result.json: a crash before it must still resume
+        _remove_checkpoints(ckpt_dir)
     return result
+
+
+def _remove_checkpoints(ckpt_dir: Path) -> None:
+    """Delete a finished fold's top-k files, last.ckpt and temp files a kill left, then the folder if that
+    emptied it (anything else put there is left alone). Every rank may call it: missing files are fine."""
+    if not ckpt_dir.is_dir():
+        return
+    for path in [*ckpt_dir.glob("*.safetensors"), ckpt_dir / "last.ckpt", *ckpt_dir.glob(".*.tmp")]:
+        path.unlink(missing_ok=True)
+    try:
+        ckpt_dir.rmdir()
+    except OSError:  # not empty
+        pass
+
+
+def _removal_was_asked(fold_dir: Path) -> bool:
+    """True when the config the fold was trained with (its config.yaml) says train.keep_checkpoints: false.
+    A fold trained with keep_checkpoints: true, or by a serkit that kept them always (no such key), keeps
+    them when the command is run again without the option."""
+    try:
+        recorded = yaml.safe_load((fold_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        return False
+    train = recorded.get("train") if isinstance(recorded, dict) else None
+    return isinstance(train, dict) and train.get("keep_checkpoints") is False
 
 
 def _cpu_and_wall() -> tuple[float, float]:
