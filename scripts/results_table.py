@@ -23,7 +23,10 @@ def load_row(entry: dict, runs: Path) -> dict:
     run = runs / entry["run"]
     cv = json.loads((run / "cv.json").read_text())
     folds = cv["folds"]
-    cost = json.loads((run / "cost.json").read_text()) if (run / "cost.json").is_file() else {}
+    cost = {}
+    for name in ("cost.json", "probe.json"):  # a cv run's cost, or what a probe records of its own
+        if (run / name).is_file():
+            cost = json.loads((run / name).read_text())
     row = {
         "system": entry["system"], "encoder": entry["encoder"], "folds": entry.get("folds", "emobox"),
         "classes": entry["classes"], "command": entry["command"],
@@ -50,14 +53,16 @@ def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key:
 
 
 def markdown(rows: list[dict], classes: int) -> str:
-    lines = ["| system | encoder | " + " | ".join(f"fold {i}" for i in range(1, 7)) + " | WA | UA | trainable | CPU s |",
-             "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|"]
+    lines = ["| system | encoder | " + " | ".join(f"fold {i}" for i in range(1, 7))
+             + " | WA | UA | best-ckpt UA | trainable | CPU s |",
+             "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|---:|"]
     for r in (r for r in rows if r["classes"] == classes):
         per_fold = " | ".join(f"{w:.1f} / {u:.1f}" for w, u in zip(r["wa_per_fold"], r["ua_per_fold"]))
         params = f"{r['trainable_params']:,}" if r["trainable_params"] else "—"
         cpu = f"{r['cpu_seconds']:,.0f}" if r["cpu_seconds"] else "—"
+        best = f"{r['best_single_ua']:.1f}" if "best_single_ua" in r else "—"
         lines.append(f"| {r['system']} | {r['encoder']} | {per_fold} | {r['wa']:.1f} ± {r['wa_std']:.1f} | "
-                     f"**{r['ua']:.1f}** ± {r['ua_std']:.1f} | {params} | {cpu} |")
+                     f"**{r['ua']:.1f}** ± {r['ua_std']:.1f} | {best} | {params} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -83,14 +88,21 @@ def main() -> None:
                 wa, wa_sd = paired(by_name, pair["a"], pair["b"], classes, "wa_per_fold")
                 comparisons.append({"name": pair["name"], "classes": classes, "a": pair["a"], "b": pair["b"],
                                     "ua_diff": ua, "ua_diff_std": ua_sd, "wa_diff": wa, "wa_diff_std": wa_sd})
+    for r in rows:
+        if "best_single_ua_per_fold" in r:
+            diff = np.array(r["ua_per_fold"]) - np.array(r["best_single_ua_per_fold"])
+            comparisons.append({"name": f"top-5 averaged - best single checkpoint: {r['system']}",
+                                "classes": r["classes"], "a": r["system"], "b": "its best single checkpoint",
+                                "ua_diff": float(diff.mean()), "ua_diff_std": float(diff.std(ddof=1)),
+                                "wa_diff": None, "wa_diff_std": None})
     Path(args.json).write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=1) + "\n")
     for classes in (8, 4):
         print(f"\n### {classes} classes\n\n{markdown(rows, classes)}")
     if comparisons:
         print("\n| comparison | classes | UA (points) | WA (points) |\n|---|---:|---:|---:|")
         for c in comparisons:
-            print(f"| {c['name']} | {c['classes']} | {c['ua_diff']:+.1f} ± {c['ua_diff_std']:.1f} | "
-                  f"{c['wa_diff']:+.1f} ± {c['wa_diff_std']:.1f} |")
+            wa = "—" if c["wa_diff"] is None else f"{c['wa_diff']:+.1f} ± {c['wa_diff_std']:.1f}"
+            print(f"| {c['name']} | {c['classes']} | {c['ua_diff']:+.1f} ± {c['ua_diff_std']:.1f} | {wa} |")
     print(f"\nwrote {args.json}")
 
 

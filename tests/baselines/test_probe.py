@@ -39,6 +39,7 @@ def test_probe_runs_every_fold_chooses_on_validation_and_learns(manifest, encode
     assert summary.stat("ua").mean >= 0.65, [f.test.ua for f in fits]  # chance: 0.5
     record = json.loads((tmp_path / "probe.json").read_text())
     assert [r["view"] for r in record["per_fold"]] == [f.view for f in fits] and record["num_layers"] == num_layers
+    assert record["trainable_params"] == (32 + 1) * 2 and record["cpu_seconds"] > 0
     assert (tmp_path / "cv.md").is_file() and (tmp_path / "confusion.png").is_file()
 
 

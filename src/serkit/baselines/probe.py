@@ -17,6 +17,7 @@ the model trained on the training actors is scored on the test actors.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,7 @@ def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_
               c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None
               ) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and probe.json to `out_dir`."""
+    started = time.process_time()
     options = dict(options or {})
     if not c_grid or any(not c > 0 for c in c_grid):
         raise ConfigError(f"--c: expected positive numbers, got {list(c_grid)}")
@@ -150,6 +152,8 @@ def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_
         "upstream": upstream_cfg.__dict__, "features": "every layer mean-pooled over real frames",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),
+        # the logistic regression's weights and biases; CPU seconds of this process (encoding included on a cold cache)
+        "trainable_params": (int(pooled.shape[2]) + 1) * len(classes), "cpu_seconds": round(time.process_time() - started, 1),
         "per_fold": [{"fold": f.fold, "view": f.view, "c": f.c, "valid_ua": f.valid.ua,
                       "valid_ua_grid": {v: {str(c): ua for c, ua in by_c.items()} for v, by_c in f.valid_ua.items()},
                       "test": f.test.to_dict()} for f in fits],
