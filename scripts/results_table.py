@@ -4,8 +4,8 @@
 
 The YAML lists one entry per row: `system`, `encoder`, `classes` (8 or 4), `run` (a folder under RUNS_DIR
 holding a `serkit cv` run's cv.json + cost.json, or a `serkit baseline` run's cv.json + probe.json /
-baseline.json) and `command` (what produced it); optional `pairs` lists paired comparisons
-`{name, a, b}` by system name (a - b, fold by fold). Every number comes from the run folders: nothing is
+baseline.json) and `command` (what produced it) and an `id` shared by a system's 8- and 4-class rows; optional `pairs` lists
+paired comparisons `{name, a, b}` by row id (a - b, fold by fold). Every number comes from the run folders: nothing is
 typed in by hand.
 """
 
@@ -27,8 +27,12 @@ def load_row(entry: dict, runs: Path) -> dict:
     for name in ("cost.json", "probe.json"):  # a cv run's cost, or what a probe records of its own
         if (run / name).is_file():
             cost = json.loads((run / name).read_text())
+    folds_cost = [json.loads(p.read_text()) for p in sorted(run.glob("fold_*/cost.json"))]
+    if not cost and folds_cost:  # a run cut short: its finished folds' costs
+        cost = {"cpu_seconds": sum(c["cpu_seconds"] for c in folds_cost),
+                "trainable_params": max(c["trainable_params"] for c in folds_cost)}
     row = {
-        "system": entry["system"], "encoder": entry["encoder"], "folds": entry.get("folds", "emobox"),
+        "id": entry["id"], "system": entry["system"], "encoder": entry["encoder"], "folds": entry.get("folds", "emobox"),
         "classes": entry["classes"], "command": entry["command"],
         "fold_ids": [f["fold"] for f in folds],
         "ua": 100 * cv["summary"]["ua"]["mean"], "wa": 100 * cv["summary"]["wa"]["mean"],
@@ -44,12 +48,13 @@ def load_row(entry: dict, runs: Path) -> dict:
     return row
 
 
-def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key: str = "ua_per_fold") -> tuple[float, float]:
+def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key: str = "ua_per_fold"
+           ) -> tuple[float, float, list[str]]:
+    """Mean and std of a - b over the folds both ran (a run cut short compares on the folds it finished)."""
     x, y = rows[(a, classes)], rows[(b, classes)]
-    if x["fold_ids"] != y["fold_ids"]:
-        raise SystemExit(f"{a} and {b} ({classes} classes) ran different folds: {x['fold_ids']} vs {y['fold_ids']}")
-    diff = np.array(x[key]) - np.array(y[key])
-    return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    common = [f for f in x["fold_ids"] if f in y["fold_ids"]]
+    diff = np.array([x[key][x["fold_ids"].index(f)] - y[key][y["fold_ids"].index(f)] for f in common])
+    return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0, common
 
 
 def markdown(rows: list[dict], classes: int) -> str:
@@ -57,12 +62,15 @@ def markdown(rows: list[dict], classes: int) -> str:
              + " | WA | UA | best-ckpt UA | trainable | CPU s |",
              "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|---:|"]
     for r in (r for r in rows if r["classes"] == classes):
-        per_fold = " | ".join(f"{w:.1f} / {u:.1f}" for w, u in zip(r["wa_per_fold"], r["ua_per_fold"]))
+        scores = dict(zip(r["fold_ids"], zip(r["wa_per_fold"], r["ua_per_fold"])))
+        per_fold = " | ".join(f"{scores[str(i)][0]:.1f} / {scores[str(i)][1]:.1f}" if str(i) in scores else "—"
+                              for i in range(1, 7))
         params = f"{r['trainable_params']:,}" if r["trainable_params"] else "—"
         cpu = f"{r['cpu_seconds']:,.0f}" if r["cpu_seconds"] else "—"
         best = f"{r['best_single_ua']:.1f}" if "best_single_ua" in r else "—"
+        partial = f" ({len(r['fold_ids'])} folds)" if len(r["fold_ids"]) < 6 else ""
         lines.append(f"| {r['system']} | {r['encoder']} | {per_fold} | {r['wa']:.1f} ± {r['wa_std']:.1f} | "
-                     f"**{r['ua']:.1f}** ± {r['ua_std']:.1f} | {best} | {params} | {cpu} |")
+                     f"**{r['ua']:.1f}** ± {r['ua_std']:.1f}{partial} | {best} | {params} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -79,30 +87,34 @@ def main() -> None:
             print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
             continue
         rows.append(load_row(entry, Path(args.runs)))
-    by_name = {(r["system"], r["classes"]): r for r in rows}
+    by_name = {(r["id"], r["classes"]): r for r in rows}
+    if len(by_name) != len(rows):
+        raise SystemExit("two rows share an id and a class count")
     comparisons = []
     for pair in spec.get("pairs", []):
         for classes in (8, 4):
             if (pair["a"], classes) in by_name and (pair["b"], classes) in by_name:
-                ua, ua_sd = paired(by_name, pair["a"], pair["b"], classes)
-                wa, wa_sd = paired(by_name, pair["a"], pair["b"], classes, "wa_per_fold")
+                ua, ua_sd, common = paired(by_name, pair["a"], pair["b"], classes)
+                wa, wa_sd, _ = paired(by_name, pair["a"], pair["b"], classes, "wa_per_fold")
                 comparisons.append({"name": pair["name"], "classes": classes, "a": pair["a"], "b": pair["b"],
+                                    "folds": common,
                                     "ua_diff": ua, "ua_diff_std": ua_sd, "wa_diff": wa, "wa_diff_std": wa_sd})
     for r in rows:
         if "best_single_ua_per_fold" in r:
             diff = np.array(r["ua_per_fold"]) - np.array(r["best_single_ua_per_fold"])
             comparisons.append({"name": f"top-5 averaged - best single checkpoint: {r['system']}",
                                 "classes": r["classes"], "a": r["system"], "b": "its best single checkpoint",
-                                "ua_diff": float(diff.mean()), "ua_diff_std": float(diff.std(ddof=1)),
+                                "folds": r["fold_ids"], "ua_diff": float(diff.mean()),
+                                "ua_diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
                                 "wa_diff": None, "wa_diff_std": None})
     Path(args.json).write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=1) + "\n")
     for classes in (8, 4):
         print(f"\n### {classes} classes\n\n{markdown(rows, classes)}")
     if comparisons:
-        print("\n| comparison | classes | UA (points) | WA (points) |\n|---|---:|---:|---:|")
+        print("\n| comparison | classes | folds | UA (points) | WA (points) |\n|---|---:|---|---:|---:|")
         for c in comparisons:
             wa = "—" if c["wa_diff"] is None else f"{c['wa_diff']:+.1f} ± {c['wa_diff_std']:.1f}"
-            print(f"| {c['name']} | {c['classes']} | {c['ua_diff']:+.1f} ± {c['ua_diff_std']:.1f} | {wa} |")
+            print(f"| {c['name']} | {c['classes']} | {', '.join(c['folds'])} | {c['ua_diff']:+.1f} ± {c['ua_diff_std']:.1f} | {wa} |")
     print(f"\nwrote {args.json}")
 
 
