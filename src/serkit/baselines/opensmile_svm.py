@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
-from ..data.summary import prepare_corpus
 from ..data.utterance import Utterance
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
 from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
 from ..util.atomic import write_json
+from .folds import BaselineFolds
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 FEATURE_FILE = "egemaps.npz"
@@ -114,24 +114,13 @@ def run_opensmile_svm(corpus_name: str, root: str | Path, out_dir: str | Path, l
                       ) -> tuple[CVSummary, list[FoldFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and baseline.json to `out_dir`."""
     options = dict(options or {})
-    corpus, prepared, classes = prepare_corpus(corpus_name, root, labels, label_map, options)
-    utterances = prepared.utterances
-    num_folds = corpus.fold_count(utterances, **options)
-    folds = list(folds or range(1, num_folds + 1))
-    bad = [f for f in folds if not 1 <= f <= num_folds]
-    if bad:
-        raise ConfigError(f"folds {bad} do not exist: {corpus_name} has folds 1..{num_folds}")
+    data = BaselineFolds(corpus_name, root, labels, label_map, options, folds)
+    folds, classes = data.folds, data.classes
     out_dir = Path(out_dir)
-    all_features = egemaps_features(utterances, features or out_dir / FEATURE_FILE)
-    row_of = {utt.id: i for i, utt in enumerate(utterances)}
-    index_of = {label: i for i, label in enumerate(classes)}
+    all_features = egemaps_features(data.utterances, features or out_dir / FEATURE_FILE)
     fits = []
-    for fold in folds:
-        split = corpus.split(utterances, fold, **options)
-        parts = {name: getattr(split, name) for name in ("train", "valid", "test")}
-        features = {name: all_features[[row_of[u.id] for u in part]] for name, part in parts.items()}
-        targets = {name: np.array([index_of[u.label] for u in part], dtype=np.int64) for name, part in parts.items()}
-        c, valid, test, by_c = fit_fold(features, targets, classes, c_grid)
+    for fold, fold_features, targets in data.split(all_features):
+        c, valid, test, by_c = fit_fold(fold_features, targets, classes, c_grid)
         fits.append(FoldFit(fold, c, valid, test, by_c))
     summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
     write_cv_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({corpus_name})", summary)

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
-from ..data.summary import prepare_corpus
 from ..data.utterance import Utterance
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
@@ -35,6 +34,7 @@ from ..evaluation.tables import CVSummary, FoldScores
 from ..upstream import UpstreamConfig, build_upstream
 from ..upstream.layers import LayerSelector
 from ..util.atomic import write_json
+from .folds import BaselineFolds
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 ENCODE_BATCH = 8  # utterances per encoder call (sorted by length, so little padding)
@@ -126,22 +126,11 @@ def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_
     options = dict(options or {})
     if not c_grid or any(not c > 0 for c in c_grid):
         raise ConfigError(f"--c: expected positive numbers, got {list(c_grid)}")
-    corpus, prepared, classes = prepare_corpus(corpus_name, root, labels, label_map, options)
-    utterances = prepared.utterances
-    num_folds = corpus.fold_count(utterances, **options)
-    folds = list(folds or range(1, num_folds + 1))
-    bad = [f for f in folds if not 1 <= f <= num_folds]
-    if bad:
-        raise ConfigError(f"folds {bad} do not exist: {corpus_name} has folds 1..{num_folds}")
-    pooled = pooled_layers(utterances, upstream_cfg, cache_dir)
-    row_of = {utt.id: i for i, utt in enumerate(utterances)}
-    index_of = {label: i for i, label in enumerate(classes)}
+    data = BaselineFolds(corpus_name, root, labels, label_map, options, folds)
+    folds, classes = data.folds, data.classes
+    pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir)
     fits = []
-    for fold in folds:
-        split = corpus.split(utterances, fold, **options)
-        parts = {name: getattr(split, name) for name in ("train", "valid", "test")}
-        features = {name: pooled[[row_of[u.id] for u in part]] for name, part in parts.items()}
-        targets = {name: np.array([index_of[u.label] for u in part], dtype=np.int64) for name, part in parts.items()}
+    for fold, features, targets in data.split(pooled):
         view, c, valid, test, grid = fit_probe(features, targets, classes, c_grid)
         fits.append(ProbeFit(fold, view, c, valid, test, grid))
     out_dir = Path(out_dir)
