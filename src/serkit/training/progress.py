@@ -69,12 +69,13 @@ class FoldClock:
     def __init__(self, num_folds: int):
         self.num_folds = num_folds
         self.started = time.monotonic()
-        self.done = 0
+        self.done = self.trained = 0
 
     def fold_done(self, fold: int, ua: float, wa: float, skipped: bool = False) -> None:
         self.done += 1
+        self.trained += not skipped  # folds a resumed run finds finished cost nothing: not in the rate
         elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.num_folds - self.done)
+        eta = elapsed / max(self.trained, 1) * (self.num_folds - self.done)
         status = "already finished" if skipped else "finished"
         say(f"fold {fold} {status} ({self.done}/{self.num_folds}): test UA {100 * ua:.1f} WA {100 * wa:.1f}; "
             f"run {_duration(elapsed)} so far, ETA {_duration(eta)}")
