@@ -8,23 +8,14 @@ from serkit.downstream import AGGREGATORS, AggregatorConfig
 from serkit.downstream.mean_pool import MeanPooling
 
 
-def _padded(lengths: list[int], dim: int, fill: float = float("nan")) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random frames [B, max_len, dim] whose padding holds `fill` (NaN: any read of padding shows)."""
-    torch.manual_seed(0)
-    frames = torch.randn(len(lengths), max(lengths), dim)
-    for row, length in enumerate(lengths):
-        frames[row, length:] = fill
-    return frames, torch.tensor(lengths)
-
-
 def test_registered_under_mean_with_output_dim_of_input():
     pool = AGGREGATORS.get("mean").from_config(AggregatorConfig(name="mean"), input_dim=24)
     assert isinstance(pool, MeanPooling)
     assert pool.output_dim == 24
 
 
-def test_mean_over_real_frames_only():
-    frames, lens = _padded([7, 3, 1], dim=5)
+def test_mean_over_real_frames_only(padded):
+    frames, lens = padded([7, 3, 1], dim=5)
     pooled = MeanPooling(5)(frames, lens)
     assert pooled.shape == (3, 5)
     assert torch.isfinite(pooled).all()
@@ -32,8 +23,8 @@ def test_mean_over_real_frames_only():
         torch.testing.assert_close(pooled[row], frames[row, :length].mean(dim=0))
 
 
-def test_alone_equals_inside_padded_batch():
-    frames, lens = _padded([9, 4, 6], dim=8, fill=1e6)
+def test_alone_equals_inside_padded_batch(padded):
+    frames, lens = padded([9, 4, 6], dim=8, fill=1e6)
     pool = MeanPooling(8)
     batched = pool(frames, lens)
     for row, length in enumerate(lens.tolist()):
@@ -41,7 +32,7 @@ def test_alone_equals_inside_padded_batch():
         torch.testing.assert_close(batched[row : row + 1], alone)
 
 
-def test_zero_length_gives_zeros_not_nan():
-    frames, _ = _padded([3, 3], dim=4)
+def test_zero_length_gives_zeros_not_nan(padded):
+    frames, _ = padded([3, 3], dim=4)
     pooled = MeanPooling(4)(frames, torch.tensor([3, 0]))
     assert torch.equal(pooled[1], torch.zeros(4))

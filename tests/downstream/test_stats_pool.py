@@ -8,21 +8,13 @@ from serkit.downstream import AGGREGATORS, AggregatorConfig
 from serkit.downstream.stats_pool import StatisticsPooling
 
 
-def _padded(lengths: list[int], dim: int, fill: float = float("nan")) -> tuple[torch.Tensor, torch.Tensor]:
-    torch.manual_seed(0)
-    frames = torch.randn(len(lengths), max(lengths), dim)
-    for row, length in enumerate(lengths):
-        frames[row, length:] = fill
-    return frames, torch.tensor(lengths)
-
-
 def test_registered_under_stats_with_twice_the_input_dim():
     pool = AGGREGATORS.get("stats").from_config(AggregatorConfig(name="stats"), input_dim=24)
     assert isinstance(pool, StatisticsPooling) and pool.output_dim == 48
 
 
-def test_mean_and_std_over_real_frames_only_and_gradients_stay_finite():
-    frames, lens = _padded([7, 3, 1], dim=5)  # NaN padding: any read of it shows
+def test_mean_and_std_over_real_frames_only_and_gradients_stay_finite(padded):
+    frames, lens = padded([7, 3, 1], dim=5)  # NaN padding: any read of it shows
     frames.requires_grad_(True)
     pooled = StatisticsPooling(5)(frames, lens)
     assert pooled.shape == (3, 10) and torch.isfinite(pooled).all()
@@ -35,8 +27,8 @@ def test_mean_and_std_over_real_frames_only_and_gradients_stay_finite():
     assert torch.equal(frames.grad[1, 3:], torch.zeros_like(frames.grad[1, 3:]))  # padding gets no gradient
 
 
-def test_alone_equals_inside_padded_batch():
-    frames, lens = _padded([9, 4, 6], dim=8, fill=1e6)
+def test_alone_equals_inside_padded_batch(padded):
+    frames, lens = padded([9, 4, 6], dim=8, fill=1e6)
     pool = StatisticsPooling(8)
     batched = pool(frames, lens)
     for row, length in enumerate(lens.tolist()):
