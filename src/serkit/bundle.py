@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .config import ExperimentConfig, config_hash, load_config, save_config, to_dict
+from .config import ExperimentConfig, config_hash, load_config, save_config
 from .errors import ConfigError, DataError
 from .model import SERModel, build_model
 from .training.averaging import load_state_dict, save_checkpoint
@@ -167,10 +167,10 @@ def _check_shapes(bundle_dir: Path, cfg: ExperimentConfig, labels: list[str], he
             model = build_model(cfg.model, num_classes=len(labels), pretrained=False)
     except ConfigError as error:  # already names the key; say which file it is in
         raise ConfigError(f"{bundle_dir / CONFIG}: {error}") from None
-    except Exception as error:  # noqa: BLE001  (torch's own errors for sizes it cannot make: negative, too many)
-        culprits = "".join(f"; {key} is {value}" for key, value in _non_positive_sizes(cfg))
+    except Exception as error:  # noqa: BLE001  (torch's or transformers' own errors for sizes they cannot make;
+        # serkit's own fields are range-checked by load_config above, naming their key)
         raise DataError(f"the model it describes cannot be built ({type(error).__name__}: "
-                        f"{str(error).splitlines()[0] if str(error) else ''}){culprits}", bundle_dir / CONFIG) from None
+                        f"{str(error).splitlines()[0] if str(error) else ''})", bundle_dir / CONFIG) from None
     expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
     missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
@@ -201,17 +201,6 @@ def _config_source(key: str) -> str:
     if parts[0] == "early_fusion":
         return f"model.fusion in {CONFIG}"
     return f"model in {CONFIG}"
-
-
-def _non_positive_sizes(cfg: ExperimentConfig) -> list[tuple[str, int]]:
-    """(key, value) of every integer in model.aggregators that is not positive: sizes torch cannot make."""
-    found = []
-    for index, aggregator in enumerate(to_dict(cfg.model)["aggregators"]):
-        for name, value in aggregator.items():
-            values = value if isinstance(value, list) else [value]
-            if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
-                found.append((f"model.aggregators[{index}].{name}", value))
-    return found
 
 
 def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
