@@ -87,3 +87,51 @@ def tiny_onnx(tiny_bundle, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     assert main(["export", str(tiny_bundle), "--onnx", str(path)]) == 0
     return path
+
+
+# -- hostile audio, shared by tests/data, tests/inference and tests/serve ------------------------------------
+
+
+def _unknown_length_flac(samples, sample_rate: int) -> bytes:
+    """A valid FLAC of `samples` whose STREAMINFO says total_samples = 0 ("unknown", legal) -> its bytes.
+
+    Layout: "fLaC", a 4-byte metadata block header, then STREAMINFO: min/max block size (2 x 16 bits), min/max
+    frame size (2 x 24 bits), then 64 bits = sample rate (20), channels - 1 (3), bits per sample - 1 (5) and
+    total samples (36), then the MD5. So total samples are the low 36 bits of bytes 18..25 of the file."""
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="FLAC", subtype="PCM_16")
+    data = bytearray(buffer.getvalue())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0, "the first metadata block is STREAMINFO"
+    packed = int.from_bytes(data[18:26], "big")
+    assert packed & ((1 << 36) - 1) == len(samples)
+    data[18:26] = (packed & ~((1 << 36) - 1)).to_bytes(8, "big")
+    return bytes(data)
+
+
+@pytest.fixture(scope="session")
+def unknown_length_flac():
+    """(samples [S], sample_rate) -> the bytes of a FLAC whose header leaves its length unknown."""
+    return _unknown_length_flac
+
+
+@pytest.fixture
+def refuse_to_open(monkeypatch):
+    """refuse_to_open(path): os.open raises EACCES for that path, as for a file without read permission
+    (tests run as root, who may read anything)."""
+    import errno
+
+    def refuse(target) -> None:
+        real_open = os.open
+
+        def fake_open(path, flags, *args, **kwargs):
+            if os.fsdecode(os.fspath(path)) == str(target):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", fake_open)
+
+    return refuse

@@ -6,7 +6,6 @@ process's RSS, and no wall-clock time.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import tracemalloc
@@ -36,22 +35,6 @@ def peak_bytes(function, *args, **kwargs) -> tuple[object, int]:
         return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-
-
-def unknown_length_flac(path, samples: np.ndarray, sample_rate: int) -> bytes:
-    """A valid FLAC of `samples` whose STREAMINFO says total_samples = 0 ("unknown", legal) -> its bytes.
-
-    Layout: "fLaC", a 4-byte metadata block header, then STREAMINFO: min/max block size (2 x 16 bits), min/max
-    frame size (2 x 24 bits), then 64 bits = sample rate (20), channels - 1 (3), bits per sample - 1 (5) and
-    total samples (36), then the MD5. So total samples are the low 36 bits of bytes 18..25 of the file."""
-    sf.write(path, samples, sample_rate, format="FLAC", subtype="PCM_16")
-    data = bytearray(path.read_bytes())
-    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0, "the first metadata block is STREAMINFO"
-    packed = int.from_bytes(data[18:26], "big")
-    assert packed & ((1 << 36) - 1) == len(samples)
-    data[18:26] = (packed & ~((1 << 36) - 1)).to_bytes(8, "big")
-    path.write_bytes(data)
-    return bytes(data)
 
 
 # -- item 1: many channels ---------------------------------------------------------------------------------
@@ -118,12 +101,13 @@ def test_nan_in_a_later_block_is_still_refused(tmp_path):
 # -- item 2: a header that does not know the length -----------------------------------------------------------
 
 
-def test_flac_of_unknown_length_is_measured_by_decoding(tmp_path):
+def test_flac_of_unknown_length_is_measured_by_decoding(tmp_path, unknown_length_flac):
     """STREAMINFO total_samples = 0 made soundfile report 2**63 - 1 frames (2e14 s at 16 kHz)."""
     rate = 16000
     samples = (0.3 * np.sin(np.arange(2 * rate + 123) * 0.05)).astype(np.float32)
     path = tmp_path / "unknown.flac"
-    data = unknown_length_flac(path, samples, rate)
+    data = unknown_length_flac(samples, rate)
+    path.write_bytes(data)
     assert sf.info(path).frames > 2**62  # what libsndfile makes of it
 
     assert audio_info(path) == (rate, len(samples), 1, len(samples) / rate)
@@ -137,11 +121,11 @@ def test_flac_of_unknown_length_is_measured_by_decoding(tmp_path):
     np.testing.assert_array_equal(load_audio(upload, name="upload.flac"), wav)
 
 
-def test_counting_an_unknown_length_stops_past_max_seconds(tmp_path, monkeypatch):
+def test_counting_an_unknown_length_stops_past_max_seconds(tmp_path, monkeypatch, unknown_length_flac):
     """A service that refuses files over max_seconds need not decode a whole (possibly days-long) file."""
     rate = 8000
     path = tmp_path / "long_unknown.flac"
-    unknown_length_flac(path, np.zeros(rate * 60, np.float32), rate)
+    path.write_bytes(unknown_length_flac(np.zeros(rate * 60, np.float32), rate))
     reads = []
     real_read = sf.SoundFile.read
     monkeypatch.setattr(sf.SoundFile, "read", lambda self, *a, **k: reads.append(1) or real_read(self, *a, **k))
@@ -151,9 +135,9 @@ def test_counting_an_unknown_length_stops_past_max_seconds(tmp_path, monkeypatch
     assert audio_info(path).duration == 60.0
 
 
-def test_unknown_length_flac_with_nothing_in_it_holds_no_samples(tmp_path):
+def test_unknown_length_flac_with_nothing_in_it_holds_no_samples(tmp_path, unknown_length_flac):
     path = tmp_path / "empty_unknown.flac"
-    unknown_length_flac(path, np.zeros(10, np.float32), 16000)
+    path.write_bytes(unknown_length_flac(np.zeros(10, np.float32), 16000))
     data = path.read_bytes()
     end = 4  # keep the metadata blocks only: each has a 4-byte header (last-block flag, type, 24-bit length)
     while True:
@@ -184,24 +168,11 @@ def test_file_names_that_are_not_utf8_are_read(tmp_path):
 # -- item 12: unreadable files, devices ---------------------------------------------------------------------
 
 
-def refuse_to_open(monkeypatch, target) -> None:
-    """os.open raises EACCES for `target`, as for a file without read permission (tests run as root,
-    who may read anything)."""
-    real_open = os.open
-
-    def fake_open(path, flags, *args, **kwargs):
-        if os.fsdecode(os.fspath(path)) == str(target):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", fake_open)
-
-
-def test_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
+def test_unreadable_file_says_permission_denied(tmp_path, refuse_to_open):
     """libsndfile's own message for it was "cannot decode audio (System error.)"."""
     path = tmp_path / "locked.wav"
     sf.write(path, np.zeros(1600, np.float32), 16000)
-    refuse_to_open(monkeypatch, path)
+    refuse_to_open(path)
     for read in (audio_info, load_audio):
         with pytest.raises(AudioError, match=r"locked.wav: permission denied"):
             read(path)

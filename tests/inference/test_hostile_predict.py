@@ -66,17 +66,12 @@ def test_predict_refuses_a_file_with_too_many_channels_and_goes_on(tiny_bundle, 
 # -- item 2: a FLAC of unknown length ----------------------------------------------------------------------
 
 
-def test_predict_on_a_flac_of_unknown_length_keeps_the_batch(tiny_bundle, tmp_path, capsys):
+def test_predict_on_a_flac_of_unknown_length_keeps_the_batch(tiny_bundle, tmp_path, capsys, unknown_length_flac):
     """STREAMINFO total_samples = 0 made soundfile report 2**63 - 1 frames: predict planned windows until
     memory ran out (MemoryError, which --skip-errors did not catch: the whole batch was lost)."""
     rate, seconds = 16000, 12.5
     path = tmp_path / "unknown.flac"
-    sf.write(path, tone(seconds), rate, format="FLAC", subtype="PCM_16")
-    data = bytearray(path.read_bytes())
-    packed = int.from_bytes(data[18:26], "big")  # STREAMINFO: ... bits per sample - 1 (5), total samples (36)
-    assert packed & ((1 << 36) - 1) == seconds * rate
-    data[18:26] = (packed & ~((1 << 36) - 1)).to_bytes(8, "big")
-    path.write_bytes(data)
+    path.write_bytes(unknown_length_flac(tone(seconds), rate))
     # checked first, so that on code without the fix this fails here instead of filling the memory
     assert audio_info(path).frames == seconds * rate
 
@@ -155,19 +150,12 @@ def test_skip_errors_exits_1_when_every_file_failed(tiny_bundle, tmp_path, capsy
     assert main(["predict", str(tiny_bundle), str(broken), str(good), "--skip-errors"]) == 0  # some succeeded
 
 
-def test_unreadable_file_is_permission_denied(tiny_bundle, tmp_path, capsys, monkeypatch):
+def test_unreadable_file_is_permission_denied(tiny_bundle, tmp_path, capsys, refuse_to_open):
     """Said "cannot decode audio (System error.)". Tests run as root, who may read anything: os.open refuses
     the file as it would for another user."""
     locked = tmp_path / "locked.wav"
     sf.write(locked, tone(1.0), 16000)
-    real_open = os.open
-
-    def fake_open(path, flags, *args, **kwargs):
-        if os.fsdecode(os.fspath(path)) == str(locked):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(locked))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", fake_open)
+    refuse_to_open(locked)
     assert main(["predict", str(tiny_bundle), str(locked)]) == 1
     assert f"{locked}: permission denied" in capsys.readouterr().err
 

@@ -21,21 +21,8 @@ RATE = 8000
 LONG_SECONDS = 600  # 4.8 M samples: 19 blocks of BLOCK_SAMPLES, in 14 KB of FLAC
 
 
-def unknown_length_flac(samples: np.ndarray, sample_rate: int) -> bytes:
-    """A valid FLAC of `samples` whose STREAMINFO says total_samples = 0 ("unknown"), built as
-    tests/data/test_hostile_audio.py does: total samples are the low 36 bits of bytes 18..25 of the file."""
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, sample_rate, format="FLAC", subtype="PCM_16")
-    data = bytearray(buffer.getvalue())
-    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0, "the first metadata block is STREAMINFO"
-    packed = int.from_bytes(data[18:26], "big")
-    assert packed & ((1 << 36) - 1) == len(samples)
-    data[18:26] = (packed & ~((1 << 36) - 1)).to_bytes(8, "big")
-    return bytes(data)
-
-
 @pytest.fixture(scope="module")
-def long_flac() -> bytes:
+def long_flac(unknown_length_flac) -> bytes:
     data = unknown_length_flac(np.zeros(RATE * LONG_SECONDS, np.float32), RATE)
     assert sf.info(io.BytesIO(data)).frames > 2**62  # what libsndfile makes of the header
     return data
@@ -67,7 +54,7 @@ def test_an_unknown_length_over_the_limit_is_refused_after_decoding_just_past_it
                                     "up to the limit); this server accepts at most 10 s (--max-seconds)")
 
 
-def test_an_unknown_length_within_the_limit_is_measured_and_predicted(recognizer, tmp_path):
+def test_an_unknown_length_within_the_limit_is_measured_and_predicted(recognizer, tmp_path, unknown_length_flac):
     seconds = 3.0
     t = np.arange(int(seconds * RATE)) / RATE
     samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
