@@ -177,3 +177,28 @@ def test_torchscript_exporter_is_the_fallback(monkeypatch, tmp_path):
     result = onnx_export.export_onnx(model, tmp_path / "ts.onnx", labels=LABELS)
     assert result.exporter == "torchscript" and result.max_abs_diff <= ATOL
     assert json.loads(onnx_export.read_metadata(result.path)["labels"]) == LABELS
+
+
+def test_statistics_pooling_head_with_standardised_embedding_exports(tiny_speech_dirs, tmp_path):
+    """The RAVDESS recipe's head (layer-normed weighted layers, mean + std pooling, standardised embedding)."""
+    from serkit.config import load_config
+    from serkit.model import build_model
+
+    cfg = load_config({"model": {
+        "upstreams": [{"name": "hf", "source": str(tiny_speech_dirs["layer"]), "layers": "weighted",
+                       "layer_norm": True, "freeze": "all"}],
+        "aggregators": [{"name": "stats"}], "classifier": {"dropout": 0.3, "norm": True}}})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, num_classes=len(LABELS))
+    model.train()
+    with torch.no_grad():  # running statistics away from their initial 0 / 1
+        for seed in range(3):
+            model(*noise_batch([16000, 9000, 12000], seed=seed))
+    model.eval()
+    result = onnx_export.export_onnx(model, tmp_path / "stats.onnx", labels=LABELS)
+    assert result.padding_invariant and result.max_abs_diff <= ATOL
+    wavs, lens = noise_batch([20000, 5000, 9100], seed=7)
+    got = onnx_export.onnx_session(result.path).run(None, {"wavs": wavs.numpy(), "wav_lens": lens.numpy()})[0]
+    with torch.no_grad():
+        expected = torch.softmax(model(wavs, lens), -1).numpy()
+    np.testing.assert_allclose(got, expected, atol=ATOL)
