@@ -21,7 +21,7 @@ from torch import nn
 from .downstream import AGGREGATORS, AggregatorConfig, Classifier, ClassifierConfig
 from .errors import ConfigError
 from .fusion import EarlyFusion, LateFusion, Stream
-from .upstream import UPSTREAMS, Upstream, UpstreamConfig, build_layer_selector, build_upstream
+from .upstream import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput, build_layer_selector, build_upstream
 from .util.hashing import update_with_tensor
 
 FUSIONS = ("none", "early", "late")
@@ -92,6 +92,8 @@ class SERModel(nn.Module):
                 hidden, frame_lens = upstream(wavs, wav_lens, texts)
             else:
                 hidden, frame_lens = cache(upstream, wavs, wav_lens, texts)
+                if upstream.frozen_blocks:  # the cache held the frozen bottom's layers; the top blocks train
+                    hidden, frame_lens = upstream.encode_top(UpstreamOutput(hidden, frame_lens))
             frames = selector(hidden)
             if self.training and self.frame_augment is not None and upstream.modality == "audio":
                 frames = self.frame_augment(frames, frame_lens)
@@ -99,20 +101,22 @@ class SERModel(nn.Module):
         return streams
 
     def use_feature_cache(self, directory: str | Path, dtype: str = "float16") -> list[int]:
-        """Read frozen audio upstreams' frames from a feature cache in `directory` (upstream/cache.py),
-        computing each utterance's frames only once; -> indices of the upstreams now cached. Trained
-        upstreams (freeze "cnn" / "none") and text upstreams always run. Weights and bundles are unchanged."""
-        from .upstream.cache import FeatureCache
+        """Read frozen audio upstreams' frames (or a "bottom:N" upstream's frozen bottom's) from a feature cache
+        in `directory` (upstream/cache.py), computing each utterance's frames only once; -> indices of the
+        upstreams now cached. Trained upstreams (freeze "cnn" / "none") and text upstreams always run.
+        Weights and bundles are unchanged."""
+        from .upstream.cache import FeatureCache, caches
 
         cached = []
         for index, (upstream, selector, upstream_cfg) in enumerate(
             zip(self.upstreams, self.layer_selectors, self.upstream_cfgs)
         ):
-            if upstream.frozen and upstream.modality == "audio":
+            if caches(upstream):
                 self.feature_caches[index] = FeatureCache.for_upstream(upstream, upstream_cfg, selector, directory, dtype)
                 cached.append(index)
         if not cached:
-            warnings.warn("feature cache: no upstream is frozen (freeze 'all') audio, so none is cached", stacklevel=2)
+            warnings.warn("feature cache: no upstream is frozen (freeze 'all' or 'bottom:N') audio, so none is cached",
+                          stacklevel=2)
         return cached
 
     def embed(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:

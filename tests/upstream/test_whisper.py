@@ -134,3 +134,14 @@ def test_real_base_equals_a_direct_transformers_call(whisper_base_dir, wave):
     reference = direct_transformers_call(whisper_base_dir, audio)
     n = int(ours.frame_lens[0])
     torch.testing.assert_close(ours.hidden[-1][0], reference[-1][0, :n], atol=1e-4, rtol=1e-5)
+
+
+def test_log_mel_is_float32_and_unchanged_under_a_bf16_autocast(tiny_whisper_dir, wave):
+    """Lightning's bf16-mixed wraps the forward in an autocast: the log-mel front end must stay float32."""
+    upstream = load(tiny_whisper_dir)
+    chunks = [wave(0.6, seed=11), wave(1.2, seed=12)]
+    plain = upstream.log_mel(chunks, torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = upstream.log_mel(chunks, torch.device("cpu"))
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, plain)

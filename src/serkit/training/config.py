@@ -28,8 +28,9 @@ class TrainConfig:
     num_nodes go to Lightning's Trainer as they are (DDP: strategy=ddp, devices=N).
     feature_cache: a folder (relative: to the working directory) where the frames of frozen (freeze "all")
     audio upstreams are cached, so each utterance is encoded once and later epochs, folds and runs only train
-    the downstream (upstream/cache.py); None (default): off, since "weighted" layers of a large encoder can
-    take tens of GB. Trained upstreams are never cached. feature_cache_dtype: "float16" (default) or "float32".
+    the downstream (upstream/cache.py); with freeze "bottom:N" the frozen bottom's layers are cached and only
+    the top blocks run; None (default): off, since "weighted" layers of a large encoder can take tens of GB.
+    Trained upstreams (freeze "cnn" / "none") are never cached. feature_cache_dtype: "float16" (default) or "float32".
     label_smoothing: of the cross-entropy's targets (0: none). early_stopping: stop a fold after this many
     validation epochs without a better monitored score (0: off; the top-k kept so far are averaged as usual).
     augment: frame masks and mixup while training (training/augment.py; all off by default).

@@ -16,6 +16,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 
@@ -26,7 +27,9 @@ class UpstreamConfig:
     name: registry key ("hf", "fbank", "text").
     source: preset name (e.g. "wav2vec2-large-robust"), hub id, or local directory; unused by "fbank".
     layers: "last", "weighted" (learned softmax over all layers, SUPERB style) or a layer index ("6", "-2").
-    freeze: "all" (frozen), "cnn" (fine-tune all but the CNN feature encoder: the paper's choice), "none".
+    freeze: "all" (frozen), "cnn" (fine-tune all but the CNN feature encoder: the paper's choice), "none",
+        or "bottom:N" (Whisper: freeze the input embedding and the first N encoder blocks, fine-tune the rest;
+        the frozen part's output can be cached, so an epoch runs only the top blocks).
     layer_norm: "weighted" only: layer-normalise each layer (no affine) before weighting; SUPERB's
         Featurizer does not by default, nor do we.
     whisper_input: Whisper only. "pad": pad every clip to the 30 s window Whisper was trained on, run
@@ -54,6 +57,11 @@ class Upstream(nn.Module):
 
     `frozen` (set by the freeze policy "all") keeps the module in eval mode whatever `train()` asks:
     a frozen encoder must not run dropout (or SpecAugment) while the heads above it train.
+
+    Partial fine-tuning (freeze "bottom:N", `frozen_blocks` = N > 0) splits forward in two:
+        encode_prefix(wavs, wav_lens) -> UpstreamOutput with hidden[0..N] (N + 1 layers, frozen, cacheable)
+        encode_top(prefix)            -> UpstreamOutput with all num_layers layers (the top blocks trained)
+    so forward == encode_top(encode_prefix(...)), and a feature cache can stand in for encode_prefix.
     """
 
     modality: ClassVar[str] = "audio"  # "audio" or "text"
@@ -61,6 +69,9 @@ class Upstream(nn.Module):
     hidden_size: int
     frame_rate: float  # frames per second of output (0 for text)
     frozen: bool = False
+    frozen_blocks: int = 0  # freeze "bottom:N": the first N encoder blocks are frozen (0: not split)
+    # bump when a code change alters the frames this upstream outputs: feature caches key on it (upstream/cache.py)
+    feature_version: ClassVar[int] = 1
 
     @classmethod
     def from_config(cls, cfg: UpstreamConfig, pretrained: bool = True) -> "Upstream":
@@ -81,6 +92,20 @@ class Upstream(nn.Module):
         """Stop training the CNN feature encoder (freeze="cnn"). HF models override this with their own."""
         for parameter in self.feature_encoder_parameters():
             parameter.requires_grad_(False)
+
+    def freeze_bottom(self, blocks: int) -> None:
+        """Freeze the input embedding and the first `blocks` encoder blocks (freeze "bottom:N")."""
+        raise ConfigError(f"upstream {type(self).__name__}: freeze 'bottom:N' (partial fine-tuning) is supported "
+                          "by the whisper upstream only; use 'all', 'cnn' or 'none'")
+
+    def encode_prefix(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
+        """The frozen bottom's layers hidden[0..frozen_blocks] (see the class docstring)."""
+        raise NotImplementedError
+
+    def encode_top(self, prefix: UpstreamOutput) -> UpstreamOutput:
+        """prefix.hidden[frozen_blocks] through the trained top blocks -> all layers (see the class docstring).
+        prefix.hidden may hold None for layers below frozen_blocks that nobody reads (a feature cache)."""
+        raise NotImplementedError
 
     def train(self, mode: bool = True) -> "Upstream":
         return super().train(mode and not self.frozen)

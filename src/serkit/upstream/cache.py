@@ -2,13 +2,18 @@
 
 A frozen upstream (freeze policy "all") gives the same frames for the same samples every time, so training
 needs to run it only once per utterance: every later epoch, fold and run then costs only the downstream.
+A partly frozen one (freeze "bottom:N") caches its frozen bottom's layers 0..N (`Upstream.encode_prefix`),
+and every epoch runs only its trained top blocks on them (`Upstream.encode_top`).
 `FeatureCache` sits between `SERModel` and such an upstream (see `SERModel.use_feature_cache`); the
 upstream contract and the model's state_dict are untouched, so bundles are the same with or without it.
 
 Key of one utterance's entry = sha256 of
-  - the upstream's identity (`upstream_fingerprint`): its class and the code of its module, the config
-    fields that change its output (name, whisper_input, cmn, ...; not source/layers/freeze), the config
-    files it saves into a bundle (HF config.json, preprocessor config), and every weight and buffer;
+  - the upstream's identity (`upstream_fingerprint`): its class and its `feature_version` (bumped by hand
+    when a code change alters its frames: hashing the code itself threw gigabytes away for an edited
+    comment), the config fields that change its output (name, whisper_input, cmn, ...; not source/layers),
+    the number of frozen blocks (freeze "bottom:N"), the config files it saves into a bundle (HF
+    config.json, preprocessor config), and every frozen weight and every buffer (trained weights change
+    every step and never reach the cached layers);
   - the layers stored: the ones the layer selector reads (all for "weighted", one for "last" / an index);
   - the storage dtype;
   - the CONTENT: sha1 of the float32 samples actually fed (wavs[b, :wav_lens[b]]), so two files with the
@@ -29,7 +34,6 @@ so epoch 1 and later epochs see the same features.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import tempfile
@@ -55,6 +59,11 @@ DTYPES = {"float16": torch.float16, "float32": torch.float32}
 _NOT_OUTPUT_FIELDS = ("source", "layers", "layer_norm", "freeze")
 
 
+def caches(upstream: Upstream) -> bool:
+    """Whether a feature cache can stand in for (part of) the upstream: frozen, or with a frozen bottom."""
+    return upstream.modality == "audio" and (upstream.frozen or upstream.frozen_blocks > 0)
+
+
 def content_key(samples: torch.Tensor) -> str:
     """sha1 of the samples [S] as float32 bytes: the same audio gives the same key wherever it comes from."""
     array = samples.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -65,11 +74,9 @@ def upstream_fingerprint(upstream: Upstream, cfg: UpstreamConfig) -> str:
     """sha256 (hex) of everything that decides a frozen upstream's output (see the module docstring)."""
     digest = hashlib.sha256(f"serkit-feature-cache/{CACHE_FORMAT}".encode())
     cls = type(upstream)
-    digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-    source_file = inspect.getsourcefile(cls)
-    if source_file:  # code changes (a fixed bug) must not be served stale frames
-        digest.update(Path(source_file).read_bytes())
+    digest.update(f"{cls.__module__}.{cls.__qualname__}/{cls.feature_version}".encode())
     fields = {k: v for k, v in asdict(cfg).items() if k not in _NOT_OUTPUT_FIELDS}
+    fields["frozen_blocks"] = upstream.frozen_blocks
     # the key the class is registered under, not the one the config wrote: "hf" with a Whisper source builds
     # the "whisper" upstream, and must find the frames that `name: whisper` stored
     fields["name"] = UPSTREAMS.name_of(cls) or cfg.name
@@ -80,8 +87,10 @@ def upstream_fingerprint(upstream: Upstream, cfg: UpstreamConfig) -> str:
             if path.is_file():
                 digest.update(path.relative_to(tmp).as_posix().encode())
                 digest.update(path.read_bytes())
-    for name, tensor in sorted(upstream.state_dict().items()):
-        update_with_tensor(digest, name, tensor)
+    trained = {id(p) for p in upstream.parameters() if p.requires_grad}
+    for name, tensor in sorted(upstream.state_dict(keep_vars=True).items()):
+        if id(tensor) not in trained:
+            update_with_tensor(digest, name, tensor.detach())
     return digest.hexdigest()
 
 
@@ -92,10 +101,20 @@ def layers_read(selector: LayerSelector) -> tuple[int, ...]:
     return (int(selector.choice),)
 
 
-class FeatureCache:
-    """Callable in place of a frozen upstream: (upstream, wavs [B, S], wav_lens [B]) -> UpstreamOutput.
+def layers_cached(upstream: Upstream, selector: LayerSelector) -> tuple[int, ...]:
+    """The layers to store: those the selector reads; with a frozen bottom of N blocks, those of them at or
+    below N plus layer N itself (the top blocks' input)."""
+    read = layers_read(selector)
+    if not upstream.frozen_blocks:
+        return read
+    return tuple(sorted({i for i in read if i <= upstream.frozen_blocks} | {upstream.frozen_blocks}))
 
-    hidden: num_layers entries, [B, T, D] float32 for the stored layers (T = max real frames in the batch,
+
+class FeatureCache:
+    """Callable in place of a frozen upstream (or of its frozen bottom, `Upstream.encode_prefix`, when it has
+    one): (upstream, wavs [B, S], wav_lens [B]) -> UpstreamOutput.
+
+    hidden: num_layers entries (frozen_blocks + 1 for a frozen bottom), [B, T, D] float32 for the stored layers (T = max real frames in the batch,
     zero-padded) and None for the layers the selector never reads. Only the rows missing from the cache are
     run through the upstream (as one smaller batch); `hits` / `misses` count rows, `upstream_calls` batches.
     """
@@ -118,13 +137,15 @@ class FeatureCache:
     @classmethod
     def for_upstream(cls, upstream: Upstream, cfg: UpstreamConfig, selector: LayerSelector,
                      directory: str | Path, dtype: str = "float16") -> "FeatureCache":
-        """A cache for `upstream` (which must be frozen: a trained encoder changes its frames every step)."""
-        if not upstream.frozen:
+        """A cache for `upstream`, which must be frozen (a trained encoder changes its frames every step) or
+        have a frozen bottom (then the cache holds the bottom's layers 0..N only)."""
+        if not caches(upstream):
             raise ConfigError(f"upstream {cfg.name!r} (freeze={cfg.freeze!r}) is trained, so its frames cannot "
-                              "be cached: only freeze 'all' upstreams can use train.feature_cache")
+                              "be cached: only freeze 'all' or 'bottom:N' audio upstreams can use train.feature_cache")
         description = {"upstream": cfg.name, "source": cfg.source, "whisper_input": cfg.whisper_input,
-                       "cmn": cfg.cmn, "class": type(upstream).__qualname__}
-        return cls(directory, upstream_fingerprint(upstream, cfg), upstream.num_layers, layers_read(selector),
+                       "cmn": cfg.cmn, "class": type(upstream).__qualname__, "frozen_blocks": upstream.frozen_blocks}
+        num_layers = upstream.frozen_blocks + 1 if upstream.frozen_blocks else upstream.num_layers
+        return cls(directory, upstream_fingerprint(upstream, cfg), num_layers, layers_cached(upstream, selector),
                    dtype, description)
 
     def path_for(self, key: str) -> Path:
@@ -160,7 +181,10 @@ class FeatureCache:
         sub_lens = wav_lens[index]
         sub_wavs = wavs[index, : int(sub_lens.max())]
         sub_texts = None if texts is None else [texts[b] for b in firsts]
-        output = upstream(sub_wavs, sub_lens, sub_texts)
+        if upstream.frozen_blocks:
+            output = upstream.encode_prefix(sub_wavs, sub_lens)
+        else:
+            output = upstream(sub_wavs, sub_lens, sub_texts)
         self.upstream_calls += 1
         for j, b in enumerate(firsts):
             frames = int(output.frame_lens[j])

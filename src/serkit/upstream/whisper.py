@@ -107,15 +107,25 @@ class WhisperUpstream(Upstream):
     def log_mel(self, chunks: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         """list of [S_i] (S_i <= 30 s) -> log-mel [N, n_mels, 3000], each padded to the window first."""
         arrays = [chunk.detach().float().cpu().numpy() for chunk in chunks]
-        features = self.feature_extractor(
-            arrays, sampling_rate=SAMPLE_RATE, return_tensors="pt",
-            device="cpu" if device.type == "cpu" else str(device),
-        ).input_features
-        return features.to(device)
+        # outside any autocast (bf16-mixed training): the extractor's torch STFT and mel matmul must run in
+        # float32, as Whisper was trained (under a CPU autocast it even fails on a bfloat16 tensor)
+        with torch.autocast(device.type, enabled=False):
+            features = self.feature_extractor(
+                arrays, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                device="cpu" if device.type == "cpu" else str(device),
+            ).input_features
+        return features.float().to(device)
 
     def forward(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None
     ) -> UpstreamOutput:
+        if self.frozen_blocks:
+            return self.encode_top(self.encode_prefix(wavs, wav_lens))
+        return self._encode(wavs, wav_lens, blocks=None)
+
+    def _encode(self, wavs: torch.Tensor, wav_lens: torch.Tensor, blocks: int | None) -> UpstreamOutput:
+        """The encoder on wavs [B, S]: all of it (blocks None), or its input embedding and first `blocks`
+        blocks only (hidden[0..blocks], no final layer norm)."""
         wav_lens = check_batch(wavs, wav_lens)
         # cut every clip into 30 s chunks; chunk k of clip b covers samples [k W, min((k+1) W, S_b))
         chunks, owners = [], []
@@ -127,28 +137,40 @@ class WhisperUpstream(Upstream):
         mel = self.log_mel(chunks, wavs.device)  # [N, n_mels, 3000]
         chunk_frames = self.frame_lens_for(chunk_lens)
         if self.input_mode == "pad":
-            hidden = self._encode_window(mel)
+            hidden = self._encode_window(mel, blocks)
         else:
             mel_lens = torch.div(chunk_lens + self.mel_hop - 1, self.mel_hop, rounding_mode="floor")
-            hidden = self._encode_cropped(mel, mel_lens, chunk_frames)
+            hidden = self._encode_cropped(mel, mel_lens, chunk_frames, blocks)
         per_utterance: list[list[list[torch.Tensor]]] = [[] for _ in range(wavs.shape[0])]
         for n, (b, frames) in enumerate(zip(owners, chunk_frames.tolist())):
             per_utterance[b].append([layer[n, :frames] for layer in hidden])
         joined = [[torch.cat(parts, dim=0) for parts in zip(*chunk_list)] for chunk_list in per_utterance]
         return UpstreamOutput(repad(joined), self.frame_lens_for(wav_lens))
 
-    def _encode_window(self, mel: torch.Tensor) -> list[torch.Tensor]:
-        """mel [N, n_mels, 3000] -> (num_layers) x [N, 1500, D]: the stock HF encoder call."""
-        return list(self.encoder(mel, output_hidden_states=True).hidden_states)
+    def _encode_window(self, mel: torch.Tensor, blocks: int | None = None) -> list[torch.Tensor]:
+        """mel [N, n_mels, 3000] -> (num_layers) x [N, 1500, D]: the stock HF encoder call; with `blocks`,
+        the same computation stopped after that many blocks -> (blocks + 1) x [N, 1500, D]."""
+        if blocks is None:
+            return list(self.encoder(mel, output_hidden_states=True).hidden_states)
+        enc = self.encoder
+        x = F.gelu(enc.conv2(F.gelu(enc.conv1(mel)))).permute(0, 2, 1)  # [N, 1500, D]
+        x = x + enc.embed_positions.weight
+        x = F.dropout(x, p=enc.dropout, training=self.training and not self.frozen_blocks)
+        hidden = [x]
+        for layer in enc.layers[:blocks]:
+            x = layer(x, None)
+            hidden.append(x)
+        return hidden
 
     def _encode_cropped(
-        self, mel: torch.Tensor, mel_lens: torch.Tensor, frame_lens: torch.Tensor
+        self, mel: torch.Tensor, mel_lens: torch.Tensor, frame_lens: torch.Tensor, blocks: int | None = None
     ) -> list[torch.Tensor]:
         """The HF WhisperEncoder forward, on the first max(mel_lens) frames only.
 
-        mel [N, n_mels, 3000], mel_lens [N], frame_lens [N] -> (num_layers) x [N, T, D], T = max frame_lens.
-        Padded mel / conv frames are zeroed before each conv (as the conv's own zero padding would be for a
-        clip alone) and masked out of attention, so a clip gives the same frames alone or in a batch.
+        mel [N, n_mels, 3000], mel_lens [N], frame_lens [N] -> (num_layers) x [N, T, D], T = max frame_lens
+        (with `blocks`: the first blocks + 1 layers, no final layer norm). Padded mel / conv frames are zeroed
+        before each conv (as the conv's own zero padding would be for a clip alone) and masked out of
+        attention, so a clip gives the same frames alone or in a batch.
         """
         enc = self.encoder
         width = int(mel_lens.max())
@@ -157,16 +179,59 @@ class WhisperUpstream(Upstream):
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # [N, T, D]
         frames = x.shape[1]
         x = x + enc.embed_positions.weight[:frames]
-        x = F.dropout(x, p=enc.dropout, training=self.training)
-        keep = sample_mask(frame_lens, frames)  # [N, T]
+        x = F.dropout(x, p=enc.dropout, training=self.training and not self.frozen_blocks)
+        return self._run_blocks([x], frame_lens, enc.layers[:blocks], final_norm=blocks is None)
+
+    def _run_blocks(self, hidden: list, frame_lens: torch.Tensor, layers, final_norm: bool) -> list:
+        """hidden[-1] [N, T, D] through `layers`, padded frames masked out of attention; appends each layer's
+        output (the last one layer-normed when final_norm, as HF returns it)."""
+        x = hidden[-1]
+        keep = sample_mask(frame_lens, x.shape[1])  # [N, T]
         additive = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
         additive = additive.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]  # [N, 1, 1, T]
-        hidden = [x]
-        for layer in enc.layers:
+        for layer in layers:
             x = layer(x, additive)
             hidden.append(x)
-        hidden[-1] = enc.layer_norm(x)
+        if final_norm:
+            hidden[-1] = self.encoder.layer_norm(x)
         return hidden
+
+    # partial fine-tuning (freeze "bottom:N"; see Upstream): the bottom runs as the input mode says ("pad":
+    # in the full 30 s window, real frames kept); the top blocks see the real frames only, padding masked
+    # out of attention as in "crop" mode, which also makes an epoch on cached bottom frames cheap (~T real
+    # frames per clip, not 1500). Clips longer than 30 s reach the top blocks as one sequence of all chunks.
+    def freeze_bottom(self, blocks: int) -> None:
+        total = len(self.encoder.layers)
+        if not 1 <= blocks < total:
+            raise ConfigError(f"upstream.freeze='bottom:{blocks}': this Whisper encoder has {total} blocks, so N must "
+                              f"lie in [1, {total - 1}] (at least one block trains)")
+        for module in self._bottom_modules(blocks):
+            module.requires_grad_(False)
+        self.frozen_blocks = blocks
+        self.train(self.training)
+
+    def _bottom_modules(self, blocks: int) -> list[torch.nn.Module]:
+        enc = self.encoder
+        return [enc.conv1, enc.conv2, enc.embed_positions, *enc.layers[:blocks]]
+
+    def train(self, mode: bool = True) -> "WhisperUpstream":
+        super().train(mode)
+        for module in self._bottom_modules(self.frozen_blocks) if self.frozen_blocks else ():
+            module.train(False)  # the frozen bottom never runs dropout, so its frames can be cached
+        return self
+
+    def encode_prefix(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
+        """-> hidden[0..N] [B, T, D] (N = frozen_blocks), frame_lens [B]; no gradient (it is frozen)."""
+        with torch.no_grad():
+            return self._encode(wavs, wav_lens, blocks=self.frozen_blocks)
+
+    def encode_top(self, prefix: UpstreamOutput) -> UpstreamOutput:
+        """prefix.hidden[N] [B, T, D] through blocks N+1.. and the final layer norm -> num_layers layers."""
+        blocks = self.frozen_blocks
+        if len(prefix.hidden) != blocks + 1 or prefix.hidden[blocks] is None:
+            raise ValueError(f"encode_top needs hidden[0..{blocks}] with layer {blocks} present")
+        hidden = self._run_blocks(list(prefix.hidden), prefix.frame_lens, self.encoder.layers[blocks:], True)
+        return UpstreamOutput(hidden, prefix.frame_lens)
 
     def feature_encoder_parameters(self) -> list[torch.nn.Parameter]:
         # the two input convolutions; the sinusoidal positional embedding is always frozen (__init__)
