@@ -12,6 +12,8 @@ import torch
 from serkit.baselines import probe
 from serkit.cli import main
 from serkit.data.summary import prepare_corpus
+from serkit.evaluation.metrics import compute_metrics
+from serkit.evaluation.prediction_table import read_predictions
 from serkit.upstream import UpstreamConfig
 from serkit.upstream.tiny import save_tiny_speech_model
 
@@ -41,6 +43,11 @@ def test_probe_runs_every_fold_chooses_on_validation_and_learns(manifest, encode
     assert [r["view"] for r in record["per_fold"]] == [f.view for f in fits] and record["num_layers"] == num_layers
     assert record["trainable_params"] == (32 + 1) * 2 and record["cpu_seconds"] > 0
     assert (tmp_path / "cv.md").is_file() and (tmp_path / "confusion.png").is_file()
+    for fit in fits:  # per-utterance predictions (for `serkit ensemble`) give the reported scores
+        labels, parts = read_predictions(tmp_path / f"fold_{fit.fold}" / "predictions.csv")
+        for name, metrics in (("valid", fit.valid), ("test", fit.test)):
+            assert compute_metrics(parts[name].probabilities.argmax(-1), parts[name].targets, labels).ua == metrics.ua
+            np.testing.assert_allclose(parts[name].probabilities.sum(-1), 1, atol=1e-4)
 
 
 def test_the_choice_never_reads_test_labels(manifest, encoder):

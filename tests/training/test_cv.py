@@ -13,6 +13,8 @@ from serkit.cli import main
 from serkit.config import load_config
 from serkit.data.dataset import build_loader
 from serkit.data.summary import prepare_corpus
+from serkit.evaluation.metrics import compute_metrics
+from serkit.evaluation.prediction_table import read_predictions
 from serkit.training.predictions import evaluate_model
 
 CHANCE = 0.25
@@ -65,6 +67,22 @@ def test_bundle_reloads_and_scores_what_the_run_reported(cv_run, synth_iemocap_r
     reported = result[result["reported"]]["test"]
     assert metrics.n == reported["n"]
     assert np.isclose(metrics.ua, reported["ua"]) and np.isclose(metrics.wa, reported["wa"])
+
+
+def test_each_fold_writes_the_bundled_models_predictions_and_two_runs_ensemble(cv_run, tmp_path):
+    """fold_<k>/predictions.csv holds the reported model's valid and test probabilities (what `serkit ensemble`
+    reads); an ensemble of a run with itself scores what the run scored."""
+    for fold in range(1, 6):
+        result = json.loads((cv_run / f"fold_{fold}" / "result.json").read_text())
+        split = json.loads((cv_run / f"fold_{fold}" / "split.json").read_text())
+        labels, parts = read_predictions(cv_run / f"fold_{fold}" / "predictions.csv")
+        for name in ("valid", "test"):
+            assert sorted(parts[name].ids) == sorted(split[name])
+            metrics = compute_metrics(parts[name].probabilities.argmax(-1), parts[name].targets, labels)
+            assert np.isclose(metrics.ua, result[result["reported"]][name]["ua"])
+    assert main(["ensemble", str(cv_run), str(cv_run), "--out", str(tmp_path / "self")]) == 0
+    ensembled = json.loads((tmp_path / "self" / "cv.json").read_text())["summary"]["ua"]["mean"]
+    assert np.isclose(ensembled, json.loads((cv_run / "cv.json").read_text())["summary"]["ua"]["mean"])
 
 
 def test_finished_folds_are_skipped(cv_run, tiny_config, synth_iemocap_root, capsys):

@@ -38,3 +38,8 @@ class BaselineFolds:
             parts = {name: getattr(split, name) for name in PARTS}
             yield (fold, {name: features[[row_of[u.id] for u in part]] for name, part in parts.items()},
                    {name: np.array([index_of[u.label] for u in part], dtype=np.int64) for name, part in parts.items()})
+
+    def part_ids(self, fold: int) -> dict[str, list[str]]:
+        """{"train"|"valid"|"test": utterance ids} of one fold, in the order `split` gives their rows."""
+        split = self.corpus.split(self.utterances, fold, **self.options)
+        return {name: [u.id for u in getattr(split, name)] for name in PARTS}

@@ -29,6 +29,7 @@ from ..data.audio import TARGET_SAMPLE_RATE, load_audio
 from ..data.utterance import Utterance
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
+from ..evaluation.prediction_table import SplitPredictions, write_predictions
 from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
 from ..upstream import UpstreamConfig, build_upstream
@@ -90,9 +91,11 @@ class ProbeFit:
 
 
 def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], labels: list[str],
-              c_grid: Sequence[float] = C_GRID, seed: int = 0) -> tuple[str, float, Metrics, Metrics, dict]:
+              c_grid: Sequence[float] = C_GRID, seed: int = 0
+              ) -> tuple[str, float, Metrics, Metrics, dict, dict[str, np.ndarray]]:
     """pooled/targets: {"train"|"valid"|"test": [N, L, D] / [N]} -> (view, C, valid metrics, test metrics,
-    validation UA of every (view, C)). The choice sees train and valid only; the test set is scored once, after."""
+    validation UA of every (view, C), {"valid"|"test": probabilities [N, C]} of the chosen model). The choice
+    sees train and valid only; the test set is scored once, after."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -114,14 +117,21 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
                 best = (view, c, valid, model)
     view, c, valid, model = best
     test = compute_metrics(model.predict(layer_views(pooled["test"])[view]), targets["test"], labels)
-    return view, c, valid, test, grid
+    # class-index order: LogisticRegression orders its columns by the classes it saw in training
+    probabilities = {}
+    for part in ("valid", "test"):
+        probs = np.zeros((len(targets[part]), len(labels)))
+        probs[:, model.classes_] = model.predict_proba(layer_views(pooled[part])[view])
+        probabilities[part] = probs
+    return view, c, valid, test, grid, probabilities
 
 
 def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_cfg: UpstreamConfig,
               labels=None, label_map=None, options: dict | None = None, folds: Sequence[int] | None = None,
               c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None
               ) -> tuple[CVSummary, list[ProbeFit]]:
-    """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and probe.json to `out_dir`."""
+    """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
+    fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
     started = time.process_time()
     options = dict(options or {})
     if not c_grid or any(not c > 0 for c in c_grid):
@@ -130,10 +140,13 @@ def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_
     folds, classes = data.folds, data.classes
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir)
     fits = []
-    for fold, features, targets in data.split(pooled):
-        view, c, valid, test, grid = fit_probe(features, targets, classes, c_grid)
-        fits.append(ProbeFit(fold, view, c, valid, test, grid))
     out_dir = Path(out_dir)
+    for fold, features, targets in data.split(pooled):
+        view, c, valid, test, grid, probabilities = fit_probe(features, targets, classes, c_grid)
+        fits.append(ProbeFit(fold, view, c, valid, test, grid))
+        ids = data.part_ids(fold)
+        write_predictions(out_dir / f"fold_{fold}" / "predictions.csv", classes, {
+            part: SplitPredictions(ids[part], probabilities[part], targets[part]) for part in ("valid", "test")})
     summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
     write_cv_report(out_dir, f"linear probe, {upstream_cfg.source} ({corpus_name})", summary)
     write_json(out_dir / "probe.json", {

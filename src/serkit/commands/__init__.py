@@ -1,3 +1,3 @@
 """Subcommands of the `serkit` CLI, one module each; importing this package registers them."""
 
-from . import average, baseline, cv, data, demo, export, paper, predict, report, serve, synth  # noqa: F401
+from . import average, baseline, cv, data, demo, ensemble, export, paper, predict, report, serve, synth  # noqa: F401

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from ..bundle import save_bundle
+from ..evaluation.prediction_table import write_predictions
 from ..config import ExperimentConfig, config_hash, save_config
 from ..data.corpora import FoldSplit
 from ..evaluation.metrics import Metrics
@@ -30,7 +31,7 @@ from .datamodule import FoldDataModule
 from .csv_log import ContinuingCSVLogger
 from .fit_log import FitLog
 from .last_checkpoint import LastCheckpoint
-from .predictions import evaluate_model
+from .predictions import evaluate_splits
 from .progress import ProgressLines
 from .module import SERModule
 from .rng_state import RNGState
@@ -140,15 +141,16 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
     # top-k files hold the trained weights; frozen ones are the model's own from its source
     best_state = topk.best_state_dict()
     model.load_trainable_state_dict(best_state, f"best checkpoint {topk.kept_paths()[0]}")
-    best = {name: evaluate_model(model, loader, labels) for name, loader in loaders.items()}
+    best, predictions = evaluate_splits(model, loaders, labels)
     averaged = None
     if cfg.train.average:
         model.load_trainable_state_dict(average_checkpoints(topk.kept_paths()), "averaged checkpoints")
-        averaged = {name: evaluate_model(model, loader, labels) for name, loader in loaders.items()}
+        averaged, predictions = evaluate_splits(model, loaders, labels)
     else:
         model.load_trainable_state_dict(best_state)
     result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
     save_bundle(fold_dir / "model", model, cfg, labels, metrics=result.to_dict())
+    write_predictions(fold_dir / "predictions.csv", labels, predictions)  # the bundled model's, for ensembles
     cpu, wall = (now - then for now, then in zip(_cpu_and_wall(), started))
     write_json(fold_dir / "cost.json", {  # this process's share (a resumed fold: since the resume)
         "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": trainer.current_epoch,

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..evaluation.metrics import Metrics, compute_metrics
+from ..evaluation.prediction_table import SplitPredictions
 from ..model import SERModel
 
 
@@ -34,3 +35,14 @@ def predict_loader(model: SERModel, loader: DataLoader) -> tuple[list[str], np.n
 def evaluate_model(model: SERModel, loader: DataLoader, labels: list[str]) -> Metrics:
     _, probs, targets = predict_loader(model, loader)
     return compute_metrics(probs.argmax(-1), targets, labels)
+
+
+def evaluate_splits(model: SERModel, loaders: dict[str, DataLoader], labels: list[str]
+                    ) -> tuple[dict[str, Metrics], dict[str, SplitPredictions]]:
+    """Per split name: its metrics, and its per-utterance predictions (for predictions.csv)."""
+    metrics, predictions = {}, {}
+    for name, loader in loaders.items():
+        ids, probs, targets = predict_loader(model, loader)
+        predictions[name] = SplitPredictions(ids, probs, targets)
+        metrics[name] = compute_metrics(probs.argmax(-1), targets, labels)
+    return metrics, predictions

@@ -1,0 +1,116 @@
+"""An ensemble of finished runs: their per-utterance probabilities averaged, fold by fold.
+
+Members are run folders of `serkit cv`, `serkit baseline` or `serkit ensemble` (each fold's
+`fold_<k>/predictions.csv`, evaluation/prediction_table.py). Per fold every member must have predicted the
+same test utterances with the same classes in the same order (the same corpus, labels and folds); the
+ensemble's probabilities are the weighted mean of the members' (weights normalised to sum to 1), its class the
+most probable one. Only folds every member finished are scored; the rest are named, not silently dropped.
+
+Writes, like a cv run: cv.md / cv.csv / cv.json, the plots, fold_<k>/predictions.csv (so ensembles nest),
+cost.json (members' trainable parameters and CPU seconds summed: what the ensemble cost to train) and
+ensemble.json (members, weights, every member's test UA per fold beside the ensemble's).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..util.atomic import write_json
+from .metrics import compute_metrics
+from .prediction_table import SplitPredictions, read_predictions, write_predictions
+from .report import write_cv_report
+from .tables import CVSummary, FoldScores
+
+
+def fold_predictions(run: Path) -> dict[int, Path]:
+    """{fold number: predictions.csv} of a finished run folder."""
+    found = {}
+    for path in run.glob("fold_*/predictions.csv"):
+        suffix = path.parent.name.removeprefix("fold_")
+        if suffix.isdigit():
+            found[int(suffix)] = path
+    return found
+
+
+def _align(member: SplitPredictions, reference: SplitPredictions, where: str) -> np.ndarray:
+    """member's probabilities [N, C] in reference's utterance order; DataError when the sets or labels differ."""
+    row = {utt_id: i for i, utt_id in enumerate(member.ids)}
+    missing = [utt_id for utt_id in reference.ids if utt_id not in row]
+    if missing or len(row) != len(reference.ids):
+        raise DataError(f"{where}: its test utterances are not the first member's ({len(missing)} of "
+                        f"{len(reference.ids)} missing, e.g. {missing[:3]}; {len(row)} rows): the runs must share "
+                        "corpus, labels and folds")
+    order = np.array([row[utt_id] for utt_id in reference.ids])
+    if not np.array_equal(member.targets[order], reference.targets):
+        raise DataError(f"{where}: the same utterances carry different true labels than in the first member")
+    return member.probabilities[order]
+
+
+def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequence[float] | None = None
+                  ) -> CVSummary:
+    runs = [Path(r) for r in runs]
+    if len(runs) < 2:
+        raise ConfigError(f"an ensemble needs at least two runs, got {len(runs)}")
+    weights = np.ones(len(runs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(runs),) or not (weights >= 0).all() or not weights.sum() > 0:
+        raise ConfigError(f"--weights: expected {len(runs)} non-negative numbers (one per run), not all 0; "
+                          f"got {list(weights)}")
+    weights = weights / weights.sum()
+    files = [fold_predictions(run) for run in runs]
+    for run, found in zip(runs, files):
+        if not found:
+            raise DataError(f"{run}: no fold_<k>/predictions.csv (not a finished serkit cv / baseline run, or one "
+                            "made before serkit wrote per-utterance predictions: rerun it)")
+    folds = sorted(set.intersection(*(set(f) for f in files)))
+    if not folds:
+        raise DataError("the runs have no finished fold in common: " +
+                        "; ".join(f"{run}: folds {sorted(f)}" for run, f in zip(runs, files)))
+    skipped = sorted(set.union(*(set(f) for f in files)) - set(folds))
+    if skipped:
+        warnings.warn(f"folds {skipped} are not finished in every run and are left out of the ensemble", stacklevel=2)
+    out_dir = Path(out_dir)
+    scores, member_ua = [], {str(run): [] for run in runs}
+    labels = None
+    for fold in folds:
+        loaded = [read_predictions(found[fold]) for found in files]
+        labels = loaded[0][0]
+        for run, (member_labels, _) in zip(runs, loaded):
+            if member_labels != labels:
+                raise DataError(f"{run} fold {fold}: classes {member_labels} differ from the first member's {labels}")
+        reference = loaded[0][1]["test"]
+        probs = np.zeros_like(reference.probabilities)
+        for run, weight, (_, parts) in zip(runs, weights, loaded):
+            member = _align(parts["test"], reference, f"{run} fold {fold}")
+            probs += weight * member
+            member_ua[str(run)].append(compute_metrics(member.argmax(-1), reference.targets, labels).ua)
+        metrics = compute_metrics(probs.argmax(-1), reference.targets, labels)
+        scores.append(FoldScores(fold=fold, metrics=metrics))
+        write_predictions(out_dir / f"fold_{fold}" / "predictions.csv", labels,
+                          {"test": SplitPredictions(reference.ids, probs, reference.targets)})
+    summary = CVSummary(scores)
+    write_cv_report(out_dir, f"ensemble of {len(runs)} runs", summary)
+    write_json(out_dir / "cost.json", _summed_cost(runs))
+    write_json(out_dir / "ensemble.json", {
+        "members": [str(r) for r in runs], "weights": weights.tolist(), "folds": folds, "skipped_folds": skipped,
+        "test_ua_per_fold": {"ensemble": [s.metrics.ua for s in scores], **member_ua}})
+    return summary
+
+
+def _summed_cost(runs: Sequence[Path]) -> dict:
+    """Trainable parameters and CPU seconds of the members, summed (None where a member did not record them)."""
+    total = {"trainable_params": 0, "cpu_seconds": 0.0}
+    for run in runs:
+        record = {}
+        for name in ("cost.json", "probe.json"):
+            if (run / name).is_file():
+                record = json.loads((run / name).read_text())
+        for key in total:
+            value = record.get(key)
+            total[key] = None if value is None or total[key] is None else total[key] + value
+    return total
