@@ -1,6 +1,6 @@
 """Memory of `serkit predict` on long audio: peak RSS on a 10-minute recording vs. a 10-second one.
 
-Usage: python benchmarks/predict_memory.py [--minutes 10] [--bundle DIR] [--threads 1] [--out FILE]
+Usage: python benchmarks/predict_memory.py [--minutes 10] [--bundle DIR] [--segments vad] [--threads 1] [--out FILE]
 
 Each run is a fresh `python -m serkit predict BUNDLE FILE --out ROWS` subprocess; its peak resident memory
 is the kernel's ru_maxrss for exactly that process (os.wait4), so nothing of this script's own memory is
@@ -10,6 +10,10 @@ batches windows by length, so its memory should not grow with the recording. A t
 that only imports serkit and loads the bundle: what any prediction costs before the first sample.
 The model: a tiny random wav2vec2 bundle (hf upstream -> mean pooling -> linear), or --bundle DIR.
 Goal (issue 6): peak(10 min) <= 1.2 x peak(10 s).
+--segments vad (issue 13) measures the timeline path instead: `serkit predict --segments vad`, which first
+runs Silero VAD over the file block by block (30 s blocks; 4 bytes per 32 ms frame kept), then predicts each
+speech segment (at most 10 s). The recordings are then speech-like bursts between silences (serkit's
+synthetic voice, which Silero takes for speech), so that there are segments to predict. Same goal.
 """
 
 from __future__ import annotations
@@ -26,18 +30,31 @@ GOAL = 1.2
 LOAD_ONLY = "from serkit.inference import EmotionRecognizer; import sys; EmotionRecognizer.load(sys.argv[1])"
 
 
-def write_recording(path: Path, seconds: float, seed: int) -> Path:
-    """A 16 kHz 16-bit mono wav of `seconds`, written a minute at a time (never whole in memory)."""
+def write_recording(path: Path, seconds: float, seed: int, talk: bool = False) -> Path:
+    """A 16 kHz 16-bit mono wav of `seconds`, written a minute at a time (never whole in memory). talk:
+    utterances of 1.5-6 s between silences of 0.5-2 s (data.montage.synthetic_talk) instead of voice_like."""
     import soundfile as sf
 
     with sf.SoundFile(path, "w", samplerate=_common.SAMPLE_RATE, channels=1, subtype="PCM_16") as f:
         done, block = 0.0, 0
         while done < seconds:
             step = min(60.0, seconds - done)
-            f.write(_common.voice_like(step, seed * 1000 + block))
+            f.write(_talk(step, seed * 1000 + block) if talk else _common.voice_like(step, seed * 1000 + block))
             done += step
             block += 1
     return path
+
+
+def _talk(seconds: float, seed: int):
+    """[round(seconds * 16000)] float32: synthetic utterances between silences, cut to length."""
+    import numpy as np
+
+    from serkit.data.montage import synthetic_talk
+
+    rng = np.random.default_rng(seed)
+    pattern = [(float(rng.uniform(0.5, 2.0)), float(rng.uniform(1.5, 6.0))) for _ in range(int(seconds // 2) + 1)]
+    samples, _ = synthetic_talk(pattern, seed=seed, tail_seconds=0.0)
+    return samples[: round(seconds * _common.SAMPLE_RATE)]
 
 
 def tiny_bundle(directory: Path, seed: int) -> Path:
@@ -75,17 +92,21 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10.0, help="length of the long recording")
     p.add_argument("--short-seconds", type=float, default=10.0, help="length of the short recording")
     p.add_argument("--bundle", type=Path, help="a model bundle to use instead of the tiny random one")
+    p.add_argument("--segments", choices=("windows", "vad"), default="windows",
+                   help="windows: fixed windows (issue 6); vad: the speech-segmented timeline (issue 13)")
     args = p.parse_args()
     _common.setup(args)
 
     with tempfile.TemporaryDirectory(prefix="serkit_bench_memory_") as tmp:
         tmp = Path(tmp)
         bundle = args.bundle or tiny_bundle(tmp, args.seed)
-        short = write_recording(tmp / "short.wav", args.short_seconds, args.seed)
-        long = write_recording(tmp / "long.wav", args.minutes * 60, args.seed)
+        talk = args.segments == "vad"
+        short = write_recording(tmp / "short.wav", args.short_seconds, args.seed, talk)
+        long = write_recording(tmp / "long.wav", args.minutes * 60, args.seed, talk)
 
         def predict(path: Path):
-            return [sys.executable, "-m", "serkit", "predict", str(bundle), str(path), "--out", str(tmp / "rows.jsonl")]
+            return [sys.executable, "-m", "serkit", "predict", str(bundle), str(path), "--out", str(tmp / "rows.jsonl"),
+                    "--segments", args.segments]
 
         commands = {"load": [sys.executable, "-c", LOAD_ONLY, str(bundle)], "short": predict(short),
                     "long": predict(long)}
@@ -100,8 +121,9 @@ def main() -> int:
 
     load, short_mb, long_mb = (_common.median(peaks[name]) for name in ("load", "short", "long"))
     ratio = long_mb / short_mb
+    mode = "" if args.segments == "windows" else " --segments vad"
     table = _common.Table(
-        f"Peak memory of `serkit predict` (RSS, MiB): {args.minutes:g}-minute vs {args.short_seconds:g}-second "
+        f"Peak memory of `serkit predict{mode}` (RSS, MiB): {args.minutes:g}-minute vs {args.short_seconds:g}-second "
         "recording",
         ["process", "peak RSS, MiB", "above load-only, MiB", "ratio to the short recording", "goal", "met"],
     )
@@ -112,8 +134,10 @@ def main() -> int:
               f"{long_mb - load:.0f}", f"{ratio:.2f}x", f"<= {GOAL}x", _common.verdict(ratio <= GOAL))
     model = str(args.bundle) if args.bundle else "tiny random wav2vec2 bundle (hf -> mean -> linear)"
     table.notes += [
-        f"model: {model}; default windows (10 s, hop 5 s) and --batch-seconds 60; the long run wrote {rows} rows "
-        "(the whole file + one per window)",
+        f"model: {model}; " + ("default windows (10 s, hop 5 s)" if args.segments == "windows" else
+                               "Silero VAD segments (default VadSettings)")
+        + f"; the long run wrote {rows} rows (the whole file + one per "
+        + ("window)" if args.segments == "windows" else "speech segment)"),
         f"median (min-max) of {args.repeats} runs each, one subprocess per run (ru_maxrss of that process)",
     ]
     _common.emit([table], args)

@@ -153,3 +153,38 @@ def test_the_openapi_page_renders_offline(page, server_url, tmp_path):
     paths = page.eval_on_selector_all(".opblock-summary-path", "e => e.map(p => p.textContent)")
     assert {"/predict", "/health", "/labels"} <= {path.strip() for path in paths}
     screenshot(page, tmp_path, "serve_docs.png")
+
+
+def test_speech_segments_are_drawn_by_label_with_silence_between(page, recognizer, tmp_path):
+    """?segments=vad from the page: a band piece per speech segment coloured by its label, hatched silence
+    between them, a flat probability line per segment; switching back to windows redraws as before."""
+    pytest.importorskip("silero_vad", reason="the vad extra (pip install 'serkit[vad]') is not installed")
+    from serkit.data.montage import synthetic_talk
+
+    samples, spans = synthetic_talk([(1.0, 2.0), (1.5, 3.0), (1.0, 1.5)])
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, samples, 16000)
+    expected = recognizer.predict(wav, segments="vad")
+    page.select_option("#segments-select", "vad")
+    upload(page, wav)
+    assert page.is_visible("#timeline")
+    drawn = page.eval_on_selector_all(
+        "#timeline-strip .segment.speech",
+        "s => s.map(e => [e.dataset.label, +e.dataset.start, +e.dataset.end, getComputedStyle(e).backgroundColor])")
+    assert [(label, start, end) for label, start, end, _ in drawn] == \
+        [(s.label, s.start, s.end) for s in expected.segments]
+    colours = {label: colour for label, _, _, colour in drawn}
+    assert len(set(colours.values())) == len(colours)  # one colour per label
+    silences = page.eval_on_selector_all("#timeline-strip .silence", "s => s.map(e => [+e.dataset.start, +e.dataset.end])")
+    assert len(silences) == len(expected.segments) + 1  # before, between and after the speech
+    assert silences[0][0] == 0 and silences[-1][1] == pytest.approx(expected.duration)
+    series = page.eval_on_selector_all("#timeline-chart path.series", "s => s.map(e => e.dataset.label)")
+    assert series == recognizer.labels
+    assert page.get_attribute("#timeline-chart path.series", "d").count("M") == len(expected.segments)
+    assert "silence" in page.text_content("#legend")
+    summary = page.text_content("#summary")
+    assert f"most likely {expected.label}" in summary and f"{len(expected.segments)} speech segments" in summary
+    screenshot(page, tmp_path, "serve_page_segments.png")
+    page.select_option("#segments-select", "windows")  # predicts the same upload again
+    expect(page.locator("#timeline-strip .silence")).to_have_count(0, timeout=20_000)
+    assert page.eval_on_selector_all(".segment", "s => s.length") == len(recognizer.predict(wav).windows)

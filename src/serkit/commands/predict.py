@@ -1,4 +1,5 @@
-"""`serkit predict MODEL PATH...`: emotion predictions for audio files, one row per file (and per window)."""
+"""`serkit predict MODEL PATH...`: emotion predictions for audio files, one row per file (and per window, or per
+speech segment with --segments)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from typing import Iterator, TextIO
 from ..cli import command
 from ..errors import ConfigError
 from ..util.atomic import atomic_file
+
+# --option -> VadSettings field (the field's own check gives the limits; argparse names the option)
+VAD_OPTIONS = {"--vad-threshold": "threshold", "--min-speech": "min_speech_seconds",
+               "--max-pause": "max_pause_seconds", "--max-segment": "max_segment_seconds", "--vad-pad": "pad_seconds"}
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +34,21 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, default=10.0,
                    help="inputs longer than this many seconds are predicted in windows of this length (default: 10)")
     p.add_argument("--hop", type=float, default=5.0, help="seconds between window starts (default: 5)")
+    p.add_argument("--segments", metavar="windows|vad|FILE", default="windows",
+                   help="windows (default): fixed windows as set by --window/--hop. vad: a row per speech segment "
+                        "found by Silero VAD (pip install 'serkit[vad]') and the whole file's summary over its "
+                        "speech. FILE.rttm (a diarisation) or FILE.csv (start,end[,speaker][,file]): a row per "
+                        "segment of the file, speaker kept. A segment longer than --window is predicted in windows")
+    vad = p.add_argument_group("voice activity (--segments vad)")
+    for option, field, help_text in (
+        ("--vad-threshold", "threshold", "speech probability where speech starts (default: 0.5)"),
+        ("--min-speech", "min_speech_seconds", "drop speech shorter than this, in seconds (default: 0.25)"),
+        ("--max-pause", "max_pause_seconds", "bridge pauses shorter than this, in seconds (default: 0.5)"),
+        ("--max-segment", "max_segment_seconds", "cut segments longer than this at their quietest point, "
+                                                 "in seconds (default: 10)"),
+        ("--vad-pad", "pad_seconds", "widen segments by this on each side, in seconds (default: 0.05)"),
+    ):
+        vad.add_argument(option, type=_vad_value(field), default=None, metavar="X", help=help_text)
     p.add_argument("--transcripts", metavar="FILE",
                    help="CSV or JSONL table of path,text for models with a text branch (default: each audio "
                         "file's sidecar <audio>.txt)")
@@ -53,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads is {args.threads}; expected a positive number of threads")
+    segments = _segments(args)  # before the model loads: a bad segments file or a missing extra fails at once
     recognizer = EmotionRecognizer.load(args.model, device=args.device, threads=args.threads,
                                         window_seconds=args.window, hop_seconds=args.hop,
                                         batch_seconds=args.batch_seconds)
@@ -67,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
 
     paths = audio_paths(args.paths, sys.stdin, on_unreadable=report_unlisted if args.skip_errors else None)
     if args.out:
-        check_output(args.out, [*paths, args.model, *([args.transcripts] if args.transcripts else [])])
+        others = [path for path in (args.transcripts, getattr(segments, "path", None)) if path]
+        check_output(args.out, [*paths, args.model, *map(str, others)])
     failed = 0
     # a reader of stdout that goes away (`serkit predict ... | head`) is handled by cli.main
     with output_stream(args.out) as stream:
-        writer = make_writer(args.format, stream, recognizer.labels)
-        for result in predict_files(recognizer, paths, transcripts, skip_errors=args.skip_errors):
+        writer = make_writer(args.format, stream, recognizer.labels, timeline=segments is not None)
+        for result in predict_files(recognizer, paths, transcripts, skip_errors=args.skip_errors, segments=segments):
             failed += isinstance(result, PredictionFailure)
             writer.write(result)
     if failed:
@@ -82,6 +104,46 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     # --skip-errors goes on past bad files, but a run that predicted nothing is a failure for the caller
     return 1 if (paths or unlisted) and failed == len(paths) else 0
+
+
+def _segments(args: argparse.Namespace):
+    """--segments and the VAD options -> None (fixed windows) or a Segmenter (inference.segments)."""
+    from ..inference.segments import VadSettings, make_segmenter
+
+    given = {option: getattr(args, field_attr(option)) for option in VAD_OPTIONS}
+    given = {option: value for option, value in given.items() if value is not None}
+    if args.segments == "windows":
+        if given:
+            raise ConfigError(f"{', '.join(given)} set how voice activity becomes segments: use them with "
+                              "--segments vad")
+        return None
+    if args.segments == "vad":
+        return make_segmenter("vad", VadSettings(**{VAD_OPTIONS[option]: value for option, value in given.items()}))
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to --segments vad, not to segments read from {args.segments}")
+    if not args.segments.lower().endswith((".rttm", ".csv")):
+        raise ConfigError(f"--segments {args.segments}: expected windows, vad, or a .rttm / .csv file of segments")
+    return make_segmenter(args.segments)
+
+
+def field_attr(option: str) -> str:
+    """argparse's attribute for an option: --max-pause -> max_pause."""
+    return option.lstrip("-").replace("-", "_")
+
+
+def _vad_value(field: str):
+    """An argparse type: a float within VadSettings' limits for `field` (argparse names the option on error)."""
+    from ..inference.segments import VadSettings
+
+    def parse(text: str) -> float:
+        try:
+            return VadSettings.check_field(field, float(text))
+        except (ValueError, ConfigError) as error:
+            lowest, highest, what = VadSettings.LIMITS[field]
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {what} from {lowest:g} to {highest:g}") from error
+
+    parse.__name__ = "number"  # what argparse calls the type in its messages
+    return parse
 
 
 @contextmanager

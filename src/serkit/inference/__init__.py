@@ -7,5 +7,6 @@
 
 from .recognizer import EmotionRecognizer
 from .results import Prediction, PredictionFailure, WindowPrediction
+from .timeline import Segment, Timeline
 
-__all__ = ["EmotionRecognizer", "Prediction", "PredictionFailure", "WindowPrediction"]
+__all__ = ["EmotionRecognizer", "Prediction", "PredictionFailure", "Segment", "Timeline", "WindowPrediction"]

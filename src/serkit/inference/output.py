@@ -2,7 +2,13 @@ r"""Prediction rows as `serkit predict` writes them: JSON lines or CSV.
 
 Per input, first the whole-file row (window empty, start 0, end = duration), then one row per window of a
 long input (window = 0, 1, ...; duration = end - start). An input that failed (with --skip-errors) gives one
-row with its `error`. JSONL rows carry the probabilities as an object; CSV has one column per class (named
+row with its `error`.
+
+A timeline (`--segments`: inference.timeline.Timeline) has a `segment` column instead of `window`, plus
+`speaker` and `speech_seconds`: the whole-file row (segment empty, start 0, end = duration, speech_seconds =
+the segments' total, label and probabilities the duration-weighted mean of the segments'; label and
+probabilities empty when no speech was found), then one row per segment (segment = 0, 1, ... in time order,
+speaker as the segments file gave it, else empty). JSONL rows carry the probabilities as an object; CSV has one column per class (named
 by the class; `p_<class>` if a class name collides with another column).
 
 Text is written so that any reader can take it: bytes of a file name that are not UTF-8 (legal on Linux;
@@ -33,15 +39,19 @@ import json
 from typing import Sequence, TextIO
 
 from .results import Prediction, PredictionFailure
+from .timeline import Timeline
 
 FORMATS = ("jsonl", "csv")
 _FIXED = ("file", "window", "start", "end", "duration", "label")
+_TIMELINE_FIXED = ("file", "segment", "start", "end", "duration", "speech_seconds", "speaker", "label")
 
 
-def prediction_rows(result: Prediction | PredictionFailure) -> list[dict]:
+def prediction_rows(result: Prediction | Timeline | PredictionFailure) -> list[dict]:
     """One input's rows (see the module docstring); probabilities as a dict."""
     if isinstance(result, PredictionFailure):
         return [{"file": printable(result.source), "error": printable(result.error)}]
+    if isinstance(result, Timeline):
+        return timeline_rows(result)
     source = printable(result.source)
     rows = [{"file": source, "window": None, "start": 0.0, "end": result.duration,
              "duration": result.duration, "label": result.label, "probabilities": result.probabilities}]
@@ -52,35 +62,51 @@ def prediction_rows(result: Prediction | PredictionFailure) -> list[dict]:
     return rows
 
 
+def timeline_rows(result: Timeline) -> list[dict]:
+    source = printable(result.source)
+    rows = [{"file": source, "segment": None, "start": 0.0, "end": result.duration, "duration": result.duration,
+             "speech_seconds": result.speech_seconds, "speaker": None, "label": result.label,
+             "probabilities": result.probabilities}]
+    for index, segment in enumerate(result.segments):
+        rows.append({"file": source, "segment": index, "start": segment.start, "end": segment.end,
+                     "duration": round(segment.end - segment.start, 6), "speech_seconds": None,
+                     "speaker": printable(segment.speaker), "label": segment.label,
+                     "probabilities": segment.probabilities})
+    return rows
+
+
 class JsonlWriter:
-    def __init__(self, stream: TextIO, labels: Sequence[str] | None = None):
+    def __init__(self, stream: TextIO, labels: Sequence[str] | None = None, timeline: bool = False):
         self.stream = stream
 
-    def write(self, result: Prediction | PredictionFailure) -> None:
+    def write(self, result: Prediction | Timeline | PredictionFailure) -> None:
         for row in prediction_rows(result):
             self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.stream.flush()
 
 
 class CsvWriter:
-    def __init__(self, stream: TextIO, labels: Sequence[str]):
+    """timeline: the columns of a timeline (segment, speech_seconds, speaker) instead of window's."""
+
+    def __init__(self, stream: TextIO, labels: Sequence[str], timeline: bool = False):
         self.stream = stream
         self.labels = list(labels)
-        self.class_columns = [f"p_{label}" if label in (*_FIXED, "error") else label for label in self.labels]
+        self.fixed = _TIMELINE_FIXED if timeline else _FIXED
+        self.class_columns = [f"p_{label}" if label in (*self.fixed, "error") else label for label in self.labels]
         self.writer = csv.writer(stream, lineterminator="\n")
-        self.writer.writerow([*_FIXED, *map(csv_text, self.class_columns), "error"])
+        self.writer.writerow([*self.fixed, *map(csv_text, self.class_columns), "error"])
 
-    def write(self, result: Prediction | PredictionFailure) -> None:
+    def write(self, result: Prediction | Timeline | PredictionFailure) -> None:
         for row in prediction_rows(result):
-            probabilities = row.get("probabilities", {})
-            self.writer.writerow([_cell(row.get(column)) for column in _FIXED]
+            probabilities = row.get("probabilities") or {}
+            self.writer.writerow([_cell(row.get(column)) for column in self.fixed]
                                  + [_cell(probabilities.get(label)) for label in self.labels]
                                  + [_cell(row.get("error"))])
         self.stream.flush()
 
 
-def make_writer(fmt: str, stream: TextIO, labels: Sequence[str]) -> JsonlWriter | CsvWriter:
-    return {"jsonl": JsonlWriter, "csv": CsvWriter}[fmt](stream, labels)
+def make_writer(fmt: str, stream: TextIO, labels: Sequence[str], timeline: bool = False) -> JsonlWriter | CsvWriter:
+    return {"jsonl": JsonlWriter, "csv": CsvWriter}[fmt](stream, labels, timeline=timeline)
 
 
 def printable(text: str | None) -> str | None:

@@ -29,6 +29,15 @@ Several inputs go through the model in batches of similar length; results come b
 True
 >>> rec.embed(wav_path).shape  # the classifier's input
 (64,)
+
+A timeline: emotion per speech segment, the segments found by voice activity (`segments="vad"`, the `vad`
+extra), read from a .rttm / .csv file, or given as (start, end[, speaker]) seconds:
+
+>>> [(s.start, s.end, s.speaker) for s in rec.timeline(wav_path, segments=[(0.0, 0.8, "ann"), (1.0, 2.0)])]
+[(0.0, 0.8, 'ann'), (1.0, 2.0, None)]
+>>> t = rec.predict(wav_path, segments=[(0.0, 0.8), (1.0, 2.0)])  # a Timeline: the summary over the segments
+>>> t.speech_seconds, len(t.segments)
+(1.8, 2)
 """
 
 from __future__ import annotations
@@ -47,6 +56,8 @@ from ..model import SERModel
 from .inputs import AudioInput, AudioSource, open_source, read_span
 from .onnx_model import OnnxModel, is_onnx_file
 from .results import Prediction, PredictionFailure, WindowPrediction, argmax_label, probability_dict
+from .segments import Region, VadSettings, make_segmenter, region_spans
+from .timeline import Segment, Timeline, timeline_from_spans
 from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, check_windowing, plan_spans, weighted_mean
 
 # Padded audio per batch when none is given: batches pay off on a GPU; on a CPU a 60 s batch pushes the
@@ -60,7 +71,8 @@ def default_batch_seconds(device: torch.device) -> float:
 
 @dataclass
 class _Item:
-    """One input: its source, transcript and windows (native-rate frame spans); filled in as batches run."""
+    """One input: its source, transcript and windows (native-rate frame spans); filled in as batches run.
+    For a timeline, regions are its segments and owners[k] the region that span k belongs to."""
 
     source: AudioSource
     text: str | None
@@ -68,6 +80,8 @@ class _Item:
     probabilities: list[np.ndarray | None] = field(default_factory=list)  # per span, [C]
     embeddings: list[np.ndarray | None] = field(default_factory=list)  # per span, [E]
     error: SerkitError | None = None
+    regions: list[Region] | None = None
+    owners: list[int] | None = None
 
 
 class EmotionRecognizer:
@@ -133,9 +147,10 @@ class EmotionRecognizer:
 
     def predict(
         self, audio: AudioInput, sample_rate: int | None = None, text: str | None = None, **settings
-    ) -> Prediction:
+    ) -> Prediction | Timeline:
         """One input: a path (or binary file object), or samples [S] / [S, channels] with their sample_rate.
-        text: the transcript, required by models with a text branch. settings: as for the constructor."""
+        text: the transcript, required by models with a text branch. settings: as for the constructor, and
+        segments= (as for `timeline`, then the result is a Timeline), vad= (VadSettings for segments='vad')."""
         result = self._run([audio], [sample_rate], [text], skip_errors=False, **settings)[0]
         return self._prediction(result)
 
@@ -146,11 +161,12 @@ class EmotionRecognizer:
         texts: Sequence[str | None] | None = None,
         skip_errors: bool = False,
         **settings,
-    ) -> list[Prediction | PredictionFailure]:
+    ) -> list[Prediction | Timeline | PredictionFailure]:
         """Several inputs, batched by length (all their windows together); results in input order.
 
         sample_rate: for array inputs, one for all or one per input. skip_errors: an input that fails gives a
-        PredictionFailure in its place instead of raising (the others are still predicted)."""
+        PredictionFailure in its place instead of raising (the others are still predicted). settings: as for
+        `predict` (with segments=, each result is a Timeline)."""
         inputs = list(inputs)
         rates = list(sample_rate) if isinstance(sample_rate, (list, tuple)) else [sample_rate] * len(inputs)
         texts = list(texts) if texts is not None else [None] * len(inputs)
@@ -161,6 +177,14 @@ class EmotionRecognizer:
         items = self._run(inputs, rates, texts, skip_errors=skip_errors, **settings)
         return [self._prediction(item) if isinstance(item, _Item) else item for item in items]
 
+    def timeline(self, audio: AudioInput, sample_rate: int | None = None, text: str | None = None,
+                 segments="vad", vad: VadSettings | None = None, **settings) -> list[Segment]:
+        """Emotion per speech segment, in time order. segments: 'vad' (Silero VAD, shaped by `vad`), a .rttm or
+        .csv file of segments (segment_files.py), or a list of (start, end[, speaker]) seconds. A segment longer
+        than window_seconds is predicted window by window (duration-weighted). The whole input's summary comes
+        with `predict(audio, segments=...)`, a Timeline."""
+        return self.predict(audio, sample_rate, text, segments=segments, vad=vad, **settings).segments
+
     def embed(self, audio: AudioInput, sample_rate: int | None = None, text: str | None = None, **settings) -> np.ndarray:
         """-> embedding [E] (float32): the classifier's input; for a windowed input the duration-weighted mean
         of the window embeddings."""
@@ -170,7 +194,10 @@ class EmotionRecognizer:
     # -- the batch loop ---------------------------------------------------------------------------------
 
     def _run(self, inputs, rates, texts, skip_errors: bool, window_seconds: float | None = None,
-             hop_seconds: float | None = None, batch_seconds: float | None = None) -> list[_Item | PredictionFailure]:
+             hop_seconds: float | None = None, batch_seconds: float | None = None, segments=None,
+             vad: VadSettings | None = None) -> list[_Item | PredictionFailure]:
+        # segments=None or 'windows': today's fixed windows; anything else: a timeline over those segments
+        segmenter = None if segments is None or segments == "windows" else make_segmenter(segments, vad)
         window = self.window_seconds if window_seconds is None else float(window_seconds)
         hop = self.hop_seconds if hop_seconds is None else float(hop_seconds)
         budget = self.batch_seconds if batch_seconds is None else float(batch_seconds)
@@ -180,7 +207,7 @@ class EmotionRecognizer:
         items: list[_Item | SerkitError] = []
         for audio, rate, text in zip(inputs, rates, texts):
             try:
-                items.append(self._plan(audio, rate, text, window, hop))
+                items.append(self._plan(audio, rate, text, window, hop, segmenter))
             except SerkitError as error:
                 if not skip_errors:
                     raise
@@ -197,15 +224,19 @@ class EmotionRecognizer:
             results.append(PredictionFailure(_name(audio), str(error)) if error is not None else item)
         return results
 
-    def _plan(self, audio, rate, text, window: float, hop: float) -> _Item:
+    def _plan(self, audio, rate, text, window: float, hop: float, segmenter=None) -> _Item:
         source = open_source(audio, rate)
         if self.needs_text and text is None:
             raise ConfigError(
                 f"{source.name or '<array>'}: this model has a text branch and needs the transcript of every "
                 "input (pass text=...; `serkit predict` reads a sidecar <audio>.txt or --transcripts FILE)"
             )
-        spans = plan_spans(source.frames, source.sample_rate, window, hop)
-        return _Item(source, text, spans, [None] * len(spans), [None] * len(spans))
+        if segmenter is None:
+            spans, regions, owners = plan_spans(source.frames, source.sample_rate, window, hop), None, None
+        else:
+            regions = segmenter(source)
+            spans, owners = region_spans(regions, source.sample_rate, window, hop)
+        return _Item(source, text, spans, [None] * len(spans), [None] * len(spans), regions=regions, owners=owners)
 
     def _run_batch(self, pieces: list[tuple[int, int]], items: list, skip_errors: bool) -> None:
         waves, kept = [], []
@@ -242,8 +273,11 @@ class EmotionRecognizer:
             probabilities = torch.softmax(self.model.classifier(embeddings).float(), dim=-1)
         return probabilities.cpu().numpy(), embeddings.float().cpu().numpy()
 
-    def _prediction(self, item: _Item) -> Prediction:
+    def _prediction(self, item: _Item) -> Prediction | Timeline:
         source = item.source
+        if item.regions is not None:
+            return timeline_from_spans(item.regions, item.owners, item.probabilities, _span_seconds(item),
+                                       self.labels, source.duration, source.name)
         if len(item.spans) == 1:
             whole = item.probabilities[0].astype(np.float64)
             windows = []

@@ -22,6 +22,26 @@ class PredictionOut(BaseModel):
     windows: list[WindowOut] = Field(description="one per window for audio longer than one window, else empty")
 
 
+class SegmentOut(BaseModel):
+    start: float = Field(description="seconds from the start of the audio")
+    end: float = Field(description="seconds from the start of the audio")
+    speaker: str | None = Field(description="who speaks, when the segments named one (never for segments=vad)")
+    label: str = Field(description="most likely class in this segment")
+    probabilities: dict[str, float] = Field(description="per class, sums to 1")
+
+
+class TimelineOut(BaseModel):
+    """POST /predict?segments=vad: the audio as speech segments; silence is what lies between them."""
+
+    source: str | None = Field(description="the uploaded file's name (a label only; never opened as a path)")
+    label: str | None = Field(description="most likely class over the speech; null when no speech was found")
+    probabilities: dict[str, float] = Field(
+        description="per class, the duration-weighted mean of the segments'; empty when no speech was found")
+    duration: float = Field(description="seconds of audio")
+    speech_seconds: float = Field(description="seconds of speech: the segments' total")
+    segments: list[SegmentOut] = Field(description="the speech segments in time order")
+
+
 class LabelsOut(BaseModel):
     labels: list[str] = Field(description="class names in the model's output order")
     needs_text: bool = Field(description="whether /predict needs the form field 'text' (a transcript)")

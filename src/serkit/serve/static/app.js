@@ -14,6 +14,9 @@ const $ = (id) => document.getElementById(id);
 
 document.addEventListener("DOMContentLoaded", () => {
   $("file-input").addEventListener("change", onFileChosen);
+  $("segments-select").addEventListener("change", () => {
+    if (state.lastUpload) predict(state.lastUpload.blob, state.lastUpload.name);
+  });
   $("record-button").addEventListener("click", onRecordClicked);
   $("upload-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -78,7 +81,9 @@ async function predict(blob, name) {
   $("result").hidden = true;  // never leave an earlier answer beside a new file
   document.body.setAttribute("aria-busy", "true");
   try {
-    const response = await fetch("/predict", { method: "POST", body: form });
+    const segments = $("segments-select").value;
+    const url = segments === "windows" ? "/predict" : `/predict?segments=${encodeURIComponent(segments)}`;
+    const response = await fetch(url, { method: "POST", body: form });
     const body = await response.json().catch(() => ({ detail: response.statusText }));
     if (!response.ok) {
       const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
@@ -98,11 +103,21 @@ function showResult(prediction, name) {
   const labels = state.labels.length ? state.labels : Object.keys(prediction.probabilities);
   if (!state.labels.length) setLabels(labels);
   const top = prediction.probabilities[prediction.label] || 0;
-  $("summary").textContent = `${name}: most likely ${prediction.label} (${percent(top)}), ` +
-                             `${prediction.duration.toFixed(1)} s of audio` +
-                             (prediction.windows.length ? `, ${prediction.windows.length} windows.` : ".");
+  if (prediction.segments) {
+    const count = prediction.segments.length;
+    $("summary").textContent = prediction.label === null
+      ? `${name}: no speech found in ${prediction.duration.toFixed(1)} s of audio.`
+      : `${name}: most likely ${prediction.label} (${percent(top)}) over ` +
+        `${prediction.speech_seconds.toFixed(1)} s of speech in ${prediction.duration.toFixed(1)} s of audio, ` +
+        `${count} speech segment${count === 1 ? "" : "s"}.`;
+  } else {
+    $("summary").textContent = `${name}: most likely ${prediction.label} (${percent(top)}), ` +
+                               `${prediction.duration.toFixed(1)} s of audio` +
+                               (prediction.windows.length ? `, ${prediction.windows.length} windows.` : ".");
+  }
   drawBars(labels, prediction);
-  drawTimeline(labels, prediction);
+  if (prediction.segments) drawSegmentTimeline(labels, prediction);
+  else drawTimeline(labels, prediction);
   $("result").hidden = false;
 }
 
@@ -131,15 +146,84 @@ function drawTimeline(labels, prediction) {
   const windows = prediction.windows || [];
   $("timeline").hidden = windows.length === 0;
   if (!windows.length) return;
+  $("timeline-hint").textContent = "Band: the most likely emotion of each window. Lines: each emotion's " +
+                                   "probability, plotted at the middle of each window.";
   const end = Math.max(prediction.duration, ...windows.map((w) => w.end));
   drawStrip(windows, end);
   drawChart(labels, windows, end);
+  drawLegend(labels, false);
+}
+
+function drawLegend(labels, withSilence) {
   const legend = $("legend");
   legend.replaceChildren();
   for (const label of labels) {
     const swatch = element("span", { class: "swatch", "aria-hidden": "true" });
     swatch.style.backgroundColor = state.colours[label];
     legend.append(element("li", {}, swatch, label));
+  }
+  if (withSilence) legend.append(element("li", {}, element("span", { class: "swatch silence", "aria-hidden": "true" }),
+                                         "silence"));
+}
+
+// ---- timeline of speech segments (?segments=vad): speech coloured by emotion, silence between ------------
+
+function drawSegmentTimeline(labels, prediction) {
+  const segments = prediction.segments;
+  $("timeline").hidden = false;
+  $("timeline-hint").textContent = "Band: the most likely emotion of each speech segment; hatched grey: " +
+                                   "silence. Lines: each emotion's probability over each segment.";
+  const end = Math.max(prediction.duration, ...segments.map((s) => s.end), 1e-6);
+  const strip = $("timeline-strip");
+  strip.replaceChildren();
+  for (const [start, stop] of silences(segments, end)) {
+    const gap = element("span", { class: "silence", "data-start": String(start), "data-end": String(stop),
+                                  title: `${start.toFixed(1)}–${stop.toFixed(1)} s: silence` });
+    gap.style.left = `${(start / end) * 100}%`;
+    gap.style.width = `${((stop - start) / end) * 100}%`;
+    strip.append(gap);
+  }
+  for (const s of segments) {
+    const who = s.speaker ? `${s.speaker}, ` : "";
+    const segment = element("span", { class: "segment speech", "data-label": s.label, "data-start": String(s.start),
+                                      "data-end": String(s.end),
+                                      title: `${s.start.toFixed(2)}–${s.end.toFixed(2)} s: ${who}${s.label} ` +
+                                             `(${percent(s.probabilities[s.label] || 0)})` });
+    segment.style.left = `${(s.start / end) * 100}%`;
+    segment.style.width = `${((s.end - s.start) / end) * 100}%`;
+    segment.style.backgroundColor = state.colours[s.label];
+    strip.append(segment);
+  }
+  drawSegmentChart(labels, segments, end);
+  drawLegend(labels, true);
+}
+
+// The stretches of [0, end] that no segment covers (segments may overlap: a diarisation's two speakers).
+function silences(segments, end) {
+  const gaps = [];
+  let covered = 0;
+  for (const s of [...segments].sort((a, b) => a.start - b.start)) {
+    if (s.start > covered) gaps.push([covered, s.start]);
+    covered = Math.max(covered, s.end);
+  }
+  if (covered < end) gaps.push([covered, end]);
+  return gaps;
+}
+
+// Each emotion's probability as a flat line over each segment; nothing is drawn over silence.
+function drawSegmentChart(labels, segments, end) {
+  const { svg, x, y } = chartAxes(end);
+  for (const [start, stop] of silences(segments, end)) {
+    svg.append(svgElement("rect", { class: "silence-band", x: x(start), y: y(1), width: Math.max(0, x(stop) - x(start)),
+                                    height: y(0) - y(1) }));
+  }
+  for (const label of labels) {
+    const path = segments.map((s) => `M${x(s.start).toFixed(1)},${y(s.probabilities[label] || 0).toFixed(1)}` +
+                                     `H${x(s.end).toFixed(1)}`).join(" ");
+    const series = svgElement("path", { class: "series", "data-label": label, d: path || "M0,0",
+                                        stroke: state.colours[label] });
+    series.append(svgElement("title", {}, `${label}: probability per speech segment`));
+    svg.append(series);
   }
 }
 
@@ -159,7 +243,8 @@ function drawStrip(windows, end) {
   });
 }
 
-function drawChart(labels, windows, end) {
+// An empty chart with its grid and time axis over [0, end] -> the svg and its x (seconds), y (probability) scales.
+function chartAxes(end) {
   const svg = $("timeline-chart");
   const [width, height, left, right, top, bottom] = [640, 180, 44, 12, 10, 28];
   const x = (t) => left + (t / end) * (width - left - right);
@@ -172,6 +257,11 @@ function drawChart(labels, windows, end) {
   for (const t of timeTicks(end)) {
     svg.append(svgElement("text", { class: "axis", x: x(t), y: height - 8, "text-anchor": "middle" }, `${t} s`));
   }
+  return { svg, x, y };
+}
+
+function drawChart(labels, windows, end) {
+  const { svg, x, y } = chartAxes(end);
   for (const label of labels) {
     const points = windows.map((w) => `${x((w.start + w.end) / 2).toFixed(1)},` +
                                       `${y(w.probabilities[label] || 0).toFixed(1)}`);
