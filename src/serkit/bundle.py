@@ -25,6 +25,7 @@ inf) are refused, naming the tensor. Every refusal is a DataError naming the bun
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ def save_bundle(
     """Write a bundle to `out_dir` atomically: it is assembled in a temp folder beside it, then renamed into
     place, so a crash leaves either the old bundle or the new one, never half of one."""
     out_dir = Path(out_dir)
+    model, cfg = _without_lora(model, cfg)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.parent.glob(f".{out_dir.name}.*"):  # a killed save's temp folder
         shutil.rmtree(leftover, ignore_errors=True)
@@ -71,6 +73,20 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _without_lora(model: SERModel, cfg: ExperimentConfig) -> tuple[SERModel, ExperimentConfig]:
+    """A model with LoRA adapters is bundled merged (upstream/lora.py): a copy with each adapter folded into its
+    layer's weight, and a config without LoRA, so the bundle loads, predicts and exports without peft."""
+    from .upstream.lora import has_lora, merge_lora
+
+    if not has_lora(model):
+        return model, cfg
+    model, cfg = copy.deepcopy(model), copy.deepcopy(cfg)
+    merge_lora(model)
+    for upstream_cfg in cfg.model.upstreams:
+        upstream_cfg.lora_rank = 0
+    return model, cfg
 
 
 def load_bundle(bundle_dir: str | Path) -> tuple[SERModel, ExperimentConfig, list[str]]:

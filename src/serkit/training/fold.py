@@ -136,7 +136,8 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
     if not trainer.is_global_zero:
         return None
 
-    model.cpu()
+    # scored where it trained (a GPU: Whisper's 30 s windows take minutes per fold on a CPU); bundled from the CPU
+    model.to(trainer.strategy.root_device)
     loaders = {"valid": datamodule.eval_dataloader(split.valid), "test": datamodule.eval_dataloader(split.test)}
     # top-k files hold the trained weights; frozen ones are the model's own from its source
     best_state = topk.best_state_dict()
@@ -149,7 +150,7 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
     else:
         model.load_trainable_state_dict(best_state)
     result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
-    save_bundle(fold_dir / "model", model, cfg, labels, metrics=result.to_dict())
+    save_bundle(fold_dir / "model", model.cpu(), cfg, labels, metrics=result.to_dict())
     write_predictions(fold_dir / "predictions.csv", labels, predictions)  # the bundled model's, for ensembles
     cpu, wall = (now - then for now, then in zip(_cpu_and_wall(), started))
     write_json(fold_dir / "cost.json", {  # this process's share (a resumed fold: since the resume)

@@ -36,6 +36,10 @@ class UpstreamConfig:
         the encoder, keep the real frames (exact, the default). "crop": run the encoder on the real frames
         only, slicing the positional embedding (cheaper for short clips; numerically different).
     cmn: fbank only: subtract each utterance's mean over its real frames (cepstral mean normalisation).
+    lora_rank: > 0 adds LoRA adapters of this rank (peft) to the attention projections `lora_targets` of every
+        trained encoder block (all with freeze "cnn"/"none", those above N with "bottom:N"), and trains them
+        instead of the encoder's own weights (upstream/lora.py); 0 (default): off. lora_alpha: the update's
+        scale numerator (update = alpha / rank x B A); lora_dropout: dropout on the adapters' input.
     """
 
     name: str = "hf"
@@ -45,6 +49,10 @@ class UpstreamConfig:
     layer_norm: bool = False
     whisper_input: str = "pad"
     cmn: bool = False
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = "q_proj,v_proj"
 
 
 class UpstreamOutput(NamedTuple):
@@ -97,6 +105,16 @@ class Upstream(nn.Module):
         """Freeze the input embedding and the first `blocks` encoder blocks (freeze "bottom:N")."""
         raise ConfigError(f"upstream {type(self).__name__}: freeze 'bottom:N' (partial fine-tuning) is supported "
                           "by the whisper upstream only; use 'all', 'cnn' or 'none'")
+
+    def lora_root(self) -> tuple[nn.Module, int]:
+        """(the module holding the encoder blocks, the number of blocks), for LoRA (upstream/lora.py)."""
+        raise ConfigError(f"upstream {type(self).__name__}: LoRA (upstream.lora_rank) is supported by the hf and "
+                          "whisper upstreams only")
+
+    def cached_modules(self) -> list[nn.Module]:
+        """The modules whose weights decide what a feature cache stores: all of the upstream when it is frozen,
+        its frozen bottom when it has one (upstream/cache.py hashes them into the cache key)."""
+        return [self]
 
     def encode_prefix(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
         """The frozen bottom's layers hidden[0..frozen_blocks] (see the class docstring)."""

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from .base import UPSTREAMS, Upstream, UpstreamConfig
 from .freezing import apply_freeze, check_freeze_policy
+from .lora import add_lora, check_lora
 from .layers import LayerSelector
 
 
 def build_upstream(cfg: UpstreamConfig, pretrained: bool = True) -> Upstream:
-    """The upstream named by cfg.name, loaded from cfg.source, with cfg.freeze applied.
+    """The upstream named by cfg.name, loaded from cfg.source, with cfg.freeze applied (and LoRA adapters when
+    cfg.lora_rank > 0).
 
     pretrained=False builds the architecture from the config files in cfg.source without loading weights
     (for a model bundle, which loads its own weights next)."""
     check_freeze_policy(cfg.freeze)  # fail before a long model load
+    check_lora(cfg)
     upstream = UPSTREAMS.get(cfg.name).from_config(cfg, pretrained=pretrained)
-    return apply_freeze(upstream, cfg.freeze)
+    return add_lora(apply_freeze(upstream, cfg.freeze), cfg)
 
 
 def build_layer_selector(cfg: UpstreamConfig, upstream: Upstream) -> LayerSelector:

@@ -12,8 +12,8 @@ Key of one utterance's entry = sha256 of
     when a code change alters its frames: hashing the code itself threw gigabytes away for an edited
     comment), the config fields that change its output (name, whisper_input, cmn, ...; not source/layers),
     the number of frozen blocks (freeze "bottom:N"), the config files it saves into a bundle (HF
-    config.json, preprocessor config), and every frozen weight and every buffer (trained weights change
-    every step and never reach the cached layers);
+    config.json, preprocessor config), and every weight and buffer of `Upstream.cached_modules()` (the
+    whole upstream, or its frozen bottom: trained top blocks change every step and never reach the cache);
   - the layers stored: the ones the layer selector reads (all for "weighted", one for "last" / an index);
   - the storage dtype;
   - the CONTENT: sha1 of the float32 samples actually fed (wavs[b, :wav_lens[b]]), so two files with the
@@ -56,7 +56,8 @@ CACHE_FORMAT = 1  # bump when the file layout or the key recipe changes
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 # config fields that do not change what the upstream itself outputs (source: the weights and config files
 # are hashed instead, so one model under two paths shares its entries)
-_NOT_OUTPUT_FIELDS = ("source", "layers", "layer_norm", "freeze")
+_NOT_OUTPUT_FIELDS = ("source", "layers", "layer_norm", "freeze", "lora_rank", "lora_alpha", "lora_dropout",
+                      "lora_targets")  # LoRA: only ever in trained blocks, never in what is cached
 
 
 def caches(upstream: Upstream) -> bool:
@@ -87,10 +88,9 @@ def upstream_fingerprint(upstream: Upstream, cfg: UpstreamConfig) -> str:
             if path.is_file():
                 digest.update(path.relative_to(tmp).as_posix().encode())
                 digest.update(path.read_bytes())
-    trained = {id(p) for p in upstream.parameters() if p.requires_grad}
-    for name, tensor in sorted(upstream.state_dict(keep_vars=True).items()):
-        if id(tensor) not in trained:
-            update_with_tensor(digest, name, tensor.detach())
+    for index, module in enumerate(upstream.cached_modules()):  # the frozen weights the cached layers come from
+        for name, tensor in sorted(module.state_dict().items()):
+            update_with_tensor(digest, f"{index}.{name}", tensor)
     return digest.hexdigest()
 
 

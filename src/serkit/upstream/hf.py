@@ -177,6 +177,9 @@ class HFSpeechUpstream(Upstream):
     def feature_encoder_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.model.feature_extractor.parameters())
 
+    def lora_root(self) -> tuple[torch.nn.Module, int]:
+        return self.model, self.model.config.num_hidden_layers
+
     def freeze_feature_encoder(self) -> None:
         # The bare encoders (HubertModel, ...) lack the task heads' freeze_feature_encoder(); the CNN's own
         # _freeze_parameters() exists on all four families and also tells HF the CNN needs no gradient.

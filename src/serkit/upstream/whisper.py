@@ -210,6 +210,12 @@ class WhisperUpstream(Upstream):
         self.frozen_blocks = blocks
         self.train(self.training)
 
+    def cached_modules(self) -> list[torch.nn.Module]:
+        return self._bottom_modules(self.frozen_blocks) if self.frozen_blocks else [self]
+
+    def lora_root(self) -> tuple[torch.nn.Module, int]:
+        return self.encoder, len(self.encoder.layers)
+
     def _bottom_modules(self, blocks: int) -> list[torch.nn.Module]:
         enc = self.encoder
         return [enc.conv1, enc.conv2, enc.embed_positions, *enc.layers[:blocks]]
