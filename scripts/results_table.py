@@ -1,6 +1,6 @@
 """Build docs/results.json (and print the markdown tables) from finished run folders.
 
-    python scripts/results_table.py docs/results_runs.yaml RUNS_DIR [--json docs/results.json]
+    python scripts/results_table.py docs/results_runs.yaml RUNS_DIR [--json docs/results.json] [--fill docs/results.md]
 
 The YAML lists one entry per row: `system`, `encoder`, `classes` (8 or 4), `run` (a folder under RUNS_DIR
 holding a `serkit cv` run's cv.json + cost.json, or a `serkit baseline` run's cv.json + probe.json /
@@ -42,6 +42,10 @@ def load_row(entry: dict, runs: Path) -> dict:
         "trainable_params": cost.get("trainable_params", entry.get("trainable_params")),
         "cpu_seconds": cost.get("cpu_seconds", entry.get("cpu_seconds")),
     }
+    epochs = sum(c.get("epochs") or 0 for c in folds_cost)
+    fold_cpu = sum(c["cpu_seconds"] for c in folds_cost)
+    # the folds' own training (the run's total also holds its encoding on a cold cache)
+    row["cpu_seconds_per_epoch"] = round(fold_cpu / epochs, 1) if epochs else None
     if cv.get("best_single"):
         row["best_single_ua"] = 100 * cv["best_single"]["ua"]["mean"]
         row["best_single_ua_per_fold"] = [100 * f["best_single"]["ua"] for f in folds]
@@ -59,18 +63,20 @@ def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key:
 
 def markdown(rows: list[dict], classes: int) -> str:
     lines = ["| system | encoder | " + " | ".join(f"fold {i}" for i in range(1, 7))
-             + " | WA | UA | best-ckpt UA | trainable | CPU s |",
-             "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|---:|"]
+             + " | WA | UA | best-ckpt UA | trainable | CPU s | CPU s / epoch |",
+             "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|---:|---:|"]
     for r in (r for r in rows if r["classes"] == classes):
         scores = dict(zip(r["fold_ids"], zip(r["wa_per_fold"], r["ua_per_fold"])))
         per_fold = " | ".join(f"{scores[str(i)][0]:.1f} / {scores[str(i)][1]:.1f}" if str(i) in scores else "—"
                               for i in range(1, 7))
         params = f"{r['trainable_params']:,}" if r["trainable_params"] else "—"
         cpu = f"{r['cpu_seconds']:,.0f}" if r["cpu_seconds"] else "—"
+        per_epoch = f"{r['cpu_seconds_per_epoch']:,.1f}" if r.get("cpu_seconds_per_epoch") else "—"
         best = f"{r['best_single_ua']:.1f}" if "best_single_ua" in r else "—"
         partial = f" ({len(r['fold_ids'])} folds)" if len(r["fold_ids"]) < 6 else ""
-        lines.append(f"| {r['system']} | {r['encoder']} | {per_fold} | {r['wa']:.1f} ± {r['wa_std']:.1f} | "
-                     f"**{r['ua']:.1f}** ± {r['ua_std']:.1f}{partial} | {best} | {params} | {cpu} |")
+        carried = " †" if r.get("carried") else ""
+        lines.append(f"| {r['system']}{carried} | {r['encoder']} | {per_fold} | {r['wa']:.1f} ± {r['wa_std']:.1f} | "
+                     f"**{r['ua']:.1f}** ± {r['ua_std']:.1f}{partial} | {best} | {params} | {cpu} | {per_epoch} |")
     return "\n".join(lines)
 
 
@@ -79,12 +85,25 @@ def main() -> None:
     parser.add_argument("spec")
     parser.add_argument("runs")
     parser.add_argument("--json", default="docs/results.json")
+    parser.add_argument("--keep-missing", action="store_true",
+                        help="a row whose run folder is absent keeps its figures from the existing --json (same "
+                             "command only), marked as carried over (†) in the tables")
+    parser.add_argument("--fill", metavar="PAGE", help="also put the tables into PAGE (e.g. docs/results.md) between "
+                                                      f"its {START} and {END} lines")
     args = parser.parse_args()
     spec = yaml.safe_load(Path(args.spec).read_text())
     rows = []
+    earlier = {}
+    if args.keep_missing and Path(args.json).is_file():
+        earlier = {(r["id"], r["classes"]): r for r in json.loads(Path(args.json).read_text())["rows"]}
     for entry in spec["rows"]:
         if not (Path(args.runs) / entry["run"] / "cv.json").is_file():
-            print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
+            kept = earlier.get((entry["id"], entry["classes"]))
+            if kept is not None and kept["command"] == entry["command"]:
+                print(f"(kept from {args.json}: {entry['system']}, {entry['classes']} classes: {entry['run']})")
+                rows.append({**kept, "carried": True})
+            else:
+                print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
             continue
         rows.append(load_row(entry, Path(args.runs)))
     by_name = {(r["id"], r["classes"]): r for r in rows}
@@ -108,14 +127,41 @@ def main() -> None:
                                 "ua_diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
                                 "wa_diff": None, "wa_diff_std": None})
     Path(args.json).write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=1) + "\n")
-    for classes in (8, 4):
-        print(f"\n### {classes} classes\n\n{markdown(rows, classes)}")
+    text = tables(rows, comparisons)
+    print(text)
+    if args.fill:
+        fill(Path(args.fill), text)
+        print(f"filled the tables of {args.fill}")
+    print(f"wrote {args.json}")
+
+
+HEADINGS = {8: "### 8 classes (1440 files; chance 12.5 %)\n\nPer fold: WA / UA (%) on the test actors; serkit systems "
+               "report the average of their top-5 checkpoints.",
+            4: "### 4 classes: neutral, happy, angry, sad (672 files; chance 25 %)"}
+START, END = "<!-- EMOBOX-TABLES -->", "<!-- /EMOBOX-TABLES -->"
+
+
+def tables(rows: list[dict], comparisons: list[dict]) -> str:
+    parts = [f"{HEADINGS[classes]}\n\n{markdown(rows, classes)}" for classes in (8, 4)]
     if comparisons:
-        print("\n| comparison | classes | folds | UA (points) | WA (points) |\n|---|---:|---|---:|---:|")
+        lines = ["### Paired differences (a − b, fold by fold, mean ± std)", "",
+                 "| comparison | classes | folds | UA (points) | WA (points) |", "|---|---:|---|---:|---:|"]
         for c in comparisons:
             wa = "—" if c["wa_diff"] is None else f"{c['wa_diff']:+.1f} ± {c['wa_diff_std']:.1f}"
-            print(f"| {c['name']} | {c['classes']} | {', '.join(c['folds'])} | {c['ua_diff']:+.1f} ± {c['ua_diff_std']:.1f} | {wa} |")
-    print(f"\nwrote {args.json}")
+            lines.append(f"| {c['name']} | {c['classes']} | {', '.join(c['folds'])} | "
+                         f"{c['ua_diff']:+.1f} ± {c['ua_diff_std']:.1f} | {wa} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def fill(page: Path, text: str) -> None:
+    """Replace what lies between the START and END markers of `page` with `text`."""
+    content = page.read_text(encoding="utf-8")
+    if content.count(START) != 1 or content.count(END) != 1 or content.index(START) > content.index(END):
+        raise SystemExit(f"{page}: expected one {START} line followed by one {END} line around the tables")
+    head, rest = content.split(START, 1)
+    _, tail = rest.split(END, 1)
+    page.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

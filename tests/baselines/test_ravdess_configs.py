@@ -13,7 +13,7 @@ from serkit.model import check_model_config
 
 CONFIGS = Path(serkit.__file__).parent / "configs" / "ravdess"
 # the EmoBox-fold systems run Whisper as it was trained (pad); the earlier balanced-fold ones crop unless *_pad
-PAD_SYSTEMS = ("whisper_base_stats",)
+PAD_SYSTEMS = ("whisper_base_stats", "whisper_base_partial", "whisper_base_lora")
 SYSTEMS = sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name not in ("common.yaml", "labels4.yaml"))
 
 
@@ -21,7 +21,7 @@ def test_there_are_the_systems_of_the_results_table():
     assert {"fbank_ecapa.yaml", "whisper_tiny_mean.yaml", "whisper_tiny_mean_pad.yaml", "whisper_base_mean.yaml",
             "whisper_tiny_ecapa.yaml", "whisper_base_ecapa.yaml", "whisper_early_fusion_ecapa.yaml",
             "whisper_late_fusion_mean.yaml", "whisper_late_fusion_ecapa.yaml", "whisper_base_stats.yaml",
-            "whisper_base_stats_aug.yaml"} <= set(SYSTEMS)
+            "whisper_base_stats_aug.yaml", "whisper_base_partial.yaml", "whisper_base_lora.yaml"} <= set(SYSTEMS)
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
@@ -33,8 +33,8 @@ def test_config_merges_into_a_valid_experiment(system, four_classes):
     assert cfg.data.corpus == "ravdess" and cfg.name == f"ravdess_{system.removesuffix('.yaml')}"
     assert cfg.data.labels == (["neutral", "happy", "angry", "sad"] if four_classes else [])
     assert cfg.train.average and cfg.train.top_k == 5 and cfg.train.monitor == "ua"
-    frozen = all(u.freeze == "all" for u in cfg.model.upstreams)
-    # the cache is on exactly where it can work: every upstream frozen
+    frozen = all(u.freeze == "all" or u.freeze.startswith("bottom:") for u in cfg.model.upstreams)
+    # the cache is on exactly where it can work: every upstream frozen, or with a frozen bottom
     assert (cfg.train.feature_cache is not None) == frozen
     for upstream in cfg.model.upstreams:
         if upstream.name == "whisper":
