@@ -90,3 +90,11 @@ def test_probe_command(manifest, encoder, tmp_path, capsys):
     assert json.loads((out / "probe.json").read_text())["folds"] == [1, 2]
     assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--out", str(out)]) != 0
     assert "--encoder is required" in capsys.readouterr().err
+
+
+def test_encoding_reports_progress_unless_quiet(manifest, encoder, capsys):
+    _, prepared, _ = prepare_corpus("manifest", manifest)
+    probe.pooled_layers(prepared.utterances[:6], _cfg(encoder), progress=True)
+    assert "encoding: 6/6" in capsys.readouterr().err
+    probe.pooled_layers(prepared.utterances[:6], _cfg(encoder))
+    assert "encoding" not in capsys.readouterr().err

@@ -35,6 +35,7 @@ from ..evaluation.tables import CVSummary, FoldScores
 from ..upstream import UpstreamConfig, build_upstream
 from ..upstream.layers import LayerSelector
 from ..util.atomic import write_json
+from ..util.progress import CountLines
 from .folds import BaselineFolds
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -42,9 +43,11 @@ ENCODE_BATCH = 8  # utterances per encoder call (sorted by length, so little pad
 
 
 def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
-                  cache_dir: str | Path | None = None, cache_dtype: str = "float16") -> np.ndarray:
+                  cache_dir: str | Path | None = None, cache_dtype: str = "float16", progress: bool = False
+                  ) -> np.ndarray:
     """-> [N, L, D] float32: row i holds every layer of utterances[i], mean-pooled over its real frames.
-    cache_dir: the feature cache shared with `serkit cv` (None: encode without caching)."""
+    cache_dir: the feature cache shared with `serkit cv` (None: encode without caching). progress: a line on
+    stderr every 30 s (clips done, rate, ETA, how many the cache held)."""
     from ..upstream.cache import FeatureCache
 
     upstream_cfg = UpstreamConfig(**{**upstream_cfg.__dict__, "layers": "weighted", "freeze": "all"})
@@ -56,6 +59,7 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
                                                                      cache_dtype)
     order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration or 0.0)
     pooled = np.zeros((len(utterances), upstream.num_layers, upstream.hidden_size), dtype=np.float32)
+    lines = CountLines("encoding", len(order), enabled=progress)
     with torch.no_grad():
         for start in range(0, len(order), ENCODE_BATCH):
             rows = order[start:start + ENCODE_BATCH]
@@ -70,6 +74,7 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
                 # where(), not a multiply: padding values are undefined (could be inf/NaN) and must not be read
                 total = torch.where(mask, frames.float(), torch.zeros(())).sum(dim=1)
                 pooled[rows, layer] = (total / counts).numpy()
+            lines.update(start + len(rows), f", {cache.hits} read from the feature cache" if cache else "")
     return pooled
 
 
@@ -128,7 +133,7 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
 
 def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_cfg: UpstreamConfig,
               labels=None, label_map=None, options: dict | None = None, folds: Sequence[int] | None = None,
-              c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None
+              c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None, progress: bool = False
               ) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
@@ -138,7 +143,7 @@ def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_
         raise ConfigError(f"--c: expected positive numbers, got {list(c_grid)}")
     data = BaselineFolds(corpus_name, root, labels, label_map, options, folds)
     folds, classes = data.folds, data.classes
-    pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir)
+    pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress)
     fits = []
     out_dir = Path(out_dir)
     for fold, features, targets in data.split(pooled):

@@ -35,6 +35,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--whisper-input", default="pad", choices=("pad", "crop"), help="probe: Whisper input mode")
     p.add_argument("--cache", default=DEFAULT_CACHE, help=f"probe: feature cache folder (default {DEFAULT_CACHE})")
     p.add_argument("--no-cache", action="store_true", help="probe: encode without the feature cache")
+    p.add_argument("--quiet", action="store_true", help="probe: no progress lines on stderr while encoding")
 
 
 @command("baseline", "baselines on a corpus's folds: openSMILE eGeMAPS + linear SVM, or a frozen encoder's "
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                                       whisper_input=args.whisper_input)
         summary, fits = run_probe(args.corpus, args.root, out, upstream_cfg, args.labels, args.label_map, options,
                                   folds, numbers(args.c, "--c", float) if args.c else C_GRID,
-                                  None if args.no_cache else args.cache)
+                                  None if args.no_cache else args.cache, progress=not args.quiet)
         print(summary.to_markdown())
         print("layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits))
     else:

@@ -8,20 +8,13 @@ is the encoding progress of a frozen encoder's first epoch), and one line per fi
 
 from __future__ import annotations
 
-import sys
 import time
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-
-def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+from ..util.progress import duration as _duration
+from ..util.progress import say
 
 
 class ProgressLines(Callback):
