@@ -20,6 +20,7 @@ from .config import ExperimentConfig
 from .data.synth_iemocap import build_synthetic_iemocap
 from .training.paper import run_paper
 from .upstream.tiny import save_tiny_bert, save_tiny_speech_model
+from .util.threads import available_cores
 
 DEMO_ECAPA = dict(channels=64, mfa_channels=192, embedding_dim=64, res2net_scale=4, se_channels=16,
                   attention_channels=32)
@@ -29,6 +30,11 @@ DEMO_TRAIN = dict(max_epochs=8, lr_upstream=3e-3, lr_downstream=3e-3, top_k=5, p
 PRETRAINED_TEXT_LR = 5e-5
 # Longest first (measured), so that the parallel workers run out of work at about the same time.
 DEMO_ORDER = [11, 10, 8, 7, 9, 5, 6, 1, 2, 3, 4]
+# torch threads per experiment, whatever the machine and --jobs: results depend on the thread count
+# (util/threads.py), and these small models use cores better side by side than inside one process.
+DEMO_THREADS = 1
+# default --jobs: one per core, but at most this many (an experiment holds up to ~1.3 GB of memory)
+MAX_DEFAULT_JOBS = 4
 
 
 def prepare_demo(out: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
@@ -54,10 +60,13 @@ def prepare_demo(out: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
 
 
 class demo_adapter:  # noqa: N801  (used like a function; a class so that worker processes can pickle it)
-    """demo_adapter(sources)(cfg): a paper config in its CPU-sized demo form (tiny upstreams, narrow ECAPA)."""
+    """demo_adapter(sources)(cfg): a paper config in its CPU-sized demo form (tiny upstreams, narrow ECAPA).
+    train: changes to DEMO_TRAIN (tests train for fewer epochs); `key=value` overrides cannot do it, since
+    the adapter runs after them."""
 
-    def __init__(self, sources: dict[str, str]):
+    def __init__(self, sources: dict[str, str], train: dict | None = None):
         self.sources = dict(sources)
+        self.train = {**DEMO_TRAIN, **(train or {})}
 
     def __call__(self, cfg: ExperimentConfig) -> ExperimentConfig:
         cfg = copy.deepcopy(cfg)
@@ -71,7 +80,7 @@ class demo_adapter:  # noqa: N801  (used like a function; a class so that worker
             if aggregator.name == "ecapa":
                 for key, value in DEMO_ECAPA.items():
                     setattr(aggregator, key, value)
-        for key, value in DEMO_TRAIN.items():
+        for key, value in self.train.items():
             setattr(cfg.train, key, value)
         if any(u.name == "text" and u.source == "minilm" for u in cfg.model.upstreams):
             cfg.train.lr_upstream = PRETRAINED_TEXT_LR
@@ -79,15 +88,25 @@ class demo_adapter:  # noqa: N801  (used like a function; a class so that worker
         return cfg
 
 
-def run_demo(out: str | Path = "demo", experiments: list[int] | None = None, seed: int = 0, jobs: int = 2):
+def run_demo(out: str | Path = "demo", experiments: list[int] | None = None, seed: int = 0,
+             jobs: int | None = None, threads: int | None = None):
+    """-> (run_paper's result, seconds). jobs: default_jobs(); threads: DEMO_THREADS per experiment."""
     quiet_logs()
     out = Path(out)
+    jobs = jobs or default_jobs()
+    threads = threads or DEMO_THREADS
     began = time.perf_counter()
     corpus, sources = prepare_demo(out, seed)
-    print(f"corpus: {corpus}; stand-in upstreams: {sources}", flush=True)
+    print(f"corpus: {corpus}; stand-in upstreams: {sources}; {jobs} job(s) side by side, {threads} thread(s) "
+          "each", flush=True)
     result = run_paper(corpus, out / "runs", experiments or DEMO_ORDER, overrides=[f"seed={seed}"],
-                       adapt=demo_adapter(sources), jobs=jobs, worker_init=quiet_logs)
+                       adapt=demo_adapter(sources), jobs=jobs, worker_init=quiet_logs, threads=threads)
     return result, time.perf_counter() - began
+
+
+def default_jobs() -> int:
+    """One experiment per core (DEMO_THREADS each), at most MAX_DEFAULT_JOBS."""
+    return max(1, min(available_cores() // DEMO_THREADS, MAX_DEFAULT_JOBS))
 
 
 def quiet_logs() -> None:

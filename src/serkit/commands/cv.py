@@ -14,8 +14,22 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", help="comma-separated folds to run, e.g. 1,3 (default: all)")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (one per epoch and fold, on stderr)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="torch CPU threads (default: torch's own, the cores or $OMP_NUM_THREADS); results depend "
+                        "on the count in their last bits, so run.json records it: use the same N to reproduce a run")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="config overrides, e.g. train.max_epochs=5 model.aggregators.0.channels=256")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of --threads and --jobs: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
+    return value
 
 
 def _split_overrides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -36,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     configs, overrides = _split_overrides(args)
     cfg = load_config(*configs, overrides=overrides)
-    result = run_cv(cfg, args.out or f"runs/{cfg.name}", quiet=args.quiet)
+    result = run_cv(cfg, args.out or f"runs/{cfg.name}", quiet=args.quiet, threads=args.threads)
     if result is not None:
         print((result.report_dir / "cv.md").read_text())
         print(f"report: {result.report_dir}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cli import command
+from .cv import positive_int
 from .paper import parse_numbers
 
 
@@ -12,15 +13,21 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo", help="output folder (default: demo)")
     p.add_argument("--experiments", help="comma-separated experiment numbers (default: all 11)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2, help="experiments run side by side, one process and thread each "
-                   "(default 2: the cores of a small laptop)")
+    # defaults: serkit/demo.py (DEMO_THREADS, default_jobs), imported only when the demo runs
+    p.add_argument("--jobs", type=positive_int,
+                   help="experiments run side by side, one process each (default: one per core, at most 4: "
+                        "each takes up to ~1.3 GB); it does not change the results")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="torch CPU threads per experiment (default 1, as for the README's Table 1: another "
+                        "count changes the results' last bits, and so the table)")
 
 
 @command("demo", "run the paper's 11 experiments CPU-sized on a synthetic IEMOCAP (what `make demo` runs)", _arguments)
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    result, seconds = run_demo(args.out, parse_numbers(args.experiments, "--experiments"), args.seed, args.jobs)
+    result, seconds = run_demo(args.out, parse_numbers(args.experiments, "--experiments"), args.seed, args.jobs,
+                               args.threads)
     if result is not None:
         _, paths = result
         print(paths["md"].read_text())

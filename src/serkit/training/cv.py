@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
 from ..util.atomic import write_json
+from ..util.threads import compute_facts, torch_threads
 from .fold import FoldResult, run_fold
 from .progress import FoldClock
 
@@ -57,10 +58,17 @@ def select_folds(cfg: ExperimentConfig, num_folds: int) -> list[int]:
     return folds
 
 
-def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False) -> CVResult | None:
+def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False, threads: int | None = None,
+           jobs: int = 1) -> CVResult | None:
     """Every selected fold of `cfg` in `run_dir/fold_K`, then the report in `run_dir`. None on non-zero ranks.
-    Progress lines (training/progress.py) go to stderr unless `quiet`."""
-    run_dir = Path(run_dir)
+    Progress lines (training/progress.py) go to stderr unless `quiet`.
+    threads: torch's CPU threads while it runs (None: as they are); results depend on the count in their
+    last bits (util/threads.py), so run.json records it, with `jobs` (runs side by side with this one)."""
+    with torch_threads(threads):
+        return _run_cv(cfg, Path(run_dir), quiet, jobs)
+
+
+def _run_cv(cfg: ExperimentConfig, run_dir: Path, quiet: bool, jobs: int) -> CVResult | None:
     run_dir.mkdir(parents=True, exist_ok=True)
     prepared, labels = prepare_corpus(cfg, run_dir)
     corpus = CORPORA.get(cfg.data.corpus)
@@ -68,7 +76,7 @@ def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False) -> C
     rank_zero = _is_rank_zero()
     if rank_zero:
         save_config(cfg, run_dir / "config.yaml")
-        write_json(run_dir / "run.json", _run_facts(cfg, labels, prepared, folds))
+        write_json(run_dir / "run.json", _run_facts(cfg, labels, prepared, folds, jobs, run_dir / "run.json"))
 
     results = []
     clock = FoldClock(len(folds))
@@ -113,8 +121,11 @@ def _is_rank_zero() -> bool:
     return L.fabric.utilities.rank_zero.rank_zero_only.rank == 0
 
 
-def _run_facts(cfg: ExperimentConfig, labels: list[str], prepared: Prepared, folds: list[int]) -> dict:
-    """Everything a run decided, for the record: seed, versions, labels, folds, what the corpus left out."""
+def _run_facts(cfg: ExperimentConfig, labels: list[str], prepared: Prepared, folds: list[int], jobs: int,
+               previous: Path) -> dict:
+    """Everything a run decided, for the record: seed, versions, labels, folds, what the corpus left out, and
+    what it ran on (threads, jobs, CPU, torch: util/threads.py). A run resumed on other settings keeps the
+    earlier settings in `compute_before`, since its finished folds were trained with them."""
     versions = {}
     for package in ("serkit", "torch", "transformers", "lightning", "numpy", "soundfile", "soxr"):
         try:
@@ -131,5 +142,17 @@ def _run_facts(cfg: ExperimentConfig, labels: list[str], prepared: Prepared, fol
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": versions,
+        "compute": (compute := compute_facts(jobs)),
+        "compute_before": _earlier_compute(previous, compute),
         "command": sys.argv,
     }
+
+
+def _earlier_compute(previous: Path, compute: dict) -> list[dict]:
+    """The compute facts of earlier calls on this run folder that differ from `compute` (oldest first)."""
+    try:
+        facts = json.loads(previous.read_text())
+    except (OSError, ValueError):  # first call, or a run.json not ours
+        return []
+    earlier = [c for c in [*facts.get("compute_before", []), facts.get("compute")] if isinstance(c, dict)]
+    return [c for position, c in enumerate(earlier) if c != compute and c not in earlier[:position]]

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..evaluation.paper import PAPER_TABLE1, write_table1
 from ..evaluation.tables import CVSummary
 from ..util.processes import run_in_processes
+from ..util.threads import check_threads, default_threads
 from .cv import run_cv, summarize
 
 PAPER_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "paper"
@@ -34,12 +35,16 @@ def run_paper(
     progress: Callable[[str], None] | None = print,
     jobs: int = 1,
     worker_init: Callable[[], None] | None = None,
+    threads: int | None = None,
 ) -> tuple[dict[int, CVSummary], dict[str, Path]] | None:
     """Cross-validate each experiment into out_dir/<config name>; write out_dir/table1.{md,csv,json}.
 
     adapt: a last change to each resolved config (the demo uses it to swap in tiny upstreams); with jobs > 1
-    it must be picklable. jobs: experiments run at once, each in its own process with one thread — for
-    CPU-only machines, where small models use cores better side by side than inside one process.
+    it must be picklable. jobs: experiments run at once, each in its own process — for CPU-only machines,
+    where small models use cores better side by side than inside one process. threads: torch's CPU threads
+    per experiment; None: as they are with one job (torch's default: the cores), cores // jobs with more
+    (util/threads.py), since each worker would otherwise take every core. Results depend on the thread count
+    but not on `jobs` (tests/training/test_reproducible_jobs.py): one `threads` gives one table at any `jobs`.
     worker_init: run first in each worker process (e.g. to set log levels, which processes do not inherit).
     With jobs > 1 an experiment that fails stops the ones running beside it; running the same call again
     resumes every one of them (finished folds are skipped, interrupted ones resume from last.ckpt).
@@ -47,7 +52,10 @@ def run_paper(
     out_dir = Path(out_dir)
     numbers = experiments or sorted(PAPER_TABLE1)
     configs = {n: paper_config(n) for n in numbers}  # every path checked before hours of training
-    tasks = [(n, path, str(root), list(overrides), adapt, out_dir, jobs > 1) for n, path in configs.items()]
+    if threads is None and jobs > 1:
+        threads = default_threads(jobs)
+    check_threads(threads, "threads")
+    tasks = [(n, path, str(root), list(overrides), adapt, out_dir, threads, jobs) for n, path in configs.items()]
     results: dict[int, CVSummary] = {}
     done = 0
 
@@ -74,15 +82,11 @@ def run_paper(
     return dict(sorted(results.items())), write_table1(results, out_dir)
 
 
-def _run_experiment(number, path, root, overrides, adapt, out_dir, single_thread):
+def _run_experiment(number, path, root, overrides, adapt, out_dir, threads, jobs):
     """-> (experiment number, config name, CV summary or None on non-zero ranks, seconds)."""
-    if single_thread:
-        import torch
-
-        torch.set_num_threads(1)
     began = time.perf_counter()
     cfg = load_config(path, overrides=[f"data.root={root}", *overrides])
     if adapt is not None:
         cfg = adapt(cfg)
-    cv = run_cv(cfg, Path(out_dir) / cfg.name)
+    cv = run_cv(cfg, Path(out_dir) / cfg.name, threads=threads, jobs=jobs)
     return number, cfg.name, None if cv is None else summarize(cv.folds), time.perf_counter() - began
