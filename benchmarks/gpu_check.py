@@ -222,6 +222,7 @@ def whisper_fold(cfg, split, labels: list[str], device, fold_dir: Path, max_seco
 
     from serkit.config import config_hash
     from serkit.model import build_model
+    from serkit.checkpoint import load_trained_state_dict
     from serkit.training.averaging import average_checkpoints
     from serkit.training.datamodule import FoldDataModule
     from serkit.training.module import SERModule
@@ -252,11 +253,11 @@ def whisper_fold(cfg, split, labels: list[str], device, fold_dir: Path, max_seco
     test_loader = datamodule.eval_dataloader(split.test)
     kept = topk.kept_paths()
     if kept:  # else max_time stopped the fold before its first validation: the last weights are scored
-        model.load_trainable_state_dict(topk.best_state_dict(), f"best checkpoint {kept[0]}")
+        load_trained_state_dict(model, topk.best_state_dict(), f"best checkpoint {kept[0]}")
     best, test_rate = evaluate(model, test_loader, labels, device, cfg.train.precision)
     reported = best
     if cfg.train.average and len(kept) > 1:
-        model.load_trainable_state_dict(average_checkpoints(kept), "averaged checkpoints")
+        load_trained_state_dict(model, average_checkpoints(kept), "averaged checkpoints")
         reported, test_rate = evaluate(model, test_loader, labels, device, cfg.train.precision)
     row = {
         "fold": split.fold, "train_utterances": len(split.train), "valid_utterances": len(split.valid),

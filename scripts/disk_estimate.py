@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from serkit.checkpoint import trained_state_dict
 from serkit.config import ExperimentConfig, load_config
 from serkit.model import build_model
 from serkit.training.paper import PAPER_CONFIG_DIR
@@ -98,7 +99,7 @@ def experiment_sizes(cfg: ExperimentConfig, architectures: Path) -> Sizes:
             upstream.source = str(architecture_dir(upstream.source or "bert-base-uncased", architectures))
     with torch.device("meta"):
         model = build_model(cfg.model, num_classes=NUM_CLASSES, pretrained=False)
-    state, trained = model.state_dict(), model.trainable_state_dict()
+    state, trained = model.state_dict(), trained_state_dict(model)
     parameters = list(model.parameters())
     trained_parameters = [p for p in parameters if p.requires_grad]
     moments = ADAM_MOMENTS * sum(p.numel() * p.element_size() for p in trained_parameters)

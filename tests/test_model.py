@@ -15,7 +15,7 @@ from torch import nn
 
 from serkit.downstream import AggregatorConfig, ClassifierConfig
 from serkit.errors import ConfigError
-from serkit.model import ModelConfig, SERModel, build_model, check_model_config
+from serkit.model import ModelConfig, build_model, check_model_config
 from serkit.upstream import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
 
 REPO = Path(__file__).resolve().parents[1]

@@ -29,18 +29,16 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
+from .checkpoint import CONFIG_HASH, load_state_dict, read_header, save_checkpoint
 from .config import ExperimentConfig, config_hash, load_config, save_config
 from .errors import ConfigError, DataError
 from .model import SERModel, build_model
-from .training.averaging import load_state_dict, save_checkpoint
-from .util.atomic import dir_mode, write_json
+from .util.atomic import temp_folder, write_json
 
 WEIGHTS, CONFIG, LABELS, METRICS, UPSTREAMS_DIR = (
     "model.safetensors", "config.yaml", "labels.json", "metrics.json", "upstreams",
@@ -57,10 +55,9 @@ def save_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.parent.glob(f".{out_dir.name}.*"):  # a killed save's temp folder
         shutil.rmtree(leftover, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    os.chmod(tmp, dir_mode())  # mkdtemp makes it 0700; the bundle gets what mkdir would give (0755 under umask 022)
+    tmp = temp_folder(out_dir.parent, f".{out_dir.name}.")
     try:
-        save_checkpoint(model.state_dict(), tmp / WEIGHTS, {"config_hash": config_hash(cfg.model)})
+        save_checkpoint(model.state_dict(), tmp / WEIGHTS, {CONFIG_HASH: config_hash(cfg.model)})
         save_config(cfg, tmp / CONFIG)
         write_json(tmp / LABELS, list(labels))
         write_json(tmp / METRICS, metrics or {})
@@ -145,11 +142,7 @@ def _read_labels(path: Path) -> list[str]:
 
 def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape, from the safetensors header alone (no tensor is read)."""
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-    except SafetensorError as e:
-        raise DataError(f"not a readable safetensors checkpoint ({e})", path) from None
+    return {key: shape for key, (_, shape) in read_header(path)[1].items()}
 
 
 def _check_layer_counts(bundle_dir: Path, cfg: ExperimentConfig, header: dict[str, tuple[int, ...]]) -> None:

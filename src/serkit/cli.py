@@ -1,6 +1,7 @@
 """The `serkit` command: parses arguments and calls the layers; no logic of its own.
 
-Each subcommand lives in a `_cmd_<name>` function registered in COMMANDS with its argument set-up.
+Each subcommand is a module of `serkit.commands` that registers its argument set-up and its `run(args)` with
+`@command` (commands/registry.py).
 """
 
 from __future__ import annotations
@@ -8,20 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable
 
+from .commands import COMMANDS
 from .errors import SerkitError
-
-# name -> (help, add_arguments(parser), run(args) -> exit code)
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-
-def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    def register(run):
-        COMMANDS[name] = (help, add_arguments, run)
-        return run
-
-    return register
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import commands  # noqa: F401  (registers the subcommands)
-
     parser = build_parser()
     # key=value overrides may stand anywhere after the options (argparse alone would only take them in
     # one block): commands with an `overrides` argument collect the leftovers that look like key=value.

@@ -21,7 +21,7 @@ from .data.config import DataConfig
 from .downstream.base import check_aggregator
 from .errors import ConfigError
 from .model import ModelConfig
-from .training.config import TrainConfig
+from .train_config import TrainConfig
 from .util.atomic import write_text
 
 _MISSING = object()

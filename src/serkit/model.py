@@ -9,7 +9,6 @@ The config names registry keys only (UPSTREAMS, AGGREGATORS). The model knows no
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from .downstream import AGGREGATORS, AggregatorConfig, Classifier, ClassifierCon
 from .errors import ConfigError
 from .fusion import EarlyFusion, LateFusion, Stream
 from .upstream import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput, build_layer_selector, build_upstream
-from .util.hashing import update_with_tensor
 
 FUSIONS = ("none", "early", "late")
 
@@ -130,38 +128,6 @@ class SERModel(nn.Module):
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
         """-> logits [B, num_classes]."""
         return self.classifier(self.embed(wavs, wav_lens, texts))
-
-    def frozen_state_keys(self) -> set[str]:
-        """state_dict keys of the frozen parameters (requires_grad False: a `freeze: all` or `cnn` upstream's).
-        They never change from the weights the model was built with (its pretrained source), so training
-        checkpoints leave them out: a frozen wav2vec2-large is 1.2 GB per checkpoint otherwise."""
-        frozen = {id(p) for p in self.parameters() if not p.requires_grad}
-        return {key for key, tensor in self.state_dict(keep_vars=True).items() if id(tensor) in frozen}
-
-    def frozen_fingerprint(self) -> str:
-        """sha256 of the frozen parameters' values: what a resumed run checks, since its checkpoints leave
-        them out and the model rebuilds them from the source (which must not have changed meanwhile)."""
-        digest = hashlib.sha256(b"serkit-frozen-parameters")
-        state = self.state_dict()
-        for key in sorted(self.frozen_state_keys()):
-            update_with_tensor(digest, key, state[key])
-        return digest.hexdigest()
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """state_dict() without the frozen parameters (buffers are always kept)."""
-        frozen = self.frozen_state_keys()
-        return {key: tensor for key, tensor in self.state_dict().items() if key not in frozen}
-
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-        """Load a state_dict that may lack frozen parameters (they keep their built values) but nothing else;
-        ConfigError naming `source` and the keys when it lacks a trained one or has one this model does not."""
-        expected = set(self.state_dict())
-        missing = sorted(expected - set(state) - self.frozen_state_keys())
-        unexpected = sorted(set(state) - expected)
-        if missing or unexpected:
-            raise ConfigError(f"{source} does not fit this model: it lacks {len(missing)} trained entries "
-                              f"{missing[:5]} and has {len(unexpected)} unknown ones {unexpected[:5]}")
-        self.load_state_dict(state, strict=False)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """{"upstream": encoder parameters, "downstream": everything else (layer weights, aggregators, head)},

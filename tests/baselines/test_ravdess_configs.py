@@ -13,7 +13,8 @@ from serkit.model import check_model_config
 
 CONFIGS = Path(serkit.__file__).parent / "configs" / "ravdess"
 # the EmoBox-fold systems run Whisper as it was trained (pad); the earlier balanced-fold ones crop unless *_pad
-PAD_SYSTEMS = ("whisper_base_stats", "whisper_base_partial", "whisper_base_lora")
+PAD_SYSTEMS = ("whisper_base_stats", "whisper_base_partial", "whisper_base_lora", "whisper_tiny_stats",
+               "whisper_base_late_fusion_stats")
 SYSTEMS = sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name not in ("common.yaml", "labels4.yaml"))
 
 

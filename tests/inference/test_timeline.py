@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import doctest
 import importlib
-import io
 import json
 import sys
 

@@ -15,10 +15,9 @@ import torch
 from serkit.bundle import load_bundle, save_bundle
 from serkit.config import load_config, save_config
 from serkit.data.utterance import Utterance, read_jsonl, write_jsonl
-from serkit.training import averaging
-from serkit.training.averaging import load_state_dict, save_checkpoint
+from serkit import checkpoint
+from serkit.checkpoint import load_state_dict, save_checkpoint
 from serkit.training.checkpoint_io import AtomicCheckpointIO
-from serkit.util import atomic
 from serkit.util.atomic import atomic_file, write_json
 
 
@@ -36,12 +35,10 @@ def hidden_leftovers(folder: Path) -> list[str]:
 
 @pytest.fixture
 def umask_022():
-    """Run under umask 022 whatever the caller's, with serkit's cached umask reset before and after."""
+    """Run under umask 022 whatever the caller's."""
     old = os.umask(0o022)
-    atomic.umask.cache_clear()
     yield
     os.umask(old)
-    atomic.umask.cache_clear()
 
 
 # ------------------------------------------------------------------------------------------- the helper
@@ -62,7 +59,6 @@ def test_umask_is_respected(tmp_path, umask_022):
     write_json(tmp_path / "a.json", {})
     assert mode(tmp_path / "a.json") == 0o644
     os.umask(0o077)
-    atomic.umask.cache_clear()
     write_json(tmp_path / "b.json", {})
     assert mode(tmp_path / "b.json") == 0o600
 
@@ -96,7 +92,7 @@ def test_checkpoint_write_that_dies_keeps_the_previous_checkpoint(tmp_path, monk
     save_checkpoint({"w": torch.ones(3)}, path, {"config_hash": "h"})
     assert mode(path) == 0o644  # safetensors itself creates files 0600
 
-    real_save_file = averaging.save_file
+    real_save_file = checkpoint.save_file
 
     def dies_midway(tensors, filename, metadata=None):
         real_save_file(tensors, filename, metadata=metadata)
@@ -104,7 +100,7 @@ def test_checkpoint_write_that_dies_keeps_the_previous_checkpoint(tmp_path, monk
             f.truncate(os.path.getsize(filename) // 2)
         raise Boom
 
-    monkeypatch.setattr(averaging, "save_file", dies_midway)
+    monkeypatch.setattr(checkpoint, "save_file", dies_midway)
     with pytest.raises(Boom):
         save_checkpoint({"w": torch.zeros(3)}, path, {"config_hash": "h"})
     assert torch.equal(load_state_dict(path)["w"], torch.ones(3))

@@ -12,7 +12,8 @@ from serkit.bundle import load_bundle
 from serkit.config import load_config
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model
-from serkit.training.augment import AugmentConfig, FrameMasking, mixup
+from serkit.train_config import AugmentConfig
+from serkit.training.augment import FrameMasking, mixup
 from serkit.training.fold import run_fold
 from serkit.training.cv import prepare_corpus
 from serkit.upstream import UpstreamConfig

@@ -5,16 +5,12 @@ import pytest
 import torch
 from torch import nn
 
+import serkit.checkpoint as checkpoint
 import serkit.training.averaging as averaging
 from serkit.cli import main
 from serkit.errors import ConfigError, DataError
-from serkit.training.averaging import (
-    average_checkpoint_files,
-    average_checkpoints,
-    load_state_dict,
-    read_metadata,
-    save_checkpoint,
-)
+from serkit.checkpoint import load_state_dict, read_metadata, save_checkpoint
+from serkit.training.averaging import average_checkpoint_files, average_checkpoints
 
 HASH = "cfg-1234"
 
@@ -160,7 +156,7 @@ def test_save_checkpoint_is_atomic_and_validates_metadata(tmp_path, monkeypatch)
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(averaging, "save_file", crash)
+    monkeypatch.setattr(checkpoint, "save_file", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         _save(tmp_path, "ckpt.safetensors", {"w": torch.zeros(3)})
     monkeypatch.undo()

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from serkit.bundle import load_bundle
 from serkit.cli import main

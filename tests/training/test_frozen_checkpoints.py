@@ -15,7 +15,8 @@ from serkit.cli import main
 from serkit.config import load_config
 from serkit.errors import ConfigError
 from serkit.model import build_model
-from serkit.training.averaging import load_state_dict, read_metadata, save_checkpoint
+from serkit.checkpoint import (frozen_fingerprint, frozen_keys, load_trained_state_dict,
+                               trained_state_dict)
 from serkit.training.module import SERModule
 from serkit.upstream.tiny import save_tiny_speech_model
 
@@ -47,7 +48,7 @@ def test_topk_and_last_checkpoints_hold_only_trained_weights(frozen_run):
     fold = out / "fold_1"
     cfg = load_config(fold / "config.yaml")
     model = build_model(cfg.model, num_classes=4)
-    frozen = model.frozen_state_keys()
+    frozen = frozen_keys(model)
     assert frozen and all(key.startswith("upstreams.0.") for key in frozen)
     trained = set(model.state_dict()) - frozen
     assert trained == {"layer_selectors.0.weights", "classifier.linear.weight", "classifier.linear.bias"}
@@ -65,7 +66,7 @@ def test_bundle_carries_the_frozen_source_weights(frozen_run):
     out, source, _ = frozen_run
     bundle_model, _, _ = load_bundle(out / "fold_1" / "model")
     built = build_model(load_config(out / "fold_1" / "config.yaml").model, num_classes=4)  # from the source
-    for key in built.frozen_state_keys():
+    for key in frozen_keys(built):
         assert torch.equal(bundle_model.state_dict()[key], built.state_dict()[key]), key
 
 
@@ -82,13 +83,13 @@ def test_a_fold_resumes_from_a_last_ckpt_without_frozen_weights(frozen_run):
 def test_loading_refuses_a_state_that_lacks_a_trained_entry_or_has_an_unknown_one(frozen_run):
     out, _, _ = frozen_run
     model = build_model(load_config(out / "fold_1" / "config.yaml").model, num_classes=4)
-    state = model.trainable_state_dict()
-    model.load_trainable_state_dict(dict(state))  # the trained entries alone: fine
+    state = trained_state_dict(model)
+    load_trained_state_dict(model, dict(state))  # the trained entries alone: fine
     lacking = {k: v for k, v in state.items() if k != "classifier.linear.weight"}
     with pytest.raises(ConfigError, match=r"best\.safetensors does not fit.*classifier\.linear\.weight"):
-        model.load_trainable_state_dict(lacking, "best.safetensors")
+        load_trained_state_dict(model, lacking, "best.safetensors")
     with pytest.raises(ConfigError, match=r"unknown ones \['extra'\]"):
-        model.load_trainable_state_dict({**state, "extra": torch.zeros(1)})
+        load_trained_state_dict(model, {**state, "extra": torch.zeros(1)})
 
 
 def test_resuming_refuses_a_checkpoint_that_lacks_a_trained_entry(frozen_run):
@@ -97,7 +98,7 @@ def test_resuming_refuses_a_checkpoint_that_lacks_a_trained_entry(frozen_run):
     module = SERModule(build_model(cfg.model, num_classes=4), cfg.train, ["neu", "hap", "ang", "sad"])
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
-    assert not any(k.removeprefix("model.") in module.model.frozen_state_keys() for k in checkpoint["state_dict"])
+    assert not any(k.removeprefix("model.") in frozen_keys(module.model) for k in checkpoint["state_dict"])
     module.on_load_checkpoint(checkpoint)  # what on_save_checkpoint wrote fits
     del checkpoint["state_dict"]["model.classifier.linear.bias"]
     with pytest.raises(ConfigError, match=r"resume from does not fit.*classifier\.linear\.bias"):
@@ -108,31 +109,17 @@ def resume_args(args: list[str], out) -> list[str]:
     return [*args[: args.index("--out") + 1], str(out), *args[args.index("--out") + 2 :]]
 
 
-def test_a_fold_checkpointed_by_an_older_serkit_resumes_and_averages(frozen_run, tmp_path):
-    """Older top-k files and last.ckpt hold every parameter, frozen ones included; resuming such a fold must
-    still average its old files with the trimmed ones it now writes (averaging refuses different key sets)."""
-    out, source, args = frozen_run
-    old = tmp_path / "old_run"
-    shutil.copytree(out, old)
-    fold = old / "fold_1"
-    (fold / "result.json").unlink()
-    model = build_model(load_config(fold / "config.yaml").model, num_classes=4)
-    full = model.state_dict()
-    for path in (fold / "checkpoints").glob("*.safetensors"):  # as serkit 0.1 wrote them
-        save_checkpoint({**full, **load_state_dict(path)}, path, read_metadata(path))
-        assert keys(path) == set(full)
-    last_path = fold / "checkpoints" / "last.ckpt"
-    last = torch.load(last_path, weights_only=True, map_location="cpu")
-    last["state_dict"] = {**{f"model.{k}": v for k, v in full.items()}, **last["state_dict"]}
-    del last["serkit_frozen_fingerprint"]
-    torch.save(last, last_path)
-    fits_before = len((fold / "fits.jsonl").read_text().splitlines())
-    # 5 epochs: more than the shared run has reached (2, or 3 after the plain resume test), so this fit trains
-    assert main([*resume_args(args, old), *frozen_config(source, 5)]) == 0
-    assert len((fold / "fits.jsonl").read_text().splitlines()) == fits_before + 1
-    assert json.loads((fold / "result.json").read_text())["averaged"] is not None
-    trained = set(full) - model.frozen_state_keys()
-    assert all(keys(path) == trained for path in (fold / "checkpoints").glob("*.safetensors"))
+def test_a_last_ckpt_without_the_frozen_fingerprint_is_refused(frozen_run):
+    """Without the fingerprint nothing says the rebuilt frozen weights are those the run trained with."""
+    out, _, _ = frozen_run
+    cfg = load_config(out / "fold_1" / "config.yaml")
+    module = SERModule(build_model(cfg.model, num_classes=4), cfg.train, ["neu", "hap", "ang", "sad"])
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    module.on_load_checkpoint(dict(checkpoint))  # as written: fine
+    del checkpoint["serkit_frozen_fingerprint"]
+    with pytest.raises(ConfigError, match=r"has no 'serkit_frozen_fingerprint'.*start the fold afresh"):
+        module.on_load_checkpoint(checkpoint)
 
 
 def test_resuming_with_a_changed_frozen_source_is_refused(frozen_run, tmp_path, capsys):
@@ -151,24 +138,11 @@ def test_freeze_cnn_leaves_out_the_convolutions_only(tmp_path):
     cfg = load_config({"model": {"upstreams": [{"name": "hf", "source": str(source), "layers": "last",
                                                 "freeze": "cnn"}], "aggregators": [{"name": "mean"}]}})
     model = build_model(cfg.model, num_classes=4)
-    frozen = model.frozen_state_keys()
+    frozen = frozen_keys(model)
     assert frozen and all(".feature_extractor." in key for key in frozen)
-    trained = set(model.trainable_state_dict())
+    trained = set(trained_state_dict(model))
     assert any(".encoder.layers." in key for key in trained) and "classifier.linear.weight" in trained
-    assert len(model.frozen_fingerprint()) == 64
-
-
-def test_an_older_last_ckpt_with_changed_frozen_values_is_refused(frozen_run):
-    """An earlier serkit's last.ckpt carries the frozen weights themselves: they are compared with the rebuilt ones."""
-    out, _, _ = frozen_run
-    cfg = load_config(out / "fold_1" / "config.yaml")
-    module = SERModule(build_model(cfg.model, num_classes=4), cfg.train, ["neu", "hap", "ang", "sad"])
-    checkpoint = {"state_dict": {k: v.clone() for k, v in module.state_dict().items()}}  # full, no fingerprint
-    module.on_load_checkpoint(checkpoint)  # the same values: fine
-    key = f"model.{sorted(module.model.frozen_state_keys())[0]}"
-    checkpoint["state_dict"][key] += 1.0
-    with pytest.raises(ConfigError, match=r"frozen upstream weights differ"):
-        module.on_load_checkpoint(checkpoint)
+    assert len(frozen_fingerprint(model)) == 64
 
 
 def test_the_fingerprint_is_taken_before_a_true_precision_casts_the_weights(frozen_run):

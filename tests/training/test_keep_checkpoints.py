@@ -13,7 +13,7 @@ import torch
 
 import serkit.training.fold as fold_module
 from serkit.cli import main
-from serkit.training.averaging import load_state_dict, read_metadata
+from serkit.checkpoint import load_state_dict, read_metadata
 
 TOP_K = 2
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
-import torch
 
 from serkit.config import load_config
 from serkit.data.dataset import build_loader

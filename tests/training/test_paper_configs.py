@@ -11,7 +11,7 @@ from serkit.data.summary import prepare_corpus
 from serkit.demo import demo_adapter
 from serkit.evaluation.paper import PAPER_TABLE1
 from serkit.model import build_model
-from serkit.training.config import TrainConfig
+from serkit.train_config import TrainConfig
 from serkit.training.module import SERModule
 from serkit.training.paper import PAPER_CONFIG_DIR, paper_config
 from serkit.upstream.tiny import save_tiny_bert, save_tiny_speech_model

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from serkit.checkpoint import frozen_keys
 from serkit.downstream import AggregatorConfig
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model
@@ -131,8 +132,8 @@ def test_a_model_trains_its_top_blocks_on_the_cache_as_on_the_live_bottom(tiny_w
             if a.grad is not None:
                 torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-4)
     assert cached.feature_caches[0].stats()["hits"] >= 2 and cached.feature_caches[0].misses == 2
-    frozen_keys = cached.frozen_state_keys()
-    assert frozen_keys and all(key.startswith(tuple(f"upstreams.0.{p}" for p in BOTTOM)) for key in frozen_keys)
+    frozen = frozen_keys(cached)
+    assert frozen and all(key.startswith(tuple(f"upstreams.0.{p}" for p in BOTTOM)) for key in frozen)
 
 
 def test_a_cv_fold_trains_only_the_top_and_its_bundle_loads_and_predicts(tiny_whisper_dir, synth_iemocap_root,

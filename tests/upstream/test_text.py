@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from serkit.errors import ConfigError, DataError
+from serkit.errors import DataError
 from serkit.upstream import UpstreamConfig, build_upstream
 from serkit.upstream.presets import resolve_source
 from serkit.upstream.text import TextUpstream

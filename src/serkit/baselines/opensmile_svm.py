@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
 from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
-from ..util.atomic import write_json
+from ..util.atomic import atomic_file, write_json
 from .folds import BaselineFolds
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -67,9 +67,8 @@ def egemaps_features(utterances: Sequence[Utterance], cache: str | Path | None =
         rows.append(stored[stamp])
     if cache is not None and changed:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(cache).with_name(Path(cache).name + ".tmp.npz")
-        np.savez(tmp, stamps=np.array(list(stored)), features=np.stack(list(stored.values())))
-        tmp.replace(cache)
+        with atomic_file(cache) as f:  # a file object: np.savez adds no ".npz" to it
+            np.savez(f, stamps=np.array(list(stored)), features=np.stack(list(stored.values())))
     return np.stack(rows)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import command
+from .registry import command
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +13,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="safetensors checkpoints of one model config, best first (integer buffers such as "
                              "BatchNorm counters are taken from the first). A fold's top-k files hold the trained "
                              "weights only (frozen upstream parameters are the source's): load the average with "
-                             "SERModel.load_trainable_state_dict, or use the fold's model bundle")
+                             "serkit.checkpoint.load_trained_state_dict, or use the fold's model bundle")
     parser.add_argument("--out", required=True, type=Path, metavar="OUT.safetensors",
                         help="where to write the averaged checkpoint")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command
+from .registry import command
 
 SYSTEMS = ("opensmile-svm", "probe")
 DEFAULT_CACHE = "runs/feature_cache"  # the RAVDESS configs' train.feature_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command
+from .registry import command
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command
+from .registry import command
 from ..errors import ConfigError
 
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from ..cli import command
+from .registry import command
 from ..errors import ConfigError
 from ..util.atomic import atomic_file
 

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from ..cli import command
+from .registry import command
 from ..errors import DataError
 
 

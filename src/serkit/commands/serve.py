@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 import sys
 
-from ..cli import command
+from .registry import command
 from ..errors import ConfigError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..cli import command
+from .registry import command
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

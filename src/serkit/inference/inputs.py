@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
@@ -28,6 +28,14 @@ from ..data.audio import AudioInfo, audio_info, conform_samples, read_mono
 from ..errors import AudioError, DataError
 
 AudioInput = Union[str, os.PathLike, io.IOBase, np.ndarray, Any]  # Any: a torch.Tensor (torch stays optional here)
+
+
+class Region(NamedTuple):
+    """Seconds [start, end) of an input, and who speaks there when known."""
+
+    start: float
+    end: float
+    speaker: str | None = None
 
 
 @dataclass

@@ -49,14 +49,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..bundle import load_bundle
 from ..data.batch import pad_waves
 from ..data.sampler import DurationBatchSampler
 from ..errors import ConfigError, SerkitError
 from ..model import SERModel
-from .inputs import AudioInput, AudioSource, open_source, read_span
+from .inputs import AudioInput, AudioSource, Region, open_source, read_span
 from .onnx_model import OnnxModel, is_onnx_file
 from .results import Prediction, PredictionFailure, WindowPrediction, argmax_label, probability_dict
-from .segments import Region, VadSettings, make_segmenter, region_spans
+from .segments import VadSettings, make_segmenter, region_spans
 from .timeline import Segment, Timeline, timeline_from_spans
 from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, check_windowing, plan_spans, weighted_mean
 
@@ -138,7 +139,6 @@ class EmotionRecognizer:
             model = OnnxModel(path, threads=torch.get_num_threads() if threads is None else threads)
             return cls(model, model.labels, device=device, **settings)
         usable_device(device)  # before a model load that may take a while
-        from ..bundle import load_bundle  # the bundle pulls in training code: only when loading one
 
         model, _, labels = load_bundle(path)
         if threads is not None:

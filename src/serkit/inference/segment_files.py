@@ -28,9 +28,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.audio import END_TOLERANCE_S
 from ..errors import ConfigError, DataError
-from .inputs import AudioSource
-from .segments import END_TOLERANCE_S, Region
+from .inputs import AudioSource, Region
 
 SUFFIXES = (".rttm", ".csv")
 RTTM_FIELDS = 8  # type, file-id, channel, onset, duration, ortho, speaker type, speaker name (then optional)

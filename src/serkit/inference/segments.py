@@ -27,21 +27,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import NamedTuple, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
+from ..data.audio import END_TOLERANCE_S
 from ..errors import ConfigError
-from .inputs import AudioSource
+from .inputs import AudioSource, Region
 from .windows import plan_spans
-
-
-class Region(NamedTuple):
-    """Seconds [start, end) of an input, and who speaks there when known."""
-
-    start: float
-    end: float
-    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,13 +211,9 @@ def region_spans(regions: Sequence[Region], sample_rate: int, window_seconds: fl
     return spans, owners
 
 
-# Timestamps are rounded (a diarisation writes 3 decimals, a transcript tool fewer): an end a hair past the
-# input's last sample is clamped, as data.audio does for manifests; further out is a mistake.
-END_TOLERANCE_S = 0.05
-
-
 def clamp_end(end: float, duration: float, where: str) -> float:
-    """end, or duration when end is past it by at most END_TOLERANCE_S; ConfigError naming `where` beyond that."""
+    """end, or duration when end is past it by at most END_TOLERANCE_S (timestamps are rounded: a diarisation
+    writes 3 decimals, a transcript tool fewer; manifests get the same slack); ConfigError naming `where` beyond that."""
     if end > duration + END_TOLERANCE_S:
         raise ConfigError(f"{where}: end {end:g} s is past the end of the audio ({duration:.3f} s)")
     return min(end, duration)

@@ -12,39 +12,9 @@ frozen encoder's cached frames stay cached and every epoch still sees a differen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..errors import ConfigError
-
-
-@dataclass
-class AugmentConfig:
-    """time_masks: masks per utterance over time, each up to time_mask_width of its real frames (a fraction);
-    channel_masks: masks over feature channels, each up to channel_mask_width of the channels; masked values
-    are set to 0. mixup: alpha of the Beta distribution mixup draws lambda from (0: off; 0.2-0.4 is usual)."""
-
-    time_masks: int = 0
-    time_mask_width: float = 0.1
-    channel_masks: int = 0
-    channel_mask_width: float = 0.1
-    mixup: float = 0.0
-
-    def __post_init__(self):
-        for key in ("time_masks", "channel_masks"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"key 'train.augment.{key}' is {getattr(self, key)}; expected 0 or more")
-        for key in ("time_mask_width", "channel_mask_width"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"key 'train.augment.{key}' is {getattr(self, key)}; expected a fraction in [0, 1]")
-        if self.mixup < 0:
-            raise ConfigError(f"key 'train.augment.mixup' is {self.mixup}; expected 0 (off) or a positive alpha")
-
-    @property
-    def masks_frames(self) -> bool:
-        return (self.time_masks > 0 and self.time_mask_width > 0) or (
-            self.channel_masks > 0 and self.channel_mask_width > 0)
+from ..train_config import AugmentConfig
 
 
 class FrameMasking:

@@ -1,4 +1,4 @@
-"""Checkpoint files (safetensors state_dicts) and their streaming parameter average.
+"""The streaming parameter average of checkpoint files (safetensors, written by serkit.checkpoint).
 
 The paper averages the parameters of the top-k checkpoints (by validation UA) of a fold, upstream and
 downstream alike, into one model. Averaging is **streaming**: checkpoints are opened one at a time and added
@@ -19,68 +19,14 @@ Rules:
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
 
-from ..errors import ConfigError, DataError
-from ..util.atomic import file_mode
-
-CONFIG_HASH = "config_hash"
-
-
-def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str]) -> Path:
-    """Write a state_dict to `path` as safetensors, atomically (temp file in the same folder, then os.replace:
-    a crash never leaves half a checkpoint under the real name). metadata: str -> str, must hold "config_hash"."""
-    path = Path(path)
-    metadata = dict(metadata)
-    if CONFIG_HASH not in metadata:
-        raise ConfigError(f"checkpoint metadata for {path} lacks {CONFIG_HASH!r} (the hash of the model config)")
-    bad = {k: type(v).__name__ for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))}
-    if bad:
-        raise ConfigError(f"checkpoint metadata for {path} must map str to str; offending entries: {bad}")
-    metadata.setdefault("format", "pt")  # what safetensors/transformers readers expect of torch files
-    tensors = _untied(state_dict, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique name beside the target: same file system, so os.replace is atomic
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, file_mode())  # safetensors creates it 0600; give it what open() would (0644 under umask 022)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint's tensors (on CPU)."""
-    _require_file(path)
-    try:
-        return load_file(str(path), device="cpu")
-    except SafetensorError as e:
-        raise DataError(f"not a readable safetensors checkpoint ({e})", path) from None
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """A checkpoint's metadata (str -> str), without reading its tensors."""
-    _require_file(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return dict(f.metadata() or {})
-    except SafetensorError as e:
-        raise DataError(f"not a readable safetensors checkpoint ({e})", path) from None
-
-
-def read_keys(path: str | Path) -> list[str]:
-    """A checkpoint's tensor names, without reading its tensors."""
-    return list(_header(Path(path))["tensors"])
+from ..checkpoint import CONFIG_HASH, read_header, read_metadata, save_checkpoint
+from ..errors import ConfigError
 
 
 def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
@@ -148,38 +94,8 @@ def _check_compatible(paths: list[Path]) -> None:
 
 def _header(path: Path) -> dict:
     """config hash and key -> (dtype, shape) of one file, read from its header only."""
-    _require_file(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {}
-            for key in f.keys():
-                tensor_slice = f.get_slice(key)
-                tensors[key] = (tensor_slice.get_dtype(), tuple(tensor_slice.get_shape()))
-    except SafetensorError as e:
-        raise DataError(f"not a readable safetensors checkpoint ({e})", path) from None
+    metadata, tensors = read_header(path)
     if CONFIG_HASH not in metadata:
         raise ConfigError(f"checkpoint {path} has no {CONFIG_HASH!r} in its metadata: cannot tell which model "
-                          "config it belongs to (write checkpoints with serkit.training.averaging.save_checkpoint)")
+                          "config it belongs to (write checkpoints with serkit.checkpoint.save_checkpoint)")
     return {"hash": metadata[CONFIG_HASH], "tensors": tensors}
-
-
-def _untied(state_dict: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    """CPU, contiguous tensors; a tensor sharing storage with an earlier one (tied weights) is cloned,
-    because safetensors refuses shared storage."""
-    tensors, storages = {}, set()
-    for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            raise ConfigError(f"state_dict entry {key!r} for {path} is a {type(value).__name__}, not a tensor")
-        tensor = value.detach().to("cpu").contiguous()
-        storage = tensor.untyped_storage().data_ptr()
-        if storage in storages:
-            tensor = tensor.clone()
-        storages.add(tensor.untyped_storage().data_ptr())
-        tensors[key] = tensor
-    return tensors
-
-
-def _require_file(path: str | Path) -> None:
-    if not Path(path).is_file():
-        raise DataError("checkpoint not found", path)

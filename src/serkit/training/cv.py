@@ -109,7 +109,7 @@ def _total_cost(run_dir: Path, folds: list[int]) -> dict:
     per_fold = {}
     for fold in folds:
         path = run_dir / f"fold_{fold}" / "cost.json"
-        if path.is_file():  # absent for a fold finished by an older serkit
+        if path.is_file():  # absent while a fold runs
             per_fold[str(fold)] = json.loads(path.read_text())
     return {"cpu_seconds": round(sum(c["cpu_seconds"] for c in per_fold.values()), 1),
             "wall_seconds": round(sum(c["wall_seconds"] for c in per_fold.values()), 1),

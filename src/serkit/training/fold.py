@@ -19,10 +19,11 @@ import torch
 import yaml
 
 from ..bundle import save_bundle
-from ..evaluation.prediction_table import write_predictions
+from ..checkpoint import load_trained_state_dict
 from ..config import ExperimentConfig, config_hash, save_config
 from ..data.corpora import FoldSplit
 from ..evaluation.metrics import Metrics
+from ..evaluation.prediction_table import write_predictions
 from ..model import build_model
 from ..util.atomic import write_json
 from .averaging import average_checkpoints
@@ -141,14 +142,14 @@ def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_di
     loaders = {"valid": datamodule.eval_dataloader(split.valid), "test": datamodule.eval_dataloader(split.test)}
     # top-k files hold the trained weights; frozen ones are the model's own from its source
     best_state = topk.best_state_dict()
-    model.load_trainable_state_dict(best_state, f"best checkpoint {topk.kept_paths()[0]}")
+    load_trained_state_dict(model, best_state, f"best checkpoint {topk.kept_paths()[0]}")
     best, predictions = evaluate_splits(model, loaders, labels)
     averaged = None
     if cfg.train.average:
-        model.load_trainable_state_dict(average_checkpoints(topk.kept_paths()), "averaged checkpoints")
+        load_trained_state_dict(model, average_checkpoints(topk.kept_paths()), "averaged checkpoints")
         averaged, predictions = evaluate_splits(model, loaders, labels)
     else:
-        model.load_trainable_state_dict(best_state)
+        load_trained_state_dict(model, best_state)
     result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
     save_bundle(fold_dir / "model", model.cpu(), cfg, labels, metrics=result.to_dict())
     write_predictions(fold_dir / "predictions.csv", labels, predictions)  # the bundled model's, for ensembles

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import frozen_fingerprint, frozen_keys
 from ..data.batch import Batch
 from ..errors import ConfigError
 from ..evaluation.metrics import compute_metrics
 from ..model import SERModel
 from .augment import FrameMasking, mixup
-from .config import TrainConfig
+from ..train_config import TrainConfig
 from .schedule import warmup_linear_decay
 
 FROZEN_FINGERPRINT = "serkit_frozen_fingerprint"  # last.ckpt entry: sha256 of the frozen parameters
@@ -42,7 +43,7 @@ class SERModule(L.LightningModule):
         self._frozen_fingerprint()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        frozen = {f"model.{key}" for key in self.model.frozen_state_keys()}
+        frozen = {f"model.{key}" for key in frozen_keys(self.model)}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         checkpoint[FROZEN_FINGERPRINT] = self._frozen_fingerprint()
 
@@ -52,29 +53,25 @@ class SERModule(L.LightningModule):
         except RuntimeError:  # not attached to a Trainer
             where = ""
         expected = set(self.state_dict())
-        frozen_keys = self.model.frozen_state_keys()
-        frozen = {f"model.{key}" for key in frozen_keys}
+        frozen = {f"model.{key}" for key in frozen_keys(self.model)}
         state = checkpoint.get("state_dict", {})
         missing, unexpected = sorted(expected - frozen - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
             raise ConfigError(f"{where}the checkpoint to resume from does not fit this model: it lacks "
                               f"{missing[:5]} and has unknown entries {unexpected[:5]} (was the config changed since?)")
         # the frozen weights are rebuilt from the upstream's source, not read back: it must be what it was
-        saved_fingerprint = checkpoint.get(FROZEN_FINGERPRINT)
-        if saved_fingerprint is not None:
-            changed = saved_fingerprint != self._frozen_fingerprint()
-        else:  # an earlier serkit's last.ckpt holds the frozen weights themselves
-            built = self.model.state_dict()
-            changed = any(not torch.equal(state[f"model.{key}"], built[key].to(state[f"model.{key}"].dtype))
-                          for key in frozen_keys if f"model.{key}" in state)
-        if changed:
+        if FROZEN_FINGERPRINT not in checkpoint:
+            raise ConfigError(f"{where}the checkpoint to resume from has no {FROZEN_FINGERPRINT!r}, so the frozen "
+                              "upstream weights cannot be checked: it was not written by this serkit's training; "
+                              "start the fold afresh in a new run directory")
+        if checkpoint[FROZEN_FINGERPRINT] != self._frozen_fingerprint():
             raise ConfigError(f"{where}the frozen upstream weights differ from those this run was trained with: "
                               "the upstream's source (hub revision, local folder, transformers version) changed "
                               "since; restore it, or start the fold afresh in a new run directory")
 
     def _frozen_fingerprint(self) -> str:
         if self._fingerprint is None:  # hashed once: frozen parameters do not change during a fit
-            self._fingerprint = self.model.frozen_fingerprint()
+            self._fingerprint = frozen_fingerprint(self.model)
         return self._fingerprint
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -17,7 +17,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from ..errors import ConfigError
-from .averaging import load_state_dict, read_keys, read_metadata, save_checkpoint
+from ..checkpoint import load_state_dict, save_checkpoint, trained_state_dict
 from .topk import TopK
 
 MONITORS = ("ua", "wa")
@@ -52,7 +52,7 @@ class TopKWeights(Callback):
             metadata = {"config_hash": self.config_hash, self.metric: f"{score:.6f}",
                         "epoch": str(trainer.current_epoch), "step": str(step), **OMITS}
             # trained weights only: frozen upstream weights are the source's, the same in every checkpoint
-            save_checkpoint(pl_module.model.trainable_state_dict(), path, metadata)
+            save_checkpoint(trained_state_dict(pl_module.model), path, metadata)
         decision = self.tracker.push(score, step, str(path))
         if trainer.is_global_zero and decision.evicted is not None:
             self._evicted.append(decision.evicted)
@@ -86,15 +86,6 @@ class TopKWeights(Callback):
                 orphan.unlink()
         for leftover in self.dirpath.glob(".*.tmp"):  # temp files of writes a kill interrupted
             leftover.unlink(missing_ok=True)
-        self._trim_frozen(pl_module.model.frozen_state_keys())
-
-    def _trim_frozen(self, frozen: set[str]) -> None:
-        """Kept files written by an earlier serkit hold the frozen parameters too: rewrite them without, so that
-        they average with the files this fit writes (averaging refuses files with different keys)."""
-        for path in map(Path, self.tracker.paths()):
-            if path.is_file() and frozen & set(read_keys(path)):
-                state = {k: v for k, v in load_state_dict(path).items() if k not in frozen}
-                save_checkpoint(state, path, {**read_metadata(path), **OMITS})
 
     def kept_paths(self) -> list[str]:
         """Best first."""

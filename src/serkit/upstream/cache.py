@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -47,6 +46,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import ConfigError
+from ..util.atomic import atomic_path, write_json
 from ..util.hashing import update_with_tensor
 from .audio import check_batch
 from .base import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
@@ -209,22 +209,11 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         description = self.directory / "upstream.json"
         if not description.is_file():
-            _atomic_write(description, lambda p: Path(p).write_text(json.dumps(self.description, indent=2)))
+            write_json(description, self.description)
         tensors = {f"layer_{i}": t for i, t in zip(self.layers, layers)}
-        _atomic_write(path, lambda p: save_file(tensors, p, metadata={"frames": str(layers[0].shape[0])}))
+        with atomic_path(path) as tmp:  # readers see the old entry, the new one, or none
+            save_file(tensors, tmp, metadata={"frames": str(layers[0].shape[0])})
 
     def stats(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "upstream_calls": self.upstream_calls,
                 "directory": str(self.directory)}
-
-
-def _atomic_write(path: Path, write) -> None:
-    """write(tmp_path) then rename onto `path`: readers see the old file, the new one, or none."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,15 +1,45 @@
-"""The train section of an experiment config (one fold's optimisation and checkpointing)."""
+"""The train section of an experiment config (one fold's optimisation, augmentation and checkpointing).
+
+Plain data, outside training/: a bundle's config.yaml holds it, and loading a bundle must not import training code.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
-from .augment import AugmentConfig
+from .errors import ConfigError
 
 # what Lightning's Trainer accepts for precision (its aliases included), plus our "auto"
 PRECISIONS = ("auto", "32", "32-true", "64", "64-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed",
               "bf16-true", "transformer-engine", "transformer-engine-float16")
+
+
+@dataclass
+class AugmentConfig:
+    """time_masks: masks per utterance over time, each up to time_mask_width of its real frames (a fraction);
+    channel_masks: masks over feature channels, each up to channel_mask_width of the channels; masked values
+    are set to 0. mixup: alpha of the Beta distribution mixup draws lambda from (0: off; 0.2-0.4 is usual)."""
+
+    time_masks: int = 0
+    time_mask_width: float = 0.1
+    channel_masks: int = 0
+    channel_mask_width: float = 0.1
+    mixup: float = 0.0
+
+    def __post_init__(self):
+        for key in ("time_masks", "channel_masks"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"key 'train.augment.{key}' is {getattr(self, key)}; expected 0 or more")
+        for key in ("time_mask_width", "channel_mask_width"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"key 'train.augment.{key}' is {getattr(self, key)}; expected a fraction in [0, 1]")
+        if self.mixup < 0:
+            raise ConfigError(f"key 'train.augment.mixup' is {self.mixup}; expected 0 (off) or a positive alpha")
+
+    @property
+    def masks_frames(self) -> bool:
+        return (self.time_masks > 0 and self.time_mask_width > 0) or (
+            self.channel_masks > 0 and self.channel_mask_width > 0)
 
 
 @dataclass

@@ -1,0 +1,66 @@
+"""Count the package's code lines: non-blank, non-comment, non-docstring (issue 12 measures the redesign by it).
+
+    python scripts/code_lines.py                 # total for src/serkit
+    python scripts/code_lines.py --by-folder     # and per sub-package, largest first
+    python scripts/code_lines.py --by-file 20    # and the 20 largest files
+
+A line counts when it holds at least one token that is not a comment, and is not part of a docstring (the string
+that opens a module, class or function body). A statement spanning several lines counts each of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import tokenize
+from collections import Counter
+from pathlib import Path
+
+SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                  tokenize.ENCODING, tokenize.ENDMARKER}
+
+
+def docstring_lines(tree: ast.AST) -> set[int]:
+    """Line numbers covered by docstrings of the module and of every class and function in it."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
+                lines.update(range(first.lineno, first.end_lineno + 1))
+    return lines
+
+
+def code_lines(source: str) -> int:
+    """Number of lines of `source` that hold code (see the module docstring)."""
+    lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in SKIPPED_TOKENS:
+            lines.update(range(token.start[0], token.end[0] + 1))
+    return len(lines - docstring_lines(ast.parse(source)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", default=str(Path(__file__).resolve().parents[1] / "src" / "serkit"))
+    parser.add_argument("--by-folder", action="store_true", help="print a line per sub-package")
+    parser.add_argument("--by-file", type=int, default=0, metavar="N", help="print the N largest files")
+    args = parser.parse_args()
+    root = Path(args.root)
+    per_file = {path.relative_to(root): code_lines(path.read_text(encoding="utf-8"))
+                for path in sorted(root.rglob("*.py"))}
+    if args.by_folder:
+        folders = Counter()
+        for path, count in per_file.items():
+            folders[path.parts[0] if len(path.parts) > 1 else "(top level)"] += count
+        for folder, count in folders.most_common():
+            print(f"{count:6d}  {folder}")
+    for path, count in Counter(per_file).most_common(args.by_file):
+        print(f"{count:6d}  {path}")
+    print(f"{sum(per_file.values()):6d}  code lines in {len(per_file)} files under {root}")
+
+
+if __name__ == "__main__":
+    main()
