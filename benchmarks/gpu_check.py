@@ -169,22 +169,21 @@ def main(argv: list[str] | None = None) -> int:
 def whisper_part(args, device, work: Path, report: dict, save) -> None:
     """Every fold that fits the budget -> report["whisper"] (rewritten through `save` after each fold)."""
     from serkit.config import load_config, to_dict
-    from serkit.data.summary import prepare_corpus
+    from serkit.data.prepare import prepare_corpus
     from serkit.evaluation.tables import CVSummary, FoldScores
 
     started = time.monotonic()
     root, unpacked = unpack_ravdess(args.pack / "ravdess", work / "ravdess", args.threads)
     cfg = load_config(*[REPO / c for c in args.config], overrides=[
-        "data.corpus=ravdess", f"data.root={root}", "data.options.folds=emobox",
+        "data.corpus=ravdess", f"data.root={root}", "data.options.folds=emobox", "data.check=false",
         f"data.num_workers={args.num_workers}", f"data.max_batch_seconds={args.max_batch_seconds}",
         f"model.upstreams.0.source={(args.pack / 'whisper-base-encoder').resolve()}", "model.upstreams.0.freeze=cnn",
         f"model.upstreams.0.whisper_input={args.whisper_input}", f"train.max_epochs={args.epochs}",
         f"train.lr_upstream={args.lr_upstream}", f"train.precision={args.precision}", "train.feature_cache=null",
         "train.progress_bar=false", f"seed={args.seed}", *args.set])
-    corpus, prepared, labels = prepare_corpus(cfg.data.corpus, cfg.data.root, list(cfg.data.labels),
-                                              dict(cfg.data.label_map), dict(cfg.data.options))
-    num_folds = corpus.fold_count(prepared.utterances, **cfg.data.options)
-    folds = args.fold_list or list(range(1, num_folds + 1))
+    corpus_data = prepare_corpus(cfg.data)
+    prepared, labels = corpus_data.prepared, corpus_data.classes
+    folds = corpus_data.select_folds(args.fold_list)
     part = {"config_files": list(args.config), "config": to_dict(cfg), "labels": labels,
             "workarounds": ["Whisper log-mel features computed outside autocast (log_mel_without_autocast)"],
             "utterances": len(prepared.utterances), "unpack_seconds": round(unpacked, 1), "budget_s": args.budget_s,
@@ -199,7 +198,7 @@ def whisper_part(args, device, work: Path, report: dict, save) -> None:
             say(f"whisper fold {fold}: skipped, {max(left, 0):.0f} s of the budget left, "
                 f"a fold took up to {slowest:.0f} s")
             continue
-        split = corpus.split(prepared.utterances, fold, **cfg.data.options)
+        split = corpus_data.split(fold)
         row, reported, best = whisper_fold(cfg, split, labels, device, work / f"fold_{fold}", max(left, 30.0))
         part["folds"].append(row)
         fold_scores.append(FoldScores(fold=fold, metrics=reported, best_single=best))

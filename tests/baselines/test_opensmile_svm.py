@@ -14,10 +14,11 @@ pytest.importorskip("opensmile", reason="the baseline needs the optional package
 
 from serkit.baselines import opensmile_svm  # noqa: E402
 from serkit.cli import main  # noqa: E402
+from serkit.data.config import DataConfig  # noqa: E402
 
 
 def test_runs_every_fold_and_learns(manifest, tmp_path):
-    summary, fits = opensmile_svm.run_opensmile_svm("manifest", manifest, tmp_path, c_grid=(1e-3, 1e-1))
+    summary, fits = opensmile_svm.run_opensmile_svm(DataConfig(corpus="manifest", root=str(manifest), check=False), tmp_path, c_grid=(1e-3, 1e-1))
     assert [f.fold for f in fits] == [1, 2, 3, 4]  # one fold per speaker
     for fit in fits:
         assert fit.c in (1e-3, 1e-1) and set(fit.valid_ua_by_c) == {1e-3, 1e-1}
@@ -31,9 +32,9 @@ def test_runs_every_fold_and_learns(manifest, tmp_path):
 
 
 def test_features_are_cached_and_follow_file_changes(manifest, tmp_path, monkeypatch, voice):
-    from serkit.data.summary import prepare_corpus
+    from serkit.data.prepare import read_corpus
 
-    _, prepared, _ = prepare_corpus("manifest", manifest)
+    prepared = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False)).prepared
     utterances = prepared.utterances[:3]
     cache = tmp_path / "features.npz"
     first = opensmile_svm.egemaps_features(utterances, cache)

@@ -11,7 +11,8 @@ import torch
 
 from serkit.baselines import probe
 from serkit.cli import main
-from serkit.data.summary import prepare_corpus
+from serkit.data.config import DataConfig
+from serkit.data.prepare import read_corpus
 from serkit.evaluation.metrics import compute_metrics
 from serkit.evaluation.prediction_table import read_predictions
 from serkit.upstream import UpstreamConfig
@@ -29,7 +30,7 @@ def _cfg(encoder) -> UpstreamConfig:
 
 def test_probe_runs_every_fold_chooses_on_validation_and_learns(manifest, encoder, tmp_path):
     torch.set_num_threads(1)
-    summary, fits = probe.run_probe("manifest", manifest, tmp_path, _cfg(encoder), c_grid=(1e-2, 1.0))
+    summary, fits = probe.run_probe(DataConfig(corpus="manifest", root=str(manifest), check=False), tmp_path, _cfg(encoder), c_grid=(1e-2, 1.0))
     assert [f.fold for f in fits] == [1, 2, 3, 4]
     num_layers = 3  # input embedding + 2 transformer layers
     for fit in fits:
@@ -51,7 +52,8 @@ def test_probe_runs_every_fold_chooses_on_validation_and_learns(manifest, encode
 
 
 def test_the_choice_never_reads_test_labels(manifest, encoder):
-    _, prepared, classes = prepare_corpus("manifest", manifest)
+    data = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False))
+    prepared, classes = data.prepared, data.classes
     pooled = probe.pooled_layers(prepared.utterances, _cfg(encoder))
     assert pooled.shape == (24, 3, 32) and np.isfinite(pooled).all()
     parts = {"train": np.arange(0, 12), "valid": np.arange(12, 18), "test": np.arange(18, 24)}
@@ -69,7 +71,7 @@ def test_probe_shares_the_cv_feature_cache(manifest, encoder, tmp_path, monkeypa
     from serkit.model import ModelConfig, build_model
     from serkit.upstream.hf import HFSpeechUpstream
 
-    _, prepared, _ = prepare_corpus("manifest", manifest)
+    prepared = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False)).prepared
     utterances = prepared.utterances[:5]
     cache = tmp_path / "cache"
     first = probe.pooled_layers(utterances, _cfg(encoder), cache)
@@ -93,7 +95,7 @@ def test_probe_command(manifest, encoder, tmp_path, capsys):
 
 
 def test_encoding_reports_progress_unless_quiet(manifest, encoder, capsys):
-    _, prepared, _ = prepare_corpus("manifest", manifest)
+    prepared = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False)).prepared
     probe.pooled_layers(prepared.utterances[:6], _cfg(encoder), progress=True)
     assert "encoding: 6/6" in capsys.readouterr().err
     probe.pooled_layers(prepared.utterances[:6], _cfg(encoder))

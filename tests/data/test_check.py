@@ -14,12 +14,13 @@ import soundfile as sf
 
 from serkit.cli import main
 from serkit.config import load_config
-from serkit.data.check import CACHE_NAME, check_corpus, read_skip_list
+from serkit.data.check import CACHE_NAME, check_files, read_skip_list
 from serkit.data.corpora.iemocap import Iemocap
 from serkit.data.corpora.manifest import Manifest
 from serkit.data.corpora.ravdess import Ravdess
 from serkit.errors import AudioError, DataError
-from serkit.training.cv import prepare_corpus
+from serkit.data.config import DataConfig
+from serkit.data.prepare import prepare_corpus, read_corpus
 
 KINDS = ("missing", "text", "header_cut", "nan")
 
@@ -83,7 +84,7 @@ def test_training_refuses_a_failing_corpus_naming_every_file(damaged):
     root, victims = damaged
     cfg = load_config(overrides=[f"data.root={root}"])
     with pytest.raises(DataError, match="4 audio problems found") as info:
-        prepare_corpus(cfg)
+        prepare_corpus(cfg.data)
     for path in victims.values():
         assert str(path) in str(info.value)
     assert "--write-skip" in str(info.value) and "data.skip" in str(info.value)
@@ -93,8 +94,9 @@ def test_training_goes_on_without_the_listed_files(damaged, synth_iemocap_root, 
     root, victims = damaged
     skip = tmp_path / "skip.txt"
     main(["data", "iemocap", "--root", str(root), "--check", "--write-skip", str(skip)])
-    prepared, labels = prepare_corpus(load_config(overrides=[f"data.root={root}", f"data.skip={skip}"]))
-    clean, _ = prepare_corpus(load_config(overrides=[f"data.root={synth_iemocap_root}", "data.check=false"]))
+    data = prepare_corpus(load_config(overrides=[f"data.root={root}", f"data.skip={skip}"]).data)
+    prepared, labels = data.prepared, data.classes
+    clean = prepare_corpus(load_config(overrides=[f"data.root={synth_iemocap_root}", "data.check=false"]).data).prepared
     assert len(prepared.utterances) == len(clean.utterances) - 4
     assert not {u.path for u in prepared.utterances} & {str(p) for p in victims.values()}
     assert sum(n for reason, n in prepared.skipped.items() if "data.skip" in reason) == 4
@@ -106,7 +108,7 @@ def test_training_goes_on_without_the_listed_files(damaged, synth_iemocap_root, 
 def test_without_check_the_first_header_problem_still_raises(damaged):
     root, _ = damaged
     with pytest.raises(DataError):
-        prepare_corpus(load_config(overrides=[f"data.root={root}", "data.check=false"]))
+        prepare_corpus(load_config(overrides=[f"data.root={root}", "data.check=false"]).data)
 
 
 def test_results_are_cached_by_size_and_mtime(synth_iemocap_root, tmp_path):
@@ -114,22 +116,27 @@ def test_results_are_cached_by_size_and_mtime(synth_iemocap_root, tmp_path):
     shutil.copytree(synth_iemocap_root, root)
     cache = tmp_path / "run" / CACHE_NAME
     cache.parent.mkdir()
-    first = check_corpus("iemocap", root, cache=cache)
+
+    def check_corpus(root, cache):
+        return check_files(read_corpus(DataConfig(corpus="iemocap", root=str(root)), keep_going=True).prepared,
+                           cache=cache)
+
+    first = check_corpus(root, cache=cache)
     assert first.ok and first.decoded > 100 and first.cached == 0 and cache.is_file()
-    second = check_corpus("iemocap", root, cache=cache)
+    second = check_corpus(root, cache=cache)
     assert second.ok and second.cached == second.decoded == first.decoded
     victim = Path(first.prepared.utterances[0].path)
     damage(victim, "nan")  # new size and mtime: decoded again, and found
-    third = check_corpus("iemocap", root, cache=cache)
+    third = check_corpus(root, cache=cache)
     assert third.cached == third.decoded - 1
     assert [(p.path, "NaN" in p.reason) for p in third.problems] == [(str(victim), True)]
     cache.write_text("{ not json")  # a damaged cache costs a re-check, never a crash
-    assert check_corpus("iemocap", root, cache=cache).cached == 0
+    assert check_corpus(root, cache=cache).cached == 0
 
 
 def test_training_caches_the_check_in_the_run_dir(synth_iemocap_root, tmp_path):
     cfg = load_config(overrides=[f"data.root={synth_iemocap_root}"])
-    prepare_corpus(cfg, tmp_path)
+    prepare_corpus(cfg.data, tmp_path / CACHE_NAME)
     assert (tmp_path / CACHE_NAME).is_file()
 
 

@@ -17,7 +17,9 @@ import soundfile as sf
 from serkit.data.audio import (
     BLOCK_SAMPLES, MAX_SAMPLES_PER_SECOND, audio_info, conform_samples, load_audio, read_frames, read_mono,
 )
-from serkit.data.check import check_corpus
+from serkit.data.check import check_files
+from serkit.data.config import DataConfig
+from serkit.data.prepare import read_corpus
 from serkit.data.corpora.manifest import Manifest
 from serkit.errors import AudioError, DataError
 
@@ -224,7 +226,7 @@ def test_declared_duration_is_checked_against_the_audio(two_second_files):
     path = manifest(two_second_files, ["a.wav,neu,s1,3", "b.wav,hap,s2,2.01", "c.wav,hap,s3,2"])
     with pytest.raises(DataError, match=r"m.csv:2: duration 3 s does not match the audio: .*a.wav holds 2.000 s"):
         Manifest.prepare(path)
-    result = check_corpus("manifest", path)
+    result = check_files(read_corpus(DataConfig(corpus="manifest", root=str(path)), keep_going=True).prepared)
     assert [(os.path.basename(p.path), p.reason.rsplit("(", 1)[-1]) for p in result.problems] == [
         ("a.wav", f"{path}:2)")]
     assert [u.duration for u in result.prepared.utterances] == [2.0, 2.0]  # 2.01 is within the 50 ms slack

@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 
 from serkit.cli import main
-from serkit.data.summary import format_table, summarize
+from serkit.commands.data import data_config, format_table, summarize
+from serkit.data.prepare import read_corpus
 
 # speaker, fold, label, seconds
 ROWS = [
@@ -38,7 +39,7 @@ def table(text: str) -> dict[tuple[str, str], dict[str, str]]:
 
 
 def test_table_counts_per_fold_and_split(manifest):
-    text = summarize("manifest", manifest, labels="hap,sad")
+    text = summarize(read_corpus(data_config("manifest", str(manifest), labels="hap,sad")), str(manifest))
     rows = table(text)
     assert list(rows) == [("all", "all")] + [(str(k), s) for k in (1, 2, 3) for s in ("train", "valid", "test")]
     assert rows["all", "all"] == {
@@ -54,7 +55,7 @@ def test_table_counts_per_fold_and_split(manifest):
 
 
 def test_hours_and_default_classes(manifest):
-    rows = table(summarize("manifest", manifest, options={"num_folds": "3"}))
+    rows = table(summarize(read_corpus(data_config("manifest", str(manifest), options=["num_folds=3"])), str(manifest)))
     total = sum(seconds for *_, seconds in ROWS)
     assert float(rows["all", "all"]["hours"]) == pytest.approx(total / 3600, abs=0.005)
     assert {k: rows["all", "all"][k] for k in ("fru", "hap", "sad")} == {"fru": "3", "hap": "3", "sad": "3"}
@@ -79,7 +80,8 @@ def test_cli_prints_one_fold(manifest, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--fold", "4"], "fold: [4] do not exist"),
+        (["--fold", "4"], "folds [4] do not exist"),
+        (["--option", "labels=hap,sad"], "the class set goes in data.labels (--labels on the command line)"),
         (["--option", "colour=red"], "unknown manifest options ['colour']"),
         (["--option", "novalue"], "expected KEY=VALUE"),
         (["--labels", "hap,ang"], "['ang'] never occur"),

@@ -15,7 +15,7 @@ from serkit.model import ModelConfig, build_model
 from serkit.train_config import AugmentConfig
 from serkit.training.augment import FrameMasking, mixup
 from serkit.training.fold import run_fold
-from serkit.training.cv import prepare_corpus
+from serkit.data.prepare import prepare_corpus
 from serkit.upstream import UpstreamConfig
 from serkit.downstream import AggregatorConfig
 
@@ -100,7 +100,8 @@ def test_fold_with_every_option_evaluates_without_augmentation_and_stops_early(t
         f"data.root={synth_iemocap_root}", "train.max_epochs=30", "train.lr_downstream=1e-5", "train.early_stopping=2",
         "train.label_smoothing=0.1", "train.augment.time_masks=2", "train.augment.channel_masks=2",
         "train.augment.mixup=0.4", "train.top_k=2"])
-    prepared, labels = prepare_corpus(cfg, tmp_path)
+    data = prepare_corpus(cfg.data, tmp_path / "audio_check.json")
+    prepared, labels = data.prepared, data.classes
     split = CORPORA.get("iemocap").split(prepared.utterances, 1, **cfg.data.options)
     result = run_fold(cfg, split, labels, tmp_path / "fold_1")
     with open(tmp_path / "fold_1" / "logs" / "metrics.csv") as log:

@@ -11,7 +11,8 @@ from serkit.bundle import load_bundle
 from serkit.cli import main
 from serkit.config import load_config
 from serkit.data.dataset import build_loader
-from serkit.data.summary import prepare_corpus
+from serkit.data.config import DataConfig
+from serkit.data.prepare import read_corpus
 from serkit.evaluation.metrics import compute_metrics
 from serkit.evaluation.prediction_table import read_predictions
 from serkit.training.predictions import evaluate_model
@@ -59,7 +60,8 @@ def test_bundle_reloads_and_scores_what_the_run_reported(cv_run, synth_iemocap_r
     """The fold-1 bundle, loaded offline from disk, gives exactly the test metrics written at training time."""
     model, cfg, labels = load_bundle(cv_run / "fold_1" / "model")
     result = json.loads((cv_run / "fold_1" / "result.json").read_text())
-    corpus, prepared, classes = prepare_corpus("iemocap", synth_iemocap_root)
+    data = read_corpus(DataConfig(corpus="iemocap", root=str(synth_iemocap_root), check=False))
+    corpus, prepared = data.corpus, data.prepared
     split = corpus.split(prepared.utterances, 1)
     loader = build_loader(split.test, labels, cfg.data.max_batch_seconds, shuffle=False)
     metrics = evaluate_model(model, loader, labels)

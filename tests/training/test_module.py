@@ -7,7 +7,8 @@ import pytest
 
 from serkit.config import load_config
 from serkit.data.dataset import build_loader
-from serkit.data.summary import prepare_corpus
+from serkit.data.config import DataConfig
+from serkit.data.prepare import read_corpus
 from serkit.model import build_model
 from serkit.training.module import SERModule
 from serkit.upstream.tiny import save_tiny_speech_model
@@ -29,7 +30,8 @@ def test_upstream_mode_during_fit(freeze, expected, synth_iemocap_root, tmp_path
     cfg = load_config({"model": {"upstreams": [{"name": "hf", "source": str(source), "layers": "last",
                                                 "freeze": freeze}], "aggregators": [{"name": "mean"}]}})
     model = build_model(cfg.model, num_classes=4)
-    corpus, prepared, labels = prepare_corpus("iemocap", synth_iemocap_root)
+    data = read_corpus(DataConfig(corpus="iemocap", root=str(synth_iemocap_root), check=False))
+    prepared, labels = data.prepared, data.classes
     loader = build_loader(prepared.utterances[:8], labels, max_batch_seconds=10, shuffle=False)
     probe = ModeProbe()
     trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[probe], logger=False,

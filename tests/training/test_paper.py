@@ -40,5 +40,5 @@ def test_unknown_experiment_is_refused_before_any_training(tmp_path, capsys):
     assert main(["paper", "--root", str(tmp_path), "--experiments", "3,12"]) == 1
     assert "experiment 12" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="comma-separated"):
-        from serkit.commands.paper import parse_numbers
+        from serkit.commands.parsing import parse_numbers
         parse_numbers("1,x", "--experiments")

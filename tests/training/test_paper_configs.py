@@ -7,7 +7,8 @@ import torch
 
 from serkit.config import load_config
 from serkit.data.dataset import build_loader
-from serkit.data.summary import prepare_corpus
+from serkit.data.config import DataConfig
+from serkit.data.prepare import read_corpus
 from serkit.demo import demo_adapter
 from serkit.evaluation.paper import PAPER_TABLE1
 from serkit.model import build_model
@@ -29,7 +30,8 @@ def tiny_sources(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def batch(synth_iemocap_root):
-    corpus, prepared, labels = prepare_corpus("iemocap", synth_iemocap_root)
+    data = read_corpus(DataConfig(corpus="iemocap", root=str(synth_iemocap_root), check=False))
+    prepared, labels = data.prepared, data.classes
     loader = build_loader(prepared.utterances[:6], labels, max_batch_seconds=1000, shuffle=False)
     return next(iter(loader))
 

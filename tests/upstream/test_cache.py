@@ -217,7 +217,8 @@ def test_run_fold_encodes_each_utterance_once(tmp_path, synth_iemocap_root, monk
     """The real training loop (Lightning, 2 epochs, validation, best/averaged evaluation) with
     train.feature_cache: the frozen filterbank sees every utterance of the fold exactly once."""
     from serkit.config import load_config
-    from serkit.data.summary import prepare_corpus
+    from serkit.data.config import DataConfig
+    from serkit.data.prepare import read_corpus
     from serkit.demo import DEMO_ECAPA
     from serkit.training.fold import run_fold
     from serkit.upstream.fbank import FbankUpstream
@@ -236,7 +237,8 @@ def test_run_fold_encodes_each_utterance_once(tmp_path, synth_iemocap_root, monk
         "train": {"max_epochs": 2, "top_k": 2, "progress_bar": False, "feature_cache": str(tmp_path / "cache")},
         "data": {"corpus": "iemocap", "max_batch_seconds": 40.0},
     })
-    corpus, prepared, labels = prepare_corpus("iemocap", synth_iemocap_root)
+    data = read_corpus(DataConfig(corpus="iemocap", root=str(synth_iemocap_root), check=False))
+    corpus, prepared, labels = data.corpus, data.prepared, data.classes
     split = corpus.split(prepared.utterances, 1)
     result = run_fold(cfg, split, labels, tmp_path / "fold_1")
     distinct = len({utt.id for utt in split.train + split.valid + split.test})

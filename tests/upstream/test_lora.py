@@ -106,7 +106,8 @@ def test_a_cv_fold_bundles_the_merged_model_which_scores_as_reported_and_exports
     from serkit.bundle import load_bundle
     from serkit.cli import main
     from serkit.data.dataset import build_loader
-    from serkit.data.summary import prepare_corpus
+    from serkit.data.config import DataConfig
+    from serkit.data.prepare import read_corpus
     from serkit.export.onnx import export_onnx
     from serkit.training.predictions import evaluate_model
 
@@ -129,7 +130,8 @@ def test_a_cv_fold_bundles_the_merged_model_which_scores_as_reported_and_exports
              and not torch.equal(model.upstreams[0].state_dict()[k], v)]
     assert moved  # the adapters were merged into the attention weights
     result = json.loads((out / "fold_1" / "result.json").read_text())
-    corpus, prepared, _ = prepare_corpus("iemocap", synth_iemocap_root)
+    data = read_corpus(DataConfig(corpus="iemocap", root=str(synth_iemocap_root), check=False))
+    corpus, prepared = data.corpus, data.prepared
     loader = build_loader(corpus.split(prepared.utterances, 1).test, labels, cfg.data.max_batch_seconds, shuffle=False)
     assert np.isclose(evaluate_model(model, loader, labels).ua, result[result["reported"]]["test"]["ua"])
     pytest.importorskip("onnxruntime", reason="the export check needs the export extra")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
+from ..data.config import DataConfig
 from ..data.utterance import Utterance
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
@@ -107,13 +108,11 @@ def fit_fold(features: dict[str, np.ndarray], targets: dict[str, np.ndarray], la
     return c, valid, test, by_c
 
 
-def run_opensmile_svm(corpus_name: str, root: str | Path, out_dir: str | Path, labels=None, label_map=None,
-                      options: dict | None = None, folds: Sequence[int] | None = None,
+def run_opensmile_svm(data_cfg: DataConfig, out_dir: str | Path, folds: Sequence[int] | None = None,
                       c_grid: Sequence[float] = C_GRID, features: str | Path | None = None
                       ) -> tuple[CVSummary, list[FoldFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and baseline.json to `out_dir`."""
-    options = dict(options or {})
-    data = BaselineFolds(corpus_name, root, labels, label_map, options, folds)
+    data = BaselineFolds(data_cfg, folds)
     folds, classes = data.folds, data.classes
     out_dir = Path(out_dir)
     all_features = egemaps_features(data.utterances, features or out_dir / FEATURE_FILE)
@@ -122,9 +121,9 @@ def run_opensmile_svm(corpus_name: str, root: str | Path, out_dir: str | Path, l
         c, valid, test, by_c = fit_fold(fold_features, targets, classes, c_grid)
         fits.append(FoldFit(fold, c, valid, test, by_c))
     summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
-    write_cv_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({corpus_name})", summary)
+    write_cv_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({data_cfg.corpus})", summary)
     write_json(out_dir / "baseline.json", {
-        "corpus": corpus_name, "root": str(root), "labels": classes, "options": options, "folds": folds,
+        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options, "folds": folds,
         "features": "opensmile eGeMAPSv02 functionals (88)", "classifier": "StandardScaler + LinearSVC "
         "(class_weight=balanced), C chosen by validation UA", "c_grid": list(c_grid),
         "per_fold": [{"fold": f.fold, "c": f.c, "valid_ua": f.valid.ua, "valid_ua_by_c": {str(k): v for k, v in

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
+from ..data.config import DataConfig
 from ..data.utterance import Utterance
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
@@ -131,17 +132,15 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
     return view, c, valid, test, grid, probabilities
 
 
-def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_cfg: UpstreamConfig,
-              labels=None, label_map=None, options: dict | None = None, folds: Sequence[int] | None = None,
+def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig, folds: Sequence[int] | None = None,
               c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None, progress: bool = False
               ) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
     started = time.process_time()
-    options = dict(options or {})
     if not c_grid or any(not c > 0 for c in c_grid):
         raise ConfigError(f"--c: expected positive numbers, got {list(c_grid)}")
-    data = BaselineFolds(corpus_name, root, labels, label_map, options, folds)
+    data = BaselineFolds(data_cfg, folds)
     folds, classes = data.folds, data.classes
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress)
     fits = []
@@ -153,9 +152,9 @@ def run_probe(corpus_name: str, root: str | Path, out_dir: str | Path, upstream_
         write_predictions(out_dir / f"fold_{fold}" / "predictions.csv", classes, {
             part: SplitPredictions(ids[part], probabilities[part], targets[part]) for part in ("valid", "test")})
     summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
-    write_cv_report(out_dir, f"linear probe, {upstream_cfg.source} ({corpus_name})", summary)
+    write_cv_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})", summary)
     write_json(out_dir / "probe.json", {
-        "corpus": corpus_name, "root": str(root), "labels": classes, "options": options, "folds": folds,
+        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options, "folds": folds,
         "upstream": upstream_cfg.__dict__, "features": "every layer mean-pooled over real frames",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),

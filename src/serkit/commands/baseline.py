@@ -42,17 +42,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                      "linear probe", _arguments)
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from .data import parse_options
+    from .data import data_config
+    from .parsing import parse_numbers
 
-    def numbers(text: str, what: str, kind):
-        try:
-            return [kind(item) for item in text.split(",") if item.strip()]
-        except ValueError:
-            raise ConfigError(f"{what}: expected comma-separated numbers, got {text!r}") from None
-
-    folds = numbers(args.folds, "--folds", int) if args.folds else None
+    folds = parse_numbers(args.folds, "--folds")
+    c_grid = parse_numbers(args.c, "--c", float)
     out = args.out or f"runs/baseline_{args.system.replace('-', '_')}_{args.corpus}"
-    options = parse_options(args.option)
+    data = data_config(args.corpus, args.root, args.labels, args.label_map, args.option)
     if args.system == "probe":
         from ..baselines.probe import C_GRID, run_probe
         from ..upstream import UpstreamConfig
@@ -61,16 +57,14 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("baseline probe: --encoder is required (a preset, hub id or local folder)")
         upstream_cfg = UpstreamConfig(name=args.upstream, source=args.encoder, layers="weighted", freeze="all",
                                       whisper_input=args.whisper_input)
-        summary, fits = run_probe(args.corpus, args.root, out, upstream_cfg, args.labels, args.label_map, options,
-                                  folds, numbers(args.c, "--c", float) if args.c else C_GRID,
+        summary, fits = run_probe(data, out, upstream_cfg, folds, c_grid or C_GRID,
                                   None if args.no_cache else args.cache, progress=not args.quiet)
         print(summary.to_markdown())
         print("layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits))
     else:
         from ..baselines.opensmile_svm import C_GRID, run_opensmile_svm
 
-        summary, fits = run_opensmile_svm(args.corpus, args.root, out, args.labels, args.label_map, options, folds,
-                                          numbers(args.c, "--c", float) if args.c else C_GRID, args.features)
+        summary, fits = run_opensmile_svm(data, out, folds, c_grid or C_GRID, args.features)
         print(summary.to_markdown())
         print("C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits))
     print(f"report: {out}")

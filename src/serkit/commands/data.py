@@ -1,5 +1,16 @@
 """`serkit data CORPUS --root DIR [--fold K] [--labels a,b,c] [--label-map a:b] [--option key=value ...]`:
-print the per-fold, per-split table of a corpus (utterances, hours, speakers, labels) and what was skipped.
+print the per-fold, per-split table of a corpus (utterances, hours, speakers, labels) and what was skipped, e.g.
+
+    ravdess  /data/ravdess
+    classes (4): neutral, happy, sad, angry
+
+    fold  split  utterances  hours  speakers  neutral  happy  sad  angry
+    all   all           672   0.69        24       96    192  192    192
+    1     train         392   0.41        14       56    112  112    112
+    ...
+
+    skipped 768 rows:
+      192  label calm not in class set
 
 `--check [--skip FILE] [--write-skip FILE]`: decode every utterance instead and list every problem (file and
 reason) with a count; exit code 1 when there are problems. --write-skip writes them as a skip list for
@@ -8,9 +19,12 @@ reason) with a count; exit code 1 when there are problems. --write-skip writes t
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from collections.abc import Sequence
 
-from .registry import command
 from ..errors import ConfigError
+from .parsing import parse_options
+from .registry import command
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,39 +45,89 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --check: write the problem files as a skip list (for data.skip=FILE)")
 
 
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--option: expected KEY=VALUE, got {pair!r}")
-        options[key.strip()] = value.strip()
-    return options
+def data_config(corpus: str, root: str, labels: str | None = None, label_map: str | None = None,
+                options: list[str] | None = None):
+    """The DataConfig of command-line flags (--labels a,b --label-map x:y --option k=v), without the audio check."""
+    from ..data.config import DataConfig
+    from ..data.labels import parse_label_map, parse_labels
+
+    return DataConfig(corpus=corpus, root=root, labels=parse_labels(labels), label_map=parse_label_map(label_map),
+                      options=parse_options(options or []), check=False)
 
 
 @command("data", "show a corpus's folds (utterances, hours, speakers, labels per split); --check decodes every file",
          _add_arguments)
 def run(args: argparse.Namespace) -> int:
-    from ..data.summary import summarize
+    from ..data.prepare import read_corpus
 
+    data = data_config(args.corpus, args.root, args.labels, args.label_map, args.option)
     if args.check:
-        return _check(args)
+        return _check(args, data)
     if args.skip or args.write_skip:
         raise ConfigError("--skip and --write-skip go with --check")
-    folds = None if args.fold is None else [args.fold]
-    print(summarize(args.corpus, args.root, args.labels, args.label_map, parse_options(args.option), folds))
+    print(summarize(read_corpus(data), args.root, None if args.fold is None else [args.fold]))
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    from ..data.check import check_corpus, write_skip_list
+def summarize(corpus_data, root: str, folds: Sequence[int] | None = None) -> str:
+    """The whole report `serkit data` prints for a CorpusData (data/prepare.py)."""
+    header, rows = fold_table(corpus_data, folds)
+    return "\n\n".join([
+        f"{corpus_data.corpus.name}  {root}\nclasses ({len(corpus_data.classes)}): {', '.join(corpus_data.classes)}",
+        format_table(header, rows),
+        format_skipped(corpus_data.prepared.skipped),
+    ])
 
-    options = parse_options(args.option)
-    labels = args.labels or options.pop("labels", None)
-    label_map = args.label_map or options.pop("label_map", None)
-    result = check_corpus(args.corpus, args.root, labels, label_map, options, skip=args.skip)
+
+def fold_table(corpus_data, folds: Sequence[int] | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): an "all" row, then train/valid/test of each fold (default: every fold)."""
+    utterances = corpus_data.utterances
+    found = sorted({utt.label for utt in utterances} - set(corpus_data.classes))  # labels kept beyond the classes
+    columns = [*corpus_data.classes, *found]
+    rows = [_row("all", "all", utterances, columns)]
+    for fold in corpus_data.select_folds(folds):
+        split = corpus_data.split(fold)
+        for name in ("train", "valid", "test"):
+            rows.append(_row(str(fold), name, getattr(split, name), columns))
+    return ["fold", "split", "utterances", "hours", "speakers", *columns], rows
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> str:
+    """Columns padded to their widest cell; the first `left` columns left-aligned, the rest right-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells) -> str:
+        cells = [str(cell) for cell in cells]
+        parts = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(header), *(line(row) for row in rows)])
+
+
+def format_skipped(skipped: Counter) -> str:
+    if not skipped:
+        return "skipped: none"
+    width = len(str(max(skipped.values())))
+    lines = [f"skipped {sum(skipped.values())} rows:"]
+    by_count = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    lines += [f"  {str(n).rjust(width)}  {reason}" for reason, n in by_count]
+    return "\n".join(lines)
+
+
+def _row(fold: str, split: str, utterances, columns: Sequence[str]) -> list[str]:
+    counts = Counter(utt.label for utt in utterances)
+    hours = sum(utt.duration for utt in utterances) / 3600
+    speakers = len({utt.speaker for utt in utterances})
+    return [fold, split, str(len(utterances)), f"{hours:.2f}", str(speakers), *(str(counts[c]) for c in columns)]
+
+
+def _check(args: argparse.Namespace, data) -> int:
+    from ..data.check import check_files, write_skip_list
+    from ..data.prepare import read_corpus
+
+    result = check_files(read_corpus(data, keep_going=True).prepared, skip=args.skip)
     print(result.report())
     if args.write_skip:
-        write_skip_list(result, args.write_skip)
+        write_skip_list(result, args.write_skip, f"serkit data {args.corpus} --root {args.root} --check")
         print(f"skip list: {args.write_skip} ({len({p.path for p in result.problems})} files)")
     return 0 if result.ok else 1

@@ -6,7 +6,7 @@ import argparse
 
 from .registry import command
 from .cv import positive_int
-from .paper import parse_numbers
+from .parsing import parse_numbers
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .parsing import parse_numbers
 from .registry import command
 from .cv import positive_int
 
@@ -19,17 +20,6 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                         "on --jobs, and each run.json records it")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="overrides applied to every experiment, e.g. train.devices=2 train.strategy=ddp")
-
-
-def parse_numbers(text: str | None, what: str) -> list[int] | None:
-    from ..errors import ConfigError
-
-    if not text:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{what} {text!r}: expected comma-separated integers such as 1,7,9") from None
 
 
 @command("paper", "run the paper's 11 experiments (or some) and write Table 1 beside the published figures", _arguments)

@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,10 +29,8 @@ from pathlib import Path
 from ..errors import AudioError, ConfigError, DataError
 from ..util.atomic import write_json, write_text
 from .audio import load_audio
-from .config import DataConfig
-from .corpora import CORPORA, Prepared
+from .corpora import Prepared
 from .corpora.base import FileProblem
-from .labels import parse_label_map, parse_labels, resolve_classes
 from .utterance import Utterance
 
 CACHE_NAME = "audio_check.json"
@@ -45,10 +43,7 @@ class CheckResult:
     """`prepared`: the usable utterances (problem files and listed files left out); `problems`: every audio
     file that is missing, unreadable or undecodable and not in the skip list."""
 
-    corpus: str
-    root: str
     prepared: Prepared
-    classes: list[str]
     problems: list[FileProblem] = field(default_factory=list)
     decoded: int = 0  # utterances whose audio was decoded (0: decoding was off)
     cached: int = 0  # of those, answered from the cache
@@ -75,26 +70,12 @@ class CheckResult:
         return "\n".join([*lines, self.summary()])
 
 
-def check_corpus(
-    corpus: str,
-    root: str | Path,
-    labels: Sequence[str] | str | None = None,
-    label_map: Mapping[str, str] | str | None = None,
-    options: Mapping[str, str] | None = None,
-    skip: str | Path | None = None,
-    decode: bool = True,
-    cache: str | Path | None = None,
-    workers: int | None = None,
-) -> CheckResult:
-    """Prepare the corpus without stopping at bad files, leave out those the skip list names, then (decode)
-    load every remaining utterance through `load_audio`. Never raises for a bad audio file: it is listed."""
+def check_files(prepared: Prepared, skip: str | Path | None = None, decode: bool = True,
+                cache: str | Path | None = None, workers: int | None = None) -> CheckResult:
+    """Leave out the utterances whose files the skip list names, then (decode) load every remaining utterance
+    through `load_audio`. `prepared` comes from a corpus read with keep_going (data/prepare.py read_corpus), so
+    its unreadable files are among its problems. Never raises for a bad audio file: it is listed."""
     began = time.perf_counter()
-    corpus_cls = CORPORA.get(corpus)
-    labels, label_map, options = parse_labels(labels), parse_label_map(label_map), dict(options or {})
-    label_options = {k: v for k, v in (("labels", labels), ("label_map", label_map)) if v}
-    prepared = corpus_cls.prepare(root, keep_going=True, **label_options, **options)
-    classes = resolve_classes(labels, label_map, corpus_cls.labels, prepared.utterances)
-
     problems = list(prepared.problems)
     utterances, listed = prepared.utterances, 0
     skipped = Counter(prepared.skipped)
@@ -114,27 +95,7 @@ def check_corpus(
         problems += [FileProblem(u.path, reason) for u, reason in zip(utterances, reasons) if reason is not None]
         utterances = [u for u, reason in zip(utterances, reasons) if reason is None]
     result_prepared = replace(prepared, utterances=utterances, skipped=skipped, problems=problems)
-    return CheckResult(corpus, str(root), result_prepared, classes, problems, decoded, cached, listed,
-                       time.perf_counter() - began)
-
-
-def prepare_checked(data: DataConfig, cache: str | Path | None = None) -> tuple[Prepared, list[str]]:
-    """The corpus as training uses it: (utterances + skipped counts, class list). With `data.check` every
-    file is decoded first (cached in `cache`), and any problem not covered by `data.skip` is a DataError that
-    lists them and says how to go on."""
-    if not data.root:
-        raise ConfigError(f"data.root is not set: the folder of the {data.corpus} corpus is needed")
-    result = check_corpus(data.corpus, data.root, list(data.labels), dict(data.label_map), dict(data.options),
-                          skip=data.skip, decode=data.check, cache=cache)
-    if not result.ok:
-        raise DataError(
-            f"{len(result.problems)} audio problems found (data.check={str(data.check).lower()}):\n"
-            f"{result.report(limit=MAX_LISTED)}\n"
-            f"List them all with `serkit data {data.corpus} --root {data.root} --check --write-skip skip.txt`; "
-            "fix those files, or set data.skip=skip.txt to train without them.",
-            data.root,
-        )
-    return result.prepared, result.classes
+    return CheckResult(result_prepared, problems, decoded, cached, listed, time.perf_counter() - began)
 
 
 def decode_all(
@@ -173,9 +134,10 @@ def read_skip_list(path: str | Path) -> set[str]:
     return entries
 
 
-def write_skip_list(result: CheckResult, path: str | Path) -> None:
-    """Write the problem files of `result` as a skip list (path TAB reason), atomically."""
-    lines = [f"# audio files that fail `serkit data {result.corpus} --root {result.root} --check`",
+def write_skip_list(result: CheckResult, path: str | Path, command: str) -> None:
+    """Write the problem files of `result` as a skip list (path TAB reason), atomically; `command`: the check
+    that found them, for the header."""
+    lines = [f"# audio files that fail `{command}`",
              "# one path per line (TAB, then the reason); give this file as data.skip to train without them"]
     seen = set()
     for problem in result.problems:

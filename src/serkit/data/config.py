@@ -43,3 +43,7 @@ class DataConfig:
         for key, (ok, expected) in ranges.items():
             if not ok:
                 raise ConfigError(f"key 'data.{key}' is {getattr(self, key)!r}; expected {expected}")
+        for key in ("labels", "label_map"):  # one place for the class set: its own keys, not a corpus option
+            if key in self.options:
+                raise ConfigError(f"key 'data.options.{key}': the class set goes in data.{key} "
+                                  f"(--{key.replace('_', '-')} on the command line), not among the corpus options")

@@ -11,6 +11,7 @@ from typing import Iterable
 
 from ..errors import DataError
 from ..util.atomic import write_text
+from .rows import read_rows
 
 
 @dataclass(frozen=True)
@@ -52,46 +53,12 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise DataError("manifest not found", path)
     rows = []
-    # split("\n"), not splitlines(): a JSON string may hold U+2028 and other characters splitlines breaks at
-    for lineno, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        obj = parse_json_line(line, path, lineno)
-        if not isinstance(obj, dict):
-            raise DataError("expected a JSON object", path, lineno)
-        missing = _REQUIRED - obj.keys()
+    for lineno, obj in read_rows(path, sorted(_REQUIRED), fmt="jsonl"):
         unknown = obj.keys() - _FIELDS
-        if missing or unknown:
-            raise DataError(
-                f"missing fields {sorted(missing)}, unknown fields {sorted(unknown)}", path, lineno
-            )
+        if unknown:
+            raise DataError(f"unknown fields {sorted(unknown)}", path, lineno)
         rows.append(_typed_utterance(obj, path, lineno))
     return rows
-
-
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """A text file's content; DataError naming the line of the first byte that is not `encoding`."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"cannot read ({e.strerror or e})", path) from None
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        name = encoding.upper().removesuffix("-SIG")
-        raise DataError(f"not {name} text (byte {data[e.start:e.start + 1]!r} at offset {e.start})", path,
-                        line) from None
-
-
-def parse_json_line(text: str, path: Path, lineno: int):
-    """One JSON value; DataError naming file and line if it is not valid (or nested beyond the parser)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON ({e.msg})", path, lineno) from None
-    except RecursionError:
-        raise DataError("JSON nested too deeply", path, lineno) from None
 
 
 def _seconds(value) -> float | None:

@@ -15,14 +15,11 @@ relative paths in it are taken relative to the table's own folder, then as given
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
+from ..data.rows import read_rows
 from ..errors import DataError
-
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 class Transcripts:
@@ -37,7 +34,7 @@ class Transcripts:
         path = Path(path)
         if not path.is_file():
             raise DataError("transcripts file not found", path)
-        rows = _jsonl_rows(path) if path.suffix.lower() in JSONL_SUFFIXES else _csv_rows(path)
+        rows = read_rows(path)
         table: dict[str, str] = {}
         for line, row in rows:
             for column in (path_column, text_column):
@@ -61,23 +58,3 @@ class Transcripts:
 
 def _key(path: str | Path) -> str:
     return os.path.normpath(os.path.abspath(path))
-
-
-def _csv_rows(path: Path):
-    with path.open(newline="", encoding="utf-8") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            yield line, row
-
-
-def _jsonl_rows(path: Path):
-    with path.open(encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise DataError(f"not valid JSON ({e.msg})", path, line) from None
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object per line", path, line)
-            yield line, row

@@ -16,10 +16,9 @@ from pathlib import Path
 import lightning as L
 
 from ..config import ExperimentConfig, save_config
-from ..data.check import CACHE_NAME as CHECK_CACHE, prepare_checked
-from ..data.corpora import CORPORA, Prepared
-from ..data.summary import prepare_corpus as prepare_named_corpus
-from ..errors import ConfigError
+from ..data.check import CACHE_NAME as CHECK_CACHE
+from ..data.corpora import Prepared
+from ..data.prepare import prepare_corpus
 from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
 from ..util.atomic import write_json
@@ -36,28 +35,6 @@ class CVResult:
     report_dir: Path
 
 
-def prepare_corpus(cfg: ExperimentConfig, run_dir: str | Path | None = None) -> tuple[Prepared, list[str]]:
-    """Read the corpus named by the config; -> (utterances + skipped counts, class list in index order).
-    data.check / data.skip: every file is decoded first and bad ones refused or skipped (data/check.py); the
-    check's results are cached in `run_dir`, so a resumed run does not decode the corpus again."""
-    if not cfg.data.root:
-        raise ConfigError(f"data.root is not set: the folder of the {cfg.data.corpus} corpus is needed")
-    if cfg.data.check or cfg.data.skip:
-        return prepare_checked(cfg.data, cache=None if run_dir is None else Path(run_dir) / CHECK_CACHE)
-    _, prepared, labels = prepare_named_corpus(
-        cfg.data.corpus, cfg.data.root, list(cfg.data.labels), dict(cfg.data.label_map), dict(cfg.data.options)
-    )
-    return prepared, labels
-
-
-def select_folds(cfg: ExperimentConfig, num_folds: int) -> list[int]:
-    folds = list(cfg.folds) or list(range(1, num_folds + 1))
-    bad = [f for f in folds if not 1 <= f <= num_folds]
-    if bad:
-        raise ConfigError(f"folds {bad} do not exist: {cfg.data.corpus} has folds 1..{num_folds}")
-    return folds
-
-
 def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False, threads: int | None = None,
            jobs: int = 1) -> CVResult | None:
     """Every selected fold of `cfg` in `run_dir/fold_K`, then the report in `run_dir`. None on non-zero ranks.
@@ -70,9 +47,10 @@ def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False, thre
 
 def _run_cv(cfg: ExperimentConfig, run_dir: Path, quiet: bool, jobs: int) -> CVResult | None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    prepared, labels = prepare_corpus(cfg, run_dir)
-    corpus = CORPORA.get(cfg.data.corpus)
-    folds = select_folds(cfg, corpus.fold_count(prepared.utterances, **cfg.data.options))
+    # the audio check's results are cached in the run dir: a resumed run does not decode the corpus again
+    corpus_data = prepare_corpus(cfg.data, check_cache=run_dir / CHECK_CACHE)
+    prepared, labels = corpus_data.prepared, corpus_data.classes
+    folds = corpus_data.select_folds(cfg.folds)
     rank_zero = _is_rank_zero()
     if rank_zero:
         save_config(cfg, run_dir / "config.yaml")
@@ -81,7 +59,7 @@ def _run_cv(cfg: ExperimentConfig, run_dir: Path, quiet: bool, jobs: int) -> CVR
     results = []
     clock = FoldClock(len(folds))
     for position, fold in enumerate(folds, start=1):
-        split = corpus.split(prepared.utterances, fold, **cfg.data.options)
+        split = corpus_data.split(fold)
         finished = (run_dir / f"fold_{fold}" / "result.json").is_file()
         result = run_fold(cfg, split, labels, run_dir / f"fold_{fold}",
                           progress=None if quiet else f"{cfg.name} fold {fold} ({position}/{len(folds)})")

@@ -74,17 +74,23 @@ class FoldResult:
 
 
 # Lightning warnings that are expected here and say nothing actionable: a frozen upstream is in eval mode
-# on purpose; small folds have fewer batches than the logging interval.
-for _message in (r"Found \d+ module\(s\) in eval mode", r"The number of training batches .* logging interval",
-                 r".*isinstance\(treespec, LeafSpec\)"):
-    warnings.filterwarnings("ignore", message=_message)
+# on purpose; small folds have fewer batches than the logging interval. Silenced while a fold runs only.
+EXPECTED_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"The number of training batches .* logging interval",
+                     r".*isinstance\(treespec, LeafSpec\)")
 
 
 def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path,
              progress: str | None = None) -> FoldResult | None:
     """Train and evaluate one fold in `fold_dir`. Returns None on non-zero DDP ranks (rank 0 evaluates).
     progress: a name such as "fold 2/6" to print progress lines under (training/progress.py); None: quiet."""
-    fold_dir = Path(fold_dir)
+    with warnings.catch_warnings():
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        return _run_fold(cfg, split, labels, Path(fold_dir), progress)
+
+
+def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path,
+              progress: str | None) -> FoldResult | None:
     result_path = fold_dir / "result.json"
     ckpt_dir = fold_dir / "checkpoints"
     if result_path.is_file():

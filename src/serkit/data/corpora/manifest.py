@@ -24,8 +24,6 @@ Every problem is a DataError naming the manifest file and line.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections import Counter
@@ -37,7 +35,8 @@ from typing import ClassVar
 from ...errors import AudioError, ConfigError, DataError
 from ..audio import END_TOLERANCE_S, audio_info
 from ..labels import apply_labels, parse_label_map, parse_labels
-from ..utterance import Utterance, parse_json_line, read_text
+from ..rows import read_rows
+from ..utterance import Utterance
 from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared
 from .folds import check_options, deal, natural_sorted, parse_count, split_by_group
 
@@ -119,46 +118,9 @@ class _UnusableAudio(AudioError):
 def _rows(manifest: Path) -> Iterator[tuple[int, dict]]:
     """(line number, {column: value}) for each data row; missing required columns name the line."""
     suffix = manifest.suffix.lower()
-    if suffix == ".csv":
-        yield from _csv_rows(manifest)
-    elif suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl_rows(manifest)
-    else:
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise DataError(f"unknown manifest format {suffix!r} (expected .csv or .jsonl)", manifest)
-
-
-def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
-    text = read_text(manifest, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    line = 0  # the last line fully read
-    try:
-        header = [name.strip() for name in reader.fieldnames or []]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise DataError(f"missing columns {missing} (header has {header})", manifest, 1)
-        reader.fieldnames = header
-        line = reader.line_num
-        for row in reader:
-            start_line, line = line + 1, reader.line_num
-            if None in row:
-                fields = len(header) + len(row[None])
-                raise DataError(f"{fields} fields, the header has {len(header)}", manifest, start_line)
-            yield start_line, row
-    except csv.Error as e:  # e.g. a field beyond csv's size limit, a quote left open
-        raise DataError(f"not valid CSV ({e})", manifest, line + 1) from None
-
-
-def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
-    for line, text in enumerate(read_text(manifest).split("\n"), 1):
-        if not text.strip():
-            continue
-        row = parse_json_line(text, manifest, line)
-        if not isinstance(row, dict):
-            raise DataError("expected a JSON object", manifest, line)
-        missing = [c for c in REQUIRED_COLUMNS if c not in row]
-        if missing:
-            raise DataError(f"missing columns {missing}", manifest, line)
-        yield line, row
+    yield from read_rows(manifest, REQUIRED_COLUMNS, "csv" if suffix == ".csv" else "jsonl")
 
 
 def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
