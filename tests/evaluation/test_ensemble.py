@@ -110,3 +110,50 @@ def test_malformed_prediction_files_name_file_and_line(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(DataError, match=f"predictions.csv: {message}"):
         read_predictions(path)
+
+
+def make_split_run(path, valid: np.ndarray, test: np.ndarray, folds=(1, 2)):
+    """A run whose validation predictions [6, 3] and test predictions [6, 3] differ (same utterance ids)."""
+    for fold in folds:
+        write_predictions(path / f"fold_{fold}" / "predictions.csv", LABELS, {
+            "valid": SplitPredictions(IDS, valid, TARGETS), "test": SplitPredictions(IDS, test, TARGETS)})
+    return path
+
+
+def test_select_chooses_the_weights_on_validation_only(tmp_path, capsys):
+    right, wrong = onehot(TARGETS), onehot([1, 2, 2, 0, 0, 1])
+    half = onehot([0, 0, 1, 1, 0, 0])  # 2 of 3 classes right
+    # b is the best on validation and the worst on test; a the reverse: selection must follow validation
+    run_a = make_split_run(tmp_path / "a", valid=wrong, test=right)
+    run_b = make_split_run(tmp_path / "b", valid=right, test=wrong)
+    run_c = make_split_run(tmp_path / "c", valid=half, test=half)
+    assert main(["ensemble", str(run_a), str(run_b), str(run_c), "--out", str(tmp_path / "s"), "--select", "4"]) == 0
+    record = json.loads((tmp_path / "s" / "ensemble.json").read_text())
+    assert record["weights"] == [0.0, 1.0, 0.0]  # b alone: 100 % on validation from the first round
+    assert record["selection"]["best_round"] == 1 and record["selection"]["history"][0]["valid_ua"] == 1.0
+    assert json.loads((tmp_path / "s" / "cv.json").read_text())["summary"]["ua"]["mean"] == 0.0  # b's test UA
+    assert "report:" in capsys.readouterr().out
+
+
+def test_select_mixes_members_when_the_mix_is_better_on_validation(tmp_path):
+    a = onehot([0, 0, 1, 1, 0, 0])  # right on ang, hap
+    b = onehot([2, 2, 2, 2, 2, 2])  # right on sad only
+    b[:, 2] = 0.45  # unsure: it only wins where a is unsure too
+    a[4:] = [0.4, 0.3, 0.3]
+    run_a = make_split_run(tmp_path / "a", valid=a, test=a)
+    run_b = make_split_run(tmp_path / "b", valid=b, test=b)
+    ensemble_runs([run_a, run_b], tmp_path / "s", select_rounds=3)
+    record = json.loads((tmp_path / "s" / "ensemble.json").read_text())
+    assert record["weights"][0] > 0 and record["weights"][1] > 0
+    assert record["selection"]["history"][-1]["valid_ua"] >= record["selection"]["history"][0]["valid_ua"]
+
+
+def test_select_refuses_members_without_validation_and_weights_with_select(tmp_path):
+    run_a = make_split_run(tmp_path / "a", valid=onehot(TARGETS), test=onehot(TARGETS))
+    run_b = make_split_run(tmp_path / "b", valid=onehot(TARGETS), test=onehot(TARGETS))
+    nested = tmp_path / "ens"
+    ensemble_runs([run_a, run_b], nested)  # an ensemble's folds hold test predictions only
+    with pytest.raises(DataError, match=r"ens fold 1: no validation predictions to select on"):
+        ensemble_runs([run_a, nested], tmp_path / "s", select_rounds=2)
+    with pytest.raises(ConfigError, match="not both"):
+        ensemble_runs([run_a, run_b], tmp_path / "s", [1.0, 2.0], select_rounds=2)

@@ -1,4 +1,5 @@
-"""`serkit ensemble RUN RUN... --out DIR [--weights W,W...]`: average finished runs' probabilities fold by fold."""
+"""`serkit ensemble RUN RUN... --out DIR [--weights W,W... | --select N]`: average finished runs' probabilities fold
+by fold, with equal weights, given ones, or weights chosen on validation."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder: cv.md/csv/json, plots, ensemble.json, per-fold "
                                                 "predictions")
     p.add_argument("--weights", help="comma-separated weight per run (default: equal); normalised to sum to 1")
+    p.add_argument("--select", type=int, default=0, metavar="ROUNDS",
+                   help="choose the weights on the validation predictions instead: ROUNDS rounds of greedy forward "
+                        "selection with replacement (a run may be picked several times), kept at the best round; "
+                        "test labels are never read (try 2-3 times the number of runs)")
 
 
 @command("ensemble", "combine finished runs (e.g. a trained head and the linear probe) by averaging their "
@@ -21,14 +26,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..evaluation.ensemble import ensemble_runs
+    from .parsing import parse_numbers
 
-    weights = None
-    if args.weights:
-        try:
-            weights = [float(w) for w in args.weights.split(",")]
-        except ValueError:
-            raise ConfigError(f"--weights: expected comma-separated numbers, got {args.weights!r}") from None
-    summary = ensemble_runs(args.runs, args.out, weights)
+    if args.select < 0:
+        raise ConfigError(f"--select is {args.select}; expected a number of rounds, 1 or more")
+    summary = ensemble_runs(args.runs, args.out, parse_numbers(args.weights, "--weights", float), args.select)
     print(summary.to_markdown())
     print(f"report: {args.out}")
     return 0

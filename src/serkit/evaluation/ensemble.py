@@ -52,16 +52,19 @@ def _align(member: SplitPredictions, reference: SplitPredictions, where: str) ->
     return member.probabilities[order]
 
 
-def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequence[float] | None = None
-                  ) -> CVSummary:
+def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequence[float] | None = None,
+                  select_rounds: int = 0) -> CVSummary:
+    """Average `runs` fold by fold into `out_dir`. weights: one per run (default: equal). select_rounds > 0: the
+    weights are chosen on validation instead (select_weights), never on test."""
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise ConfigError(f"an ensemble needs at least two runs, got {len(runs)}")
+    if select_rounds and weights is not None:
+        raise ConfigError("--weights and --select: give the weights, or let validation choose them, not both")
     weights = np.ones(len(runs)) if weights is None else np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(runs),) or not (weights >= 0).all() or not weights.sum() > 0:
         raise ConfigError(f"--weights: expected {len(runs)} non-negative numbers (one per run), not all 0; "
                           f"got {list(weights)}")
-    weights = weights / weights.sum()
     files = [fold_predictions(run) for run in runs]
     for run, found in zip(runs, files):
         if not found:
@@ -74,6 +77,10 @@ def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequ
     skipped = sorted(set.union(*(set(f) for f in files)) - set(folds))
     if skipped:
         warnings.warn(f"folds {skipped} are not finished in every run and are left out of the ensemble", stacklevel=2)
+    selection = None
+    if select_rounds:
+        weights, selection = select_weights(runs, files, folds, select_rounds)
+    weights = weights / weights.sum()
     out_dir = Path(out_dir)
     scores, member_ua = [], {str(run): [] for run in runs}
     labels = None
@@ -97,9 +104,48 @@ def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequ
     write_cv_report(out_dir, f"ensemble of {len(runs)} runs", summary)
     write_json(out_dir / "cost.json", _summed_cost(runs))
     write_json(out_dir / "ensemble.json", {
-        "members": [str(r) for r in runs], "weights": weights.tolist(), "folds": folds, "skipped_folds": skipped,
+        "members": [str(r) for r in runs], "weights": weights.tolist(), "selection": selection, "folds": folds,
+        "skipped_folds": skipped,
         "test_ua_per_fold": {"ensemble": [s.metrics.ua for s in scores], **member_ua}})
     return summary
+
+
+def select_weights(runs: list[Path], files: list[dict[int, Path]], folds: list[int], rounds: int
+                   ) -> tuple[np.ndarray, dict]:
+    """Greedy forward selection with replacement (Caruana et al. 2004) on the validation predictions: each round
+    adds the member whose addition gives the highest mean validation UA over the folds (ties: the earlier run);
+    the weights are how often each was added, taken at the best round. Test labels are never read."""
+    valid = []  # per fold: (targets [N], labels, [member probabilities [N, C] in one utterance order])
+    for fold in folds:
+        loaded = [read_predictions(found[fold]) for found in files]
+        for run, (_, parts) in zip(runs, loaded):
+            if "valid" not in parts:
+                raise DataError(f"{run} fold {fold}: no validation predictions to select on (an ensemble's folds "
+                                "hold test predictions only: select among the runs themselves)")
+        reference = loaded[0][1]["valid"]
+        members = [_align(parts["valid"], reference, f"{run} fold {fold} (validation)")
+                   for run, (_, parts) in zip(runs, loaded)]
+        valid.append((reference.targets, loaded[0][0], members))
+
+    def valid_ua(counts: np.ndarray) -> float:
+        scores = []
+        for targets, labels, members in valid:
+            probs = sum(count * member for count, member in zip(counts, members) if count)
+            scores.append(compute_metrics(probs.argmax(-1), targets, labels).ua)
+        return float(np.mean(scores))
+
+    counts, history = np.zeros(len(runs)), []
+    for _ in range(rounds):
+        tried = [valid_ua(counts + np.eye(len(runs))[index]) for index in range(len(runs))]
+        best = int(np.argmax(tried))  # argmax takes the first of equals
+        counts[best] += 1
+        history.append({"added": str(runs[best]), "valid_ua": tried[best]})
+    best_round = int(np.argmax([step["valid_ua"] for step in history]))
+    chosen = np.zeros(len(runs))
+    for step in history[: best_round + 1]:
+        chosen[[str(r) for r in runs].index(step["added"])] += 1
+    return chosen, {"by": "mean validation UA over the folds (greedy forward selection with replacement)",
+                    "rounds": rounds, "best_round": best_round + 1, "history": history}
 
 
 def _summed_cost(runs: Sequence[Path]) -> dict:
