@@ -82,7 +82,7 @@ def audio_info(source: Source, name: str | None = None, max_seconds: float | Non
     (block by block) when the header claims more than MAX_TRUSTED_SECONDS (an unknown length).
     max_seconds: for a caller that refuses longer files (a service): counting stops once past it, and frames
     is then only a lower bound, beyond max_seconds; a few KB of silent FLAC can hold days."""
-    where = _name(source, name)
+    where = source_name(source, name)
     handle = _open_target(source, where)
     try:
         info = sf.info(handle)
@@ -112,7 +112,7 @@ def load_audio(
     name: str | None = None,
 ) -> np.ndarray:
     """Samples [S] float32 at `target_sr`, mono, of `source` from `start` to `end` seconds (None: to the end)."""
-    where = _name(source, name)
+    where = source_name(source, name)
     info = audio_info(source, where)
     first, stop = _frame_range(where, info, start, end)
     samples, sample_rate = read_mono(source, first, stop, where, info)
@@ -126,7 +126,7 @@ def read_mono(
     Only those frames are decoded, BLOCK_SAMPLES at a time; each block is checked for NaN/inf, clipped to
     [-1, 1] and mixed (as conform_samples does) before the next is read, so memory is n floats plus one block
     however many channels the file has. AudioError as for read_frames, or for NaN/inf samples."""
-    where = _name(source, name)
+    where = source_name(source, name)
     info = info or audio_info(source, where)
     stop = info.frames if stop is None else min(stop, info.frames)
     pieces = []
@@ -147,7 +147,7 @@ def read_frames(
     """Frames [first, stop) of `source` at its own rate -> (samples [n, C] float32, sample rate); only those
     frames are decoded (all channels: n x C floats; read_mono keeps n). AudioError if none decode or clearly
     fewer than the header promises (truncated file)."""
-    where = _name(source, name)
+    where = source_name(source, name)
     info = info or audio_info(source, where)
     stop = info.frames if stop is None else min(stop, info.frames)
     pieces = [block.copy() for block in _decode_blocks(source, where, info, first, stop)]
@@ -276,13 +276,15 @@ def _frame_range(where: str, info: AudioInfo, start: float, end: float | None) -
     return round(start * info.sample_rate), min(round(end * info.sample_rate), info.frames)
 
 
-def _name(source: Source, name: str | None) -> str:
+def source_name(source, name: str | None = None, default: str | None = "<file object>") -> str | None:
+    """What errors and results call an audio source: `name` if given, a path as written, a file object's
+    `.name` when it is a path, else `default`."""
     if name is not None:
         return str(name)
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     file_name = getattr(source, "name", None)
-    return str(file_name) if isinstance(file_name, (str, os.PathLike)) else "<file object>"
+    return str(file_name) if isinstance(file_name, (str, os.PathLike)) else default
 
 
 def _open_target(source: Source, where: str):

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from ..bundle import load_bundle
+from ..data.audio import source_name
 from ..data.batch import pad_waves
 from ..data.sampler import DurationBatchSampler
 from ..errors import ConfigError, SerkitError
@@ -221,7 +222,7 @@ class EmotionRecognizer:
         results: list[_Item | PredictionFailure] = []
         for audio, item in zip(inputs, items):
             error = item if isinstance(item, SerkitError) else item.error
-            results.append(PredictionFailure(_name(audio), str(error)) if error is not None else item)
+            results.append(PredictionFailure(source_name(audio, default=None), str(error)) if error is not None else item)
         return results
 
     def _plan(self, audio, rate, text, window: float, hop: float, segmenter=None) -> _Item:
@@ -299,13 +300,6 @@ def _span_seconds(item: _Item) -> list[float]:
 def _piece_seconds(item: _Item, k: int) -> float:
     first, stop = item.spans[k]
     return (stop - first) / item.source.sample_rate
-
-
-def _name(audio) -> str | None:
-    if isinstance(audio, (str, Path)):
-        return str(audio)
-    name = getattr(audio, "name", None)
-    return str(name) if isinstance(name, (str, Path)) else None
 
 
 def parse_device(device: str | torch.device) -> torch.device:
