@@ -123,7 +123,8 @@ def run_opensmile_svm(data_cfg: DataConfig, out_dir: str | Path, folds: Sequence
     summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
     write_cv_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({data_cfg.corpus})", summary)
     write_json(out_dir / "baseline.json", {
-        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options, "folds": folds,
+        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options,
+        "folds": folds,
         "features": "opensmile eGeMAPSv02 functionals (88)", "classifier": "StandardScaler + LinearSVC "
         "(class_weight=balanced), C chosen by validation UA", "c_grid": list(c_grid),
         "per_fold": [{"fold": f.fold, "c": f.c, "valid_ua": f.valid.ua, "valid_ua_by_c": {str(k): v for k, v in

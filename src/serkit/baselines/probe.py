@@ -132,8 +132,8 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
     return view, c, valid, test, grid, probabilities
 
 
-def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig, folds: Sequence[int] | None = None,
-              c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None, progress: bool = False
+def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig,
+              folds: Sequence[int] | None = None, c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None, progress: bool = False
               ) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
@@ -154,7 +154,8 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
     summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
     write_cv_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})", summary)
     write_json(out_dir / "probe.json", {
-        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options, "folds": folds,
+        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options,
+        "folds": folds,
         "upstream": upstream_cfg.__dict__, "features": "every layer mean-pooled over real frames",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),

@@ -222,7 +222,7 @@ class EmotionRecognizer:
         results: list[_Item | PredictionFailure] = []
         for audio, item in zip(inputs, items):
             error = item if isinstance(item, SerkitError) else item.error
-            results.append(PredictionFailure(source_name(audio, default=None), str(error)) if error is not None else item)
+            results.append(item if error is None else PredictionFailure(source_name(audio, default=None), str(error)))
         return results
 
     def _plan(self, audio, rate, text, window: float, hop: float, segmenter=None) -> _Item:
