@@ -133,8 +133,8 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
 
 
 def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig,
-              folds: Sequence[int] | None = None, c_grid: Sequence[float] = C_GRID, cache_dir: str | Path | None = None, progress: bool = False
-              ) -> tuple[CVSummary, list[ProbeFit]]:
+              folds: Sequence[int] | None = None, c_grid: Sequence[float] = C_GRID,
+              cache_dir: str | Path | None = None, progress: bool = False) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
     started = time.process_time()
