@@ -28,13 +28,13 @@ from ..model import build_model
 from ..util.atomic import write_json
 from .averaging import average_checkpoints
 from .checkpoint_io import AtomicCheckpointIO
-from .datamodule import FoldDataModule
 from .csv_log import ContinuingCSVLogger
+from .datamodule import FoldDataModule
 from .fit_log import FitLog
 from .last_checkpoint import LastCheckpoint
+from .module import SERModule
 from .predictions import evaluate_splits
 from .progress import ProgressLines
-from .module import SERModule
 from .rng_state import RNGState
 from .topk_callback import TopKWeights
 
@@ -229,8 +229,8 @@ def _precision(precision: str) -> str:
 def _loggers(fold_dir: Path) -> list:
     loggers = [ContinuingCSVLogger(fold_dir, name="logs", version="")]  # keeps a resumed fold's earlier rows
     try:  # TensorBoard logs when the tensorboard package is installed (optional dependency)
-        from lightning.pytorch.loggers import TensorBoardLogger
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(fold_dir, name="tensorboard", version=""))
     except ImportError:

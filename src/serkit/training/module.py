@@ -16,8 +16,8 @@ from ..data.batch import Batch
 from ..errors import ConfigError
 from ..evaluation.metrics import compute_metrics
 from ..model import SERModel
-from .augment import FrameMasking, mixup
 from ..train_config import TrainConfig
+from .augment import FrameMasking, mixup
 from .schedule import warmup_linear_decay
 
 FROZEN_FINGERPRINT = "serkit_frozen_fingerprint"  # last.ckpt entry: sha256 of the frozen parameters

@@ -16,8 +16,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from ..errors import ConfigError
 from ..checkpoint import load_state_dict, save_checkpoint, trained_state_dict
+from ..errors import ConfigError
 from .topk import TopK
 
 MONITORS = ("ua", "wa")
