@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/serkit demo --out demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 clean:
 	rm -rf $(VENV) demo runs

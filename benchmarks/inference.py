@@ -58,8 +58,10 @@ def save_random_classifier(directory: Path, size: str, seed: int) -> Path:
     return out
 
 
-def equivalent_bundle(hf_dir: Path, bundle_dir: Path) -> tuple[Path, list[str]]:
-    """A serkit bundle computing the same function as the HF classifier in hf_dir -> (bundle, labels)."""
+def equivalent_bundle(hf_dir: Path, bundle_dir: Path, upstream: dict | None = None) -> tuple[Path, list[str]]:
+    """A serkit bundle computing the same function as the HF classifier in hf_dir -> (bundle, labels).
+    upstream: the bundle's upstream config (default: the "hf" upstream on hf_dir, last layer, frozen;
+    benchmarks/inference_real.py gives a "whisper" one)."""
     import torch
     from transformers import AutoConfig, AutoModelForAudioClassification
 
@@ -75,7 +77,7 @@ def equivalent_bundle(hf_dir: Path, bundle_dir: Path) -> tuple[Path, list[str]]:
     hf = AutoModelForAudioClassification.from_pretrained(hf_dir)
     projector, classifier = hf.projector, hf.classifier
     cfg = load_config(_common.tiny_bundle_config(
-        {"name": "hf", "source": str(hf_dir), "layers": "last", "freeze": "all"}))
+        upstream or {"name": "hf", "source": str(hf_dir), "layers": "last", "freeze": "all"}))
     model = build_model(cfg.model, num_classes=len(labels))  # the encoder weights come from hf_dir
     with torch.no_grad():
         model.classifier.linear.weight.copy_(classifier.weight @ projector.weight)

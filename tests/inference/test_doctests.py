@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-MODULES = ["results", "inputs", "windows", "recognizer", "files", "transcripts", "output"]
+MODULES = ["results", "inputs", "windows", "recognizer", "files", "transcripts", "output", "ray_inputs"]
 
 
 @pytest.fixture(scope="module")

@@ -189,3 +189,13 @@ def test_load_refuses_bad_thread_counts(tiny_bundle, tiny_onnx):
     for model in (tiny_bundle, tiny_onnx):
         with pytest.raises(ConfigError, match=r"threads is 0; expected a positive number"):
             EmotionRecognizer.load(model, threads=0)
+
+
+def test_a_quantized_file_says_so_and_a_float_one_does_not(tmp_path):
+    """`serkit export --quantize int8` writes metadata `quantization`; OnnxModel reports it (None: float32)."""
+    common = {"labels": '["a", "b", "c", "d"]', "sample_rate": "16000", "padding_invariant": "true"}
+    quantized = _identity_graph(tmp_path / "int8.onnx", ["probabilities", "embedding"],
+                                {**common, "quantization": "int8"})
+    plain = _identity_graph(tmp_path / "float.onnx", ["probabilities", "embedding"], common)
+    assert OnnxModel(quantized).quantization == "int8"
+    assert OnnxModel(plain).quantization is None

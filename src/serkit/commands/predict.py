@@ -1,5 +1,6 @@
 """`serkit predict MODEL PATH...`: emotion predictions for audio files, one row per file (and per window, or per
-speech segment with --segments)."""
+speech segment with --segments). `--engine ray` runs the same predictions over an archive on a Ray cluster
+and writes them to a folder of Parquet parts (inference/ray_batch.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from ..util.atomic import atomic_file
 # --option -> VadSettings field (the field's own check gives the limits; argparse names the option)
 VAD_OPTIONS = {"--vad-threshold": "threshold", "--min-speech": "min_speech_seconds",
                "--max-pause": "max_pause_seconds", "--max-segment": "max_segment_seconds", "--vad-pad": "pad_seconds"}
+# --option -> its attribute, for the options only --engine ray takes
+RAY_OPTIONS = {"--address": "address", "--ray-actors": "ray_actors", "--ray-batch-size": "ray_batch_size",
+               "--ray-gpus": "ray_gpus", "--ray-decode-cpus": "ray_decode_cpus", "--embeddings": "embeddings"}
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -25,10 +29,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                                  "`serkit export` (run by ONNX Runtime: faster on a CPU)")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="audio files (any format soundfile reads, any rate, any channels), folders (searched "
-                        "recursively for audio files) or - to read paths from stdin, one per line")
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default: jsonl)")
+                        "recursively for audio files) or - to read paths from stdin, one per line; with --engine "
+                        "ray also manifests (.csv, .jsonl, .parquet with a path and optionally an id column)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default=None, help="output format (default: jsonl)")
     p.add_argument("--out", help="write the rows to this file (default: stdout); it is replaced when the run ends, "
-                                 "and left as it was by a run that fails")
+                                 "and left as it was by a run that fails. With --engine ray: the folder of Parquet "
+                                 "parts (required; a restart with the same --out skips the files already there)")
     p.add_argument("--batch-seconds", type=float, default=None,
                    help="most padded audio per batch, in seconds (default: 10 on a CPU, 60 on a GPU)")
     p.add_argument("--window", type=float, default=10.0,
@@ -59,7 +65,27 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                         "exit code is still 1 when every file failed")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu; a .onnx model runs on the CPU)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for the model (default: torch's default, one per core)")
+                   help="CPU threads for the model (default: torch's default, one per core; with --engine ray, "
+                        "per actor: 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process. ray: Ray Data over a cluster or this machine's cores, "
+                        "rows to Parquet parts in --out, resumable (pip install 'serkit[ray]')")
+    ray = p.add_argument_group("Ray (--engine ray; README: Archives on a cluster)")
+    ray.add_argument("--address", default=None,
+                     help="the Ray cluster: HOST:PORT of `ray start --head`, or auto for the cluster this machine "
+                          "joined (default: $RAY_ADDRESS, else a new Ray on this machine)")
+    ray.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                     help="model actors (default: one per GPU with --device cuda, else one per --threads CPUs)")
+    ray.add_argument("--ray-batch-size", type=int, default=None, metavar="N",
+                     help="files per model call and per Parquet part (default: 64); --batch-seconds still bounds "
+                          "what one forward pass sees")
+    ray.add_argument("--ray-gpus", type=float, default=None, metavar="X",
+                     help="GPUs per actor with --device cuda (default: 1; 0.5 puts two actors on a GPU)")
+    ray.add_argument("--ray-decode-cpus", type=float, default=None, metavar="X",
+                     help="CPUs per decoding task (default: 1 with --device cuda; on CPUs the actors' own, so each "
+                          "actor decodes its own batches)")
+    ray.add_argument("--embeddings", action="store_true",
+                     help="also write each row's embedding (the classifier's input) as a list of floats")
 
 
 @command("predict", "predict emotions of audio files with a trained model bundle or ONNX export (JSONL or CSV rows)",
@@ -73,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads is {args.threads}; expected a positive number of threads")
+    if args.engine == "ray":
+        return _run_ray(args)
+    given = [option for option, attr in RAY_OPTIONS.items() if getattr(args, attr) not in (None, False)]
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to --engine ray")
+    args.format = args.format or "jsonl"
     segments = _segments(args)  # before the model loads: a bad segments file or a missing extra fails at once
     recognizer = EmotionRecognizer.load(args.model, device=args.device, threads=args.threads,
                                         window_seconds=args.window, hop_seconds=args.hop,
@@ -104,6 +136,62 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     # --skip-errors goes on past bad files, but a run that predicted nothing is a failure for the caller
     return 1 if (paths or unlisted) and failed == len(paths) else 0
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    """--engine ray: the archive's rows to Parquet parts in --out (inference/ray_batch.py)."""
+    from ..inference import EmotionRecognizer
+    from ..inference.onnx_model import is_onnx_file
+    from ..inference.ray_batch import DEFAULT_BATCH_FILES, ArchiveJob, RayOptions, import_ray, predict_archive
+    from ..inference.ray_inputs import archive_inputs
+    from ..inference.recognizer import parse_device
+    from ..inference.transcripts import Transcripts
+
+    if args.format is not None:
+        raise ConfigError("--format applies to the local engine; --engine ray writes Parquet parts to --out")
+    if args.out is None:
+        raise ConfigError("--engine ray needs --out FOLDER (e.g. --out results.parquet): it writes Parquet parts "
+                          "there, and a restart with the same --out resumes from them")
+    device = parse_device(args.device)
+    if device.type not in ("cpu", "cuda") or device.index is not None:
+        raise ConfigError(f"--device {args.device}: with --engine ray use cpu or cuda (Ray gives each actor its "
+                          "own GPU, which it sees as cuda)")
+    if device.type != "cuda" and args.ray_gpus is not None:
+        raise ConfigError("--ray-gpus applies to --device cuda")
+    if device.type == "cuda" and is_onnx_file(args.model):
+        raise ConfigError(f"{args.model}: an ONNX model runs on the CPU (ONNX Runtime); for --device cuda give the "
+                          "model bundle it was exported from")
+    options = RayOptions(address=args.address, actors=args.ray_actors,
+                         batch_files=DEFAULT_BATCH_FILES if args.ray_batch_size is None else args.ray_batch_size,
+                         gpus_per_actor=1.0 if args.ray_gpus is None else args.ray_gpus,
+                         decode_cpus=args.ray_decode_cpus)
+    import_ray()  # a missing extra says how to install it before anything loads
+    segmenter = _segments(args)  # a bad segments file, or the vad extra missing, fails here and not per file
+    # loaded here, on the CPU, only to fail early with the model's own error and to learn its labels: the actors
+    # load it again where they run
+    recognizer = EmotionRecognizer.load(args.model, window_seconds=args.window, hop_seconds=args.hop,
+                                        batch_seconds=args.batch_seconds)
+    labels, needs_text = tuple(recognizer.labels), recognizer.needs_text
+    del recognizer
+    transcripts = None
+    if args.transcripts:
+        transcripts = Transcripts.from_file(args.transcripts, args.path_column, args.text_column)
+    segments = "windows" if segmenter is None else "vad" if args.segments == "vad" else segmenter
+    job = ArchiveJob(model=os.path.abspath(args.model), out=os.path.abspath(args.out), labels=labels,
+                     cwd=os.getcwd(), device=device.type, threads=args.threads,
+                     window_seconds=args.window, hop_seconds=args.hop, batch_seconds=args.batch_seconds,
+                     segments=segments, vad=getattr(segmenter, "settings", None), embeddings=args.embeddings,
+                     needs_text=needs_text, transcripts=transcripts)
+    inputs = archive_inputs(args.paths, sys.stdin)
+    summary = predict_archive(job, inputs, options)
+    print(f"serkit predict: {summary.predicted} files predicted ({summary.failed} of them error rows), "
+          f"{summary.already_done} already in {args.out}; {summary.parts} parts there", file=sys.stderr)
+    if summary.repeated:
+        print(f"serkit predict: {len(summary.repeated)} ids are in two parts of {args.out} (e.g. "
+              f"{summary.repeated[0]!r}): two jobs wrote there at once; keep one row per id and window/segment "
+              "when reading", file=sys.stderr)
+    # every file of the run failed: as the local engine, a failure for the caller
+    return 1 if summary.predicted and summary.failed == summary.predicted else 0
 
 
 def _segments(args: argparse.Namespace):

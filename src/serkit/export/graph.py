@@ -8,9 +8,9 @@ front ends), which a traced graph would freeze at the example input's values. He
 by an export twin that shares its weights (export/upstreams.py); layer selection, aggregation and the
 classifier are the model's own modules, which already take every shape from the tensors and mask padding.
 
-Supported (see export/upstreams.py): "fbank" (the pure-torch Kaldi filterbank), "hf" speech models, late
-fusion, and early fusion of upstreams with one frame rate. Refused with ConfigError: text upstreams (the
-tokenizer is not a graph), Whisper (numpy log-mel front end), early fusion across frame rates.
+Supported (see export/upstreams.py): "fbank" (the pure-torch Kaldi filterbank), "hf" speech models, "whisper"
+(pad and crop), late fusion, and early fusion of upstreams with one frame rate. Refused with ConfigError: text
+upstreams (the tokenizer is not a graph), early fusion across frame rates.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class ExportGraph(nn.Module):
         self.classifier = model.classifier
         # what a caller must respect: False when an upstream runs utterances unpadded (see export/upstreams.py)
         self.padding_invariant = all(upstream.padding_invariant for upstream in self.upstreams)
+        # the fewest samples a trace batch needs so that no shape is specialised (Whisper: more than a window)
+        self.trace_samples = max(getattr(upstream, "trace_samples", 0) for upstream in self.upstreams)
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wav_lens = wav_lens.long()

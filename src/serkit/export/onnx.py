@@ -12,7 +12,14 @@ data2vec-audio models, ONNX Runtime gives the PyTorch probabilities within 1e-6.
 (dynamo=False) is tried only when the dynamo path fails: it writes ECAPA's dilated 'same' convolutions as
 auto_pad=SAME_UPPER, which ONNX Runtime refuses with dilation, so its output must (and does) pass the same
 check before it is kept. Every export is checked the same way: ONNX Runtime on a padded batch of different
-lengths (one utterance for upstreams that are not padding invariant) against the PyTorch model.
+lengths (one utterance for upstreams that are not padding invariant) against the PyTorch model; a graph traced
+on longer inputs (Whisper: more than one 30 s window per row) is checked on that batch and on a short one.
+
+`quantize="int8"` (`serkit export --quantize int8`): the checked float graph is quantized (export/quantize.py)
+and the int8 file is what is written, with metadata `quantization`. Its check compares it with the float graph
+on clips (export/check_clips.py: synthetic speech by default, the user's files or a labelled manifest with
+`check_audio`): labels that agree, the largest probability difference, the speed-up, and the accuracy of both
+when the clips are labelled. A float export given `check_audio` compares ONNX Runtime with PyTorch the same way.
 
 The file is written and checked in a hidden folder beside the target and only then renamed into place, so an
 export that fails, or is killed, leaves a previous file of that name as it was. An `opset` outside what torch
@@ -28,6 +35,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +45,13 @@ import torch
 
 from ..errors import ConfigError
 # the file's contract (names, sample rate) and its runtime session live with the code that runs exports
-from ..inference.onnx_model import INPUT_NAMES, OUTPUT_NAMES, SAMPLE_RATE, onnx_session
+from ..inference.onnx_model import INPUT_NAMES, OUTPUT_NAMES, QUANTIZATION_KEY, SAMPLE_RATE, OnnxModel, onnx_session
+from ..inference.recognizer import EmotionRecognizer
 from ..model import SERModel
+from ..util.threads import torch_threads
+from .check_clips import ClipComparison, compare_on_clips, load_check_clips
 from .graph import ExportGraph
+from .quantize import check_quantize, quantize_int8
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +74,28 @@ class ExportResult:
     exporter: str  # "dynamo" or "torchscript"
     opset: int
     padding_invariant: bool
-    max_abs_diff: float  # ONNX Runtime vs PyTorch on the check batch: probabilities
+    max_abs_diff: float  # ONNX Runtime (float graph) vs PyTorch on the check batches: probabilities
     embedding_rel_diff: float  # the same for the embedding, relative to its largest value
+    quantization: str | None = None  # "int8": the file written is the quantized graph
+    size_bytes: int = 0  # the file written (with its external weights, if any)
+    float_size_bytes: int = 0  # the float graph's (the same as size_bytes unless quantized)
+    clip_check: ClipComparison | None = None  # int8 vs float graph, or ONNX vs PyTorch with check_audio
 
 
 def export_onnx(
-    model: SERModel | str | Path, out_path: str | Path, labels: list[str] | None = None, opset: int | None = None
+    model: SERModel | str | Path, out_path: str | Path, labels: list[str] | None = None, opset: int | None = None,
+    quantize: str | None = None, check_audio: Sequence[str] | None = None, threads: int | None = None,
 ) -> ExportResult:
     """Export a bundle (folder) or an SERModel (then `labels` are needed) to `out_path`, check it with ONNX
-    Runtime, and return what was done. ConfigError for models that cannot be exported (text branch, Whisper)
-    or when no exporter produced a graph that matches PyTorch."""
+    Runtime, and return what was done. quantize: None (float32) or "int8"; check_audio: audio files, folders
+    or one labelled manifest (.csv / .jsonl) to compare the written graph on (see export/check_clips.py);
+    threads: CPU threads of that comparison, both sides (default: torch's, as `serkit predict`).
+    ConfigError for models that cannot be exported (text branch), bad option combinations, or when no exporter
+    produced a graph that matches PyTorch."""
     check_opset(opset)  # before a bundle load and an export that take a while
+    check_quantize(quantize, opset)
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ConfigError(f"threads is {threads!r}; expected a positive number of threads")
     if isinstance(model, (str, Path)):
         from ..bundle import load_bundle
 
@@ -80,11 +103,13 @@ def export_onnx(
     if labels is None:
         raise ConfigError("export_onnx: labels are needed to export a model that is not loaded from a bundle")
     _check_installed()
+    # read before the export (minutes for a big model), so that a wrong path or manifest fails at once
+    clips = load_check_clips(check_audio, labels) if (check_audio or quantize) else None
     model = model.eval().cpu()
     graph = ExportGraph(model).eval()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    example = example_batch(graph.padding_invariant)
+    batches = check_batches(graph)
     metadata = {
         "labels": json.dumps(list(labels)),
         "sample_rate": str(SAMPLE_RATE),
@@ -93,31 +118,59 @@ def export_onnx(
     }
 
     staging = _staging_folder(out_path)
-    candidate = staging / out_path.name  # the final name: external weights (past 2 GB) are found by it
-    failures = []
+    # the final name: external weights (past 2 GB) are found by it; a float graph that is then quantized
+    # keeps that name in a sub-folder
+    candidate = staging / out_path.name
+    float_candidate = staging / "float" / out_path.name if quantize else candidate
+    float_candidate.parent.mkdir(exist_ok=True)
     try:
-        for exporter in ("dynamo", "torchscript"):
-            _remove(candidate)  # what the exporter before left
+        result = _export_checked(graph, model, batches, float_candidate, metadata, opset, out_path)
+        result.float_size_bytes = _size_of(float_candidate)
+        if quantize:
             try:
-                with torch.no_grad(), _quiet_exporter():
-                    _EXPORTERS[exporter](graph, example, candidate, metadata, opset)
-                written = _opset_of(candidate)
-                if opset is not None and written != opset:
-                    raise ConfigError(f"it wrote opset {written}, not the {opset} asked for")
-                diff, embedding_diff = check_onnx(candidate, model, *example)
-            except Exception as error:  # noqa: BLE001  (any exporter failure: try the next, report all)
-                failures.append(f"{exporter}: {type(error).__name__}: "
-                                f"{str(error).splitlines()[0] if str(error) else ''}")
-                logger.warning("ONNX export with the %s exporter failed: %s", exporter, failures[-1])
-                continue
-            if diff <= CHECK_ATOL and embedding_diff <= CHECK_EMBEDDING_RTOL:
-                _move_into_place(candidate, out_path)
-                return ExportResult(out_path, exporter, written, graph.padding_invariant, diff, embedding_diff)
-            failures.append(f"{exporter}: ONNX Runtime differs from PyTorch by {diff:.2e} in probabilities (at "
-                            f"most {CHECK_ATOL}) and {embedding_diff:.2e} in embeddings (relative, at most "
-                            f"{CHECK_EMBEDDING_RTOL})")
+                quantize_int8(float_candidate, candidate, {**metadata, QUANTIZATION_KEY: quantize})
+            except Exception as error:  # noqa: BLE001  (ONNX Runtime's quantizer raises its own types)
+                raise ConfigError(f"{quantize} quantization failed ({out_path} was left as it was): "
+                                  f"{type(error).__name__}: {error}") from error
+            result.quantization = quantize
+        if clips is not None:
+            with torch_threads(threads) as used:  # ONNX Runtime gets as many as torch, as in `serkit predict`
+                reference = (EmotionRecognizer(OnnxModel(float_candidate, threads=used), labels), "float32 ONNX"
+                             ) if quantize else (EmotionRecognizer(model, labels), "PyTorch")
+                result.clip_check = compare_on_clips(
+                    *reference, EmotionRecognizer(OnnxModel(candidate, threads=used), labels),
+                    f"{quantize} ONNX" if quantize else "ONNX", clips, used)
+        result.size_bytes = _size_of(candidate)
+        _move_into_place(candidate, out_path)
+        return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_checked(graph: ExportGraph, model: SERModel, batches, path: Path, metadata: dict, opset: int | None,
+                    out_path: Path) -> ExportResult:
+    """The float graph at `path` by the first exporter whose file ONNX Runtime runs with PyTorch's outputs on
+    every check batch; ConfigError listing each exporter's failure when none does."""
+    failures = []
+    for exporter in ("dynamo", "torchscript"):
+        _remove(path)  # what the exporter before left
+        try:
+            with torch.no_grad(), _quiet_exporter():
+                _EXPORTERS[exporter](graph, batches[0], path, metadata, opset)
+            written = _opset_of(path)
+            if opset is not None and written != opset:
+                raise ConfigError(f"it wrote opset {written}, not the {opset} asked for")
+            diffs = [check_onnx(path, model, *batch) for batch in batches]
+        except Exception as error:  # noqa: BLE001  (any exporter failure: try the next, report all)
+            failures.append(f"{exporter}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            logger.warning("ONNX export with the %s exporter failed: %s", exporter, failures[-1])
+            continue
+        diff, embedding_diff = max(d for d, _ in diffs), max(e for _, e in diffs)
+        if diff <= CHECK_ATOL and embedding_diff <= CHECK_EMBEDDING_RTOL:
+            return ExportResult(out_path, exporter, written, graph.padding_invariant, diff, embedding_diff)
+        failures.append(f"{exporter}: ONNX Runtime differs from PyTorch by {diff:.2e} in probabilities (at most "
+                        f"{CHECK_ATOL}) and {embedding_diff:.2e} in embeddings (relative, at most "
+                        f"{CHECK_EMBEDDING_RTOL})")
     raise ConfigError(f"ONNX export failed ({out_path} was left as it was): " + "; ".join(failures))
 
 
@@ -128,10 +181,19 @@ def check_opset(opset: int | None) -> None:
                           f"{MAX_OPSET}, or none for the exporter's default")
 
 
-def example_batch(padding_invariant: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(wavs [B, S], wav_lens [B]): noise, B = 2 of different lengths (1 when padding is not allowed)."""
-    lens = EXAMPLE_LENS if padding_invariant else EXAMPLE_LENS[:1]
-    generator = torch.Generator().manual_seed(0)
+def check_batches(graph: ExportGraph) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[(wavs [B, S], wav_lens [B])] of noise, B = 2 of different lengths (1 when padding is not allowed): the
+    batch the graph is traced with first; when the graph needs longer inputs to trace (graph.trace_samples),
+    a batch of the usual short lengths follows, so that both shapes are checked."""
+    lens = EXAMPLE_LENS if graph.padding_invariant else EXAMPLE_LENS[:1]
+    batches = [_noise_batch(lens, seed=0)]
+    if graph.trace_samples > max(lens):
+        batches.insert(0, _noise_batch((graph.trace_samples, *lens[1:]), seed=1))
+    return batches
+
+
+def _noise_batch(lens: Sequence[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
     wavs = 0.1 * torch.randn(len(lens), max(lens), generator=generator)
     wav_lens = torch.tensor(lens, dtype=torch.long)
     return wavs * (torch.arange(wavs.shape[1])[None] < wav_lens[:, None]), wav_lens
@@ -152,18 +214,34 @@ def check_onnx(path: str | Path, model: SERModel, wavs: torch.Tensor, wav_lens: 
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata an exported file carries (labels, sample_rate, padding_invariant, serkit_version)."""
+    """The metadata an exported file carries (labels, sample_rate, padding_invariant, serkit_version, and
+    quantization for a quantized file)."""
     return dict(onnx_session(path).get_modelmeta().custom_metadata_map)
 
 
 def _export_dynamo(graph, example, out_path: Path, metadata: dict, opset: int | None) -> None:
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples")
     program = torch.onnx.export(
-        graph, example, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), opset_version=opset,
+        graph, example, input_names=list(INPUT_NAMES), opset_version=opset,
         dynamo=True, dynamic_shapes={"wavs": {0: batch, 1: samples}, "wav_lens": {0: batch}}, verbose=False,
     )
+    _name_outputs(program.model.graph)
     program.model.metadata_props.update(metadata)
     program.save(out_path)  # one self-contained file, or weights beside it past protobuf's 2 GB
+
+
+def _name_outputs(graph) -> None:
+    """Name the outputs OUTPUT_NAMES. The exporter's own `output_names` renames them without looking: a value
+    inside the graph that already has one of those names (Whisper's positional table comes out as an
+    initializer named `embedding`) is then defined twice, and ONNX Runtime refuses the file. Such a value is
+    renamed first."""
+    outputs = list(graph.outputs)
+    values = [*graph.initializers.values(), *(value for node in graph for value in node.outputs)]
+    for value in values:
+        if value is not None and value.name in OUTPUT_NAMES and all(value is not out for out in outputs):
+            value.name = f"{value.name}_inner"
+    for value, name in zip(outputs, OUTPUT_NAMES, strict=True):
+        value.name = name
 
 
 def _export_torchscript(graph, example, out_path: Path, metadata: dict, opset: int | None) -> None:
@@ -217,6 +295,11 @@ def _opset_of(path: Path) -> int:
 
     proto = onnx.load(str(path), load_external_data=False)
     return next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def _size_of(path: Path) -> int:
+    """Bytes of an ONNX file and of its external weights, if any."""
+    return sum(p.stat().st_size for p in (path, Path(f"{path}.data")) if p.exists())
 
 
 def _remove(path: Path) -> None:

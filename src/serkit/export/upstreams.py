@@ -12,7 +12,9 @@ from the input's shape, never from its values.
               graph cannot loop over utterances of different lengths, so their export reads the whole padded
               width: exact for a batch of one (or of equal lengths), S >= 400 samples. The exported file
               records `padding_invariant = false`; feed it one utterance per call.
-    text, whisper: ConfigError (a tokenizer / a numpy log-mel front end cannot be in the graph).
+    whisper WhisperExport (export/whisper.py): the extractor's log-mel in torch operators, 30 s chunks, the
+            "pad" and "crop" input modes and a frozen bottom ("bottom:N") as WhisperUpstream runs them.
+    text: ConfigError (a tokenizer cannot be part of the graph).
 
 forward(wavs [B, S] zero-padded, wav_lens [B]) -> (hidden: list of [B, T, D], frame_lens [B]), as Upstream.
 """
@@ -28,6 +30,8 @@ from ..upstream.base import Upstream
 from ..upstream.fbank import FbankUpstream, fbank_frame_lens
 from ..upstream.fbank_torch import TorchFbank
 from ..upstream.hf import HFSpeechUpstream
+from ..upstream.whisper import WhisperUpstream
+from .whisper import WhisperExport
 
 
 class FbankExport(nn.Module):
@@ -79,12 +83,14 @@ def export_upstream(upstream: Upstream, key: str) -> nn.Module:
         return FbankExport(upstream)
     if isinstance(upstream, HFSpeechUpstream):
         return HFExport(upstream)
+    if isinstance(upstream, WhisperUpstream):
+        return WhisperExport(upstream, key)
     if getattr(upstream, "modality", "audio") == "text":
         raise ConfigError(
             f"{key} is a text upstream: ONNX export is not supported for models with a text branch (the "
             "tokenizer cannot be part of the graph); use the Python API or `serkit predict` instead"
         )
     raise ConfigError(
-        f"{key} is a {type(upstream).__name__}: ONNX export supports the 'fbank' and 'hf' (wav2vec2, HuBERT, "
-        "WavLM, data2vec-audio) upstreams only (Whisper's log-mel front end is numpy code)"
+        f"{key} is a {type(upstream).__name__}: ONNX export supports the 'fbank', 'hf' (wav2vec2, HuBERT, WavLM, "
+        "data2vec-audio) and 'whisper' upstreams only"
     )

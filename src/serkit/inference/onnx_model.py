@@ -6,7 +6,8 @@
 Why: on a CPU, ONNX Runtime runs the same graph with less per-operator overhead than PyTorch eager and fuses
 what the exporter left apart (benchmarks/inference.py measures both against transformers' pipeline). The
 file says what a caller needs (export/onnx.py): the labels, the sample rate, and whether the graph is padding
-invariant; one that is not (group-norm SSL models, data2vec-audio) is fed one unpadded utterance per call.
+invariant; one that is not (group-norm SSL models, data2vec-audio) is fed one unpadded utterance per call. A file
+written by `serkit export --quantize int8` says so in its metadata (`quantization`); it runs the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ OUTPUT_NAME = "probabilities"
 EMBEDDING_NAME = "embedding"  # the classifier's input (EmotionRecognizer.embed on an exported model)
 OUTPUT_NAMES = (OUTPUT_NAME, EMBEDDING_NAME)
 SAMPLE_RATE = 16000
+QUANTIZATION_KEY = "quantization"  # metadata of a quantized export ("int8"); absent: float32
 
 
 def is_onnx_file(path: str | Path) -> bool:
@@ -62,6 +64,7 @@ class OnnxModel:
             raise ConfigError(f"{path}: {len(self.labels)} labels in its metadata but {width} probabilities out")
         # a file that does not say is run one utterance per call: slower, never wrong
         self.padding_invariant = metadata.get("padding_invariant") == "true"
+        self.quantization: str | None = metadata.get(QUANTIZATION_KEY)  # "int8", or None for float32
         self._outputs = list(OUTPUT_NAMES)
 
     def __call__(self, wavs: np.ndarray, wav_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

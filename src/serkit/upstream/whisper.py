@@ -172,10 +172,16 @@ class WhisperUpstream(Upstream):
         before each conv (as the conv's own zero padding would be for a clip alone) and masked out of
         attention, so a clip gives the same frames alone or in a batch.
         """
+        return self.encode_cropped_mel(mel[:, :, : int(mel_lens.max())], mel_lens, frame_lens, blocks)
+
+    def encode_cropped_mel(
+        self, mel: torch.Tensor, mel_lens: torch.Tensor, frame_lens: torch.Tensor, blocks: int | None = None
+    ) -> list[torch.Tensor]:
+        """_encode_cropped on mel [N, n_mels, M] already cut to a width M (max mel_lens <= M <= 3000): every
+        shape from the tensors', so that the ONNX export (export/whisper.py) runs this very code."""
         enc = self.encoder
-        width = int(mel_lens.max())
-        mel_mask = sample_mask(mel_lens, width)[:, None, :].to(mel.dtype)  # [N, 1, M]
-        x = F.gelu(enc.conv1(mel[:, :, :width] * mel_mask)) * mel_mask
+        mel_mask = sample_mask(mel_lens, mel.shape[2])[:, None, :].to(mel.dtype)  # [N, 1, M]
+        x = F.gelu(enc.conv1(mel * mel_mask)) * mel_mask
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # [N, T, D]
         frames = x.shape[1]
         x = x + enc.embed_positions.weight[:frames]

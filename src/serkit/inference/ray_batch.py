@@ -1,0 +1,503 @@
+"""Batch inference over an archive on Ray Data: `serkit predict MODEL INPUT --engine ray --out results.parquet`.
+
+Two stages, streamed (Ray Data keeps a bounded number of batches in flight, so neither the driver nor the
+object store holds the archive):
+
+    (id, path) blocks of --ray-batch-size files                       ray_inputs.archive_inputs
+      -> decode: open, segment (windows, VAD or a segments file),     CPU tasks, one block each:
+         read each piece and conform it to 16 kHz mono                decode_batch
+      -> model: batch the pieces by padded duration, run the model,   an actor pool: ModelStage
+         combine pieces into the file's rows, write them as one part  (ray_parts.write_part)
+      -> the driver counts the files each part held                   predict_archive
+
+The decode stage is the local engine's own code (inputs.FileSource / read_span, windows.plan_spans, the
+segmenters of segments.py), and the model stage runs EmotionRecognizer's own forward on the same pieces with
+the same batching rule (DurationBatchSampler over the pieces' durations), so a file gets the labels and
+probabilities `serkit predict` gives it (tests/inference/test_ray_batch.py checks them to 1e-5).
+
+Resources. With --device cuda each actor takes --ray-gpus GPUs (default 1: one actor per GPU) and decoding
+runs in separate CPU tasks, so the GPUs never wait on decoders. On CPUs an actor takes --threads CPUs
+(default 1) and decoding asks for as many: Ray then fuses the two stages, and each actor decodes the batches
+it predicts (no copy of the audio through the object store, and no CPU kept idle for a decoder).
+
+Errors. A file that cannot be read, decoded or segmented is a row with its error (the local engine's
+--skip-errors), never a failed job. A problem with the model, the options or the output folder stops the job
+(the CLI checks the model before Ray starts; an actor that cannot load it, on a machine without the model or
+the device, stops the job with serkit's own error and that machine's name).
+
+The output folder, resume and why a killed job leaves only whole parts: ray_parts.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, SerkitError
+from ..util.progress import CountLines
+from .inputs import Region
+from .output import prediction_rows, printable
+from .ray_inputs import ArchiveInputs
+from .ray_parts import OutputFolder, probability_columns, write_part
+from .results import Prediction, PredictionFailure, WindowPrediction, argmax_label, probability_dict
+from .segments import VadSettings
+from .timeline import Timeline, timeline_from_spans
+from .transcripts import Transcripts
+from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, weighted_mean
+
+INSTALL_HINT = "pip install 'serkit[ray]'"
+DEFAULT_BATCH_FILES = 64
+
+
+def import_ray():
+    """The ray module, with Ray Data; ConfigError saying how to install it when it is missing."""
+    try:
+        import ray
+        import ray.data  # the `ray` package alone lacks Data's dependencies
+    except ImportError as error:
+        raise ConfigError(f"--engine ray needs Ray Data, which is not installed here ({error}); install it with "
+                          f"{INSTALL_HINT}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class ArchiveJob:
+    """What the rows depend on, sent to every worker (so: small and picklable).
+
+    model, out: made absolute here (workers on other machines do not share the driver's working folder); cwd:
+    the driver's, where relative input paths are found (rows and errors show them as given, as the local
+    engine does). segments: "windows", "vad" (shaped by `vad`), or a segments file already read
+    (segment_files.SegmentTable: the workers need not see the file). transcripts: for a model with a text
+    branch (None: sidecar files)."""
+
+    model: str
+    out: str
+    labels: tuple[str, ...]
+    cwd: str = field(default_factory=os.getcwd)
+    device: str = "cpu"
+    threads: int | None = None
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    hop_seconds: float = DEFAULT_HOP_SECONDS
+    batch_seconds: float | None = None
+    segments: object = "windows"
+    vad: VadSettings | None = None
+    embeddings: bool = False
+    needs_text: bool = False
+    transcripts: Transcripts | None = None
+
+    def __post_init__(self):
+        for name in ("model", "out"):  # frozen: set once, here
+            object.__setattr__(self, name, os.path.normpath(os.path.join(self.cwd, os.fspath(getattr(self, name)))))
+
+    @property
+    def timeline(self) -> bool:
+        return not (isinstance(self.segments, str) and self.segments == "windows")
+
+    def record(self) -> dict:
+        """The run record (ray_parts): what a restart into the same folder must share with this run."""
+        segments = self.segments if isinstance(self.segments, str) else os.path.abspath(self.segments.path)
+        return {"model": self.model, "labels": list(self.labels), "segments": segments,
+                "vad": asdict(self.vad) if self.vad is not None else None,
+                "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
+                "embeddings": self.embeddings}
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the job is spread. address: the cluster (None: RAY_ADDRESS, else a new local Ray on this machine;
+    'auto': the cluster this machine joined with `ray start`). actors: model actors (None: one per GPU with
+    cuda, one per --threads CPUs otherwise). batch_files: files per model call and per part. gpus_per_actor:
+    with cuda (fractions share a GPU). decode_cpus: CPUs per decode task (None: 1 with cuda, the actors' CPUs
+    otherwise, which fuses decoding into the actors)."""
+
+    address: str | None = None
+    actors: int | None = None
+    batch_files: int = DEFAULT_BATCH_FILES
+    gpus_per_actor: float = 1.0
+    decode_cpus: float | None = None
+
+    def __post_init__(self):
+        checks = {"--ray-actors": (self.actors, self.actors is None or self.actors >= 1, "1 or more"),
+                  "--ray-batch-size": (self.batch_files, self.batch_files >= 1, "files per batch, 1 or more"),
+                  "--ray-gpus": (self.gpus_per_actor, 0 < self.gpus_per_actor <= 8, "GPUs per actor, in (0, 8]"),
+                  "--ray-decode-cpus": (self.decode_cpus, self.decode_cpus is None or 0 < self.decode_cpus <= 64,
+                                        "CPUs per decode task, in (0, 64]")}
+        for option, (value, ok, expected) in checks.items():
+            if not ok:
+                raise ConfigError(f"{option} is {value}; expected {expected}")
+
+
+@dataclass
+class ArchiveSummary:
+    """What a run did: files predicted (failed: those among them that are error rows), files skipped because
+    --out already held them, parts in the folder at the end, and ids found in two parts (see ray_parts)."""
+
+    total: int
+    already_done: int
+    predicted: int = 0
+    failed: int = 0
+    parts: int = 0
+    repeated: list[str] = field(default_factory=list)
+
+
+# -- the driver ------------------------------------------------------------------------------------------------
+
+def predict_archive(job: ArchiveJob, inputs: ArchiveInputs, options: RayOptions = RayOptions(),
+                    progress: bool = True) -> ArchiveSummary:
+    """Predict every input whose id is not yet in job.out; rows go to parts there as batches finish."""
+    ray = import_ray()
+    folder = OutputFolder.open(job.out, job.record())
+    try:
+        done, _ = folder.written_ids()
+        todo = [k for k, file_id in enumerate(inputs.ids) if printable(file_id) not in done]
+        summary = ArchiveSummary(total=len(inputs), already_done=len(inputs) - len(todo))
+        if todo:
+            started_here = _connect(ray, options.address)
+            try:
+                dataset = _pipeline(ray, job, options, [inputs.ids[k] for k in todo], [inputs.paths[k] for k in todo])
+                _drive(dataset, summary, progress)
+            except Exception as error:  # Ray wraps what a worker raised: give the user serkit's own message
+                cause = _serkit_cause(error)
+                if cause is not None:
+                    raise cause from None
+                raise
+            finally:
+                if started_here:
+                    ray.shutdown()
+        _, summary.repeated = folder.written_ids()
+        summary.parts = len(folder.parts())
+        return summary
+    finally:
+        folder.close()
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Join or start Ray; True when this call started it (then it is shut down at the end). address None:
+    $RAY_ADDRESS (as `ray job submit` sets it), else a new Ray on this machine; never Ray's guess of a cluster
+    started here earlier, which may be long gone. 'auto': the cluster this machine joined with `ray start`. A Ray
+    already initialised in this process (a notebook, the tests) is used as it is."""
+    if ray.is_initialized():
+        return False
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        address = "local"
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    except ConnectionError as error:
+        reason = str(error).strip().splitlines()[-1]
+        hint = ("; the cluster wants Ray's token: set RAY_AUTH_MODE=token, with the head's token in ~/.ray/auth_token "
+                "or RAY_AUTH_TOKEN" if "auth" in _chain_text(error).lower() else
+                "; start one with `ray start --head` and pass the address it prints")
+        raise ConfigError(f"--address {address or os.environ.get('RAY_ADDRESS')}: cannot join the Ray cluster "
+                          f"({reason}){hint}") from None
+    return True
+
+
+def _chain_text(error: BaseException) -> str:
+    """The messages of an exception and of those it was raised from."""
+    texts = []
+    while error is not None and len(texts) < 10:
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return " ".join(texts)
+
+
+def _pipeline(ray, job: ArchiveJob, options: RayOptions, ids: list[str], paths: list[str]):
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # our own progress lines (util.progress), as every serkit command
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no "starting execution" lines per dataset
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # nor "progress bars disabled"
+    step = options.batch_files
+    blocks = math.ceil(len(ids) / step)
+    actors, actor_resources, decode_cpus = _resources(ray, job, options, blocks)
+    # One block per batch of files (at most `step` files each): a block is what a decode task takes, so this is
+    # the job's parallelism, and a model batch (and so a part) never mixes two blocks' files. from_items builds
+    # the blocks here; from_arrow would start a Ray task per block just to read back its schema.
+    dataset = ray.data.from_items([{"id": file_id, "path": path} for file_id, path in zip(ids, paths)],
+                                  override_num_blocks=blocks)
+    dataset = dataset.map_batches(decode_batch, fn_kwargs={"job": job}, batch_size=None, batch_format="numpy",
+                                  num_cpus=decode_cpus)
+    return dataset.map_batches(ModelStage, fn_constructor_kwargs={"job": job}, batch_size=step,
+                               batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+                               **actor_resources)
+
+
+def _resources(ray, job: ArchiveJob, options: RayOptions, blocks: int) -> tuple[int, dict, float]:
+    """-> (actors, each actor's resources, CPUs per decode task) for the cluster Ray sees now. Never more actors
+    than blocks (an actor without a batch would load the model for nothing), and by default never so many that
+    no CPU is left to decode (the job would wait forever); explicit counts that leave none get a warning."""
+    cluster = ray.cluster_resources()
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if job.device == "cuda":
+        if gpus == 0:
+            raise ConfigError(f"--device cuda, but the Ray cluster has no GPU (it has {cpus:g} CPUs); join GPU "
+                              "machines to it (`ray start --address ...` on each), or use --device cpu")
+        actors = min(blocks, options.actors or max(1, math.floor(gpus / options.gpus_per_actor)))
+        # Ray Data holds one CPU per GPU actor (for the CPU side of its work); decoding needs CPUs beside those
+        actor_cpus, decode_cpus, resources = 1.0, options.decode_cpus or 1.0, {"num_gpus": options.gpus_per_actor}
+        fused = False
+    else:
+        actor_cpus = float(job.threads or 1)
+        decode_cpus = options.decode_cpus or actor_cpus
+        fused = decode_cpus == actor_cpus  # Ray runs both stages in the actors: no CPU to set aside for decoding
+        spare = 0.0 if fused else decode_cpus
+        actors = min(blocks, options.actors or max(1, math.floor((cpus - spare) / actor_cpus)))
+        resources = {"num_cpus": actor_cpus}
+    left = cpus - actors * actor_cpus
+    if left < 0 or (not fused and left < decode_cpus):
+        print(f"serkit predict: {actors} actors hold {actors * actor_cpus:g} of the Ray cluster's {cpus:g} CPUs, "
+              f"leaving {max(left, 0):g} for decoding ({decode_cpus:g} per task): the job waits until machines "
+              "join; use fewer --ray-actors, or a smaller --ray-decode-cpus", file=sys.stderr)
+    return actors, resources, decode_cpus
+
+
+def _drive(dataset, summary: ArchiveSummary, progress: bool) -> None:
+    """Pull the model stage's per-file summaries (the parts are written by the actors) and count them."""
+    todo = summary.total - summary.already_done
+    lines = CountLines("serkit predict", todo, enabled=progress)
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        summary.predicted += len(batch["id"])
+        summary.failed += int(np.sum(batch["failed"]))
+        lines.update(summary.predicted, f", {summary.failed} failed" if summary.failed else "")
+
+
+def _serkit_cause(error: BaseException) -> SerkitError | None:
+    """The SerkitError behind a Ray exception, if any: the object itself where Ray keeps it (as `cause`, or in
+    the exception chain of a failed task), else rebuilt from its text (an actor that failed in its constructor
+    reaches the driver as ActorDiedError, which holds only the worker's traceback as text)."""
+    from .. import errors
+
+    seen = set()
+    cursor = error
+    while cursor is not None and id(cursor) not in seen:
+        seen.add(id(cursor))
+        if isinstance(cursor, SerkitError) and type(cursor).__module__.startswith("serkit"):
+            return cursor
+        cursor = getattr(cursor, "cause", None) or cursor.__cause__ or cursor.__context__
+    found = re.findall(r"^serkit\.errors\.(\w+): (.+)$", _chain_text(error), flags=re.MULTILINE)
+    kind = getattr(errors, found[-1][0], None) if found else None
+    if isinstance(kind, type) and issubclass(kind, SerkitError):
+        return kind(found[-1][1])
+    return None
+
+
+# -- stage 1: decode (CPU) ---------------------------------------------------------------------------------
+
+def decode_batch(batch: dict[str, np.ndarray], job: ArchiveJob) -> dict[str, np.ndarray]:
+    """Files [N] (id, path) -> per file: its pieces at 16 kHz mono, concatenated in `wave` ([sum of piece
+    lengths] float32, lengths in `plan`), the plan (native-rate spans, segments and which segment each span
+    belongs to), its native sample rate and frame count, transcript, and error (None, or the message)."""
+    from .segments import make_segmenter
+
+    # "vad" builds a VadSegmenter on this worker (vad.load_vad keeps one Silero model per process)
+    segmenter = make_segmenter(job.segments, job.vad) if job.timeline else None
+    columns: dict[str, list] = {name: [] for name in ("id", "path", "text", "error", "sample_rate", "frames",
+                                                      "plan", "wave")}
+    for file_id, path in zip(batch["id"], batch["path"]):
+        decoded = _decode_file(str(path), job, segmenter)
+        for name, value in (("id", str(file_id)), ("path", str(path)), *decoded.items()):
+            columns[name].append(value)
+    out = {name: np.array(values, dtype=object) for name, values in columns.items() if name != "wave"}
+    out["sample_rate"] = np.array(columns["sample_rate"], dtype=np.int64)
+    out["frames"] = np.array(columns["frames"], dtype=np.int64)
+    wave = np.empty(len(columns["wave"]), dtype=object)  # ragged: np.array would try to stack equal lengths
+    wave[:] = columns["wave"]
+    out["wave"] = wave
+    return out
+
+
+def _decode_file(path: str, job: ArchiveJob, segmenter) -> dict:
+    from ..data.audio import audio_info
+    from .inputs import FileSource, read_span
+    from .segments import region_spans
+    from .windows import plan_spans
+
+    try:
+        location = os.path.join(job.cwd, path)  # `path` itself when it is absolute
+        source = FileSource(location, audio_info(location, path), path)  # named as given, as locally
+        text = None
+        if job.needs_text:
+            text = (job.transcripts or Transcripts()).text_for(location)
+            if text is None:
+                raise ConfigError(f"{path}: this model has a text branch and needs the transcript of every input "
+                                  "(a sidecar <audio>.txt, or --transcripts FILE)")
+        if segmenter is None:
+            spans, regions, owners = plan_spans(source.frames, source.sample_rate, job.window_seconds,
+                                                job.hop_seconds), None, None
+        else:
+            regions = segmenter(source)
+            spans, owners = region_spans(regions, source.sample_rate, job.window_seconds, job.hop_seconds)
+        pieces = [read_span(source, first, stop) for first, stop in spans]
+    except SerkitError as error:  # names the file, as the local engine's error rows do
+        return _failed(str(error))
+    except Exception as error:  # noqa: BLE001  one odd file must not end a job over a million
+        return _failed(f"{path}: {type(error).__name__}: {error}")
+    plan = {"spans": spans, "piece_lens": [len(piece) for piece in pieces],
+            "regions": [list(region) for region in regions] if regions is not None else None, "owners": owners}
+    wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return {"text": text, "error": None, "sample_rate": source.sample_rate, "frames": source.frames,
+            "plan": json.dumps(plan), "wave": wave}
+
+
+def _failed(message: str) -> dict:
+    return {"text": None, "error": message, "sample_rate": 0, "frames": 0, "plan": "{}",
+            "wave": np.zeros(0, np.float32)}
+
+
+# -- stage 2: model (actors) -----------------------------------------------------------------------------
+
+@dataclass
+class _File:
+    """One decoded file in the model stage; probabilities and embeddings are filled in per span."""
+
+    id: str
+    path: str
+    error: str | None
+    text: str | None = None
+    sample_rate: int = 0
+    frames: int = 0
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    pieces: list[np.ndarray] = field(default_factory=list)  # per span, [S_k] float32 16 kHz
+    regions: list[Region] | None = None
+    owners: list[int] | None = None
+    probabilities: list[np.ndarray] = field(default_factory=list)  # per span, [C]
+    embeddings: list[np.ndarray] = field(default_factory=list)  # per span, [E]
+
+    def span_seconds(self) -> list[float]:
+        return [(stop - first) / self.sample_rate for first, stop in self.spans]
+
+
+class ModelStage:
+    """A Ray Data actor: loads the model once, then per batch of decoded files predicts, writes one part, and
+    returns per file its id and whether it failed."""
+
+    def __init__(self, job: ArchiveJob):
+        from .recognizer import EmotionRecognizer
+
+        self.job = job
+        # one thread unless told: Ray counts an actor's CPUs (one), torch would take every core of the machine
+        threads = job.threads or 1
+        try:
+            self.recognizer = EmotionRecognizer.load(job.model, device=job.device, threads=threads,
+                                                     window_seconds=job.window_seconds, hop_seconds=job.hop_seconds,
+                                                     batch_seconds=job.batch_seconds)
+        except SerkitError as error:  # on a cluster: which machine lacks the model, or the device
+            raise type(error)(f"{error} (in a model actor on {socket.gethostname()})") from None
+        self.record = job.record()
+        self.class_columns = probability_columns(self.record)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        files = [_decoded(batch, k) for k in range(len(batch["id"]))]
+        self._predict(files)
+        rows = [row for file in files for row in self._rows(file)]
+        write_part(self.job.out, rows, self.record)
+        return {"id": np.array([file.id for file in files], dtype=object),
+                "failed": np.array([file.error is not None for file in files], dtype=bool)}
+
+    def _predict(self, files: list[_File]) -> None:
+        """Every span of every file through the model, batched as EmotionRecognizer batches them."""
+        import torch
+
+        from ..data.batch import pad_waves
+        from ..data.sampler import DurationBatchSampler
+
+        pieces = [(file, k) for file in files if file.error is None for k in range(len(file.spans))]
+        durations = [seconds for file in files if file.error is None for seconds in file.span_seconds()]
+        for indices in DurationBatchSampler(durations, self.recognizer.batch_seconds, shuffle=False) if pieces else []:
+            chosen = [pieces[j] for j in indices]
+            wavs, wav_lens = pad_waves([torch.from_numpy(file.pieces[k]) for file, k in chosen])
+            texts = [file.text for file, _ in chosen] if self.recognizer.needs_text else None
+            probabilities, embeddings = forward(self.recognizer, wavs, wav_lens, texts)
+            for row, (file, k) in enumerate(chosen):
+                file.probabilities[k] = probabilities[row]
+                file.embeddings[k] = embeddings[row]
+
+    def _rows(self, file: _File) -> list[dict]:
+        """The file's rows as the local engine writes them (output.prediction_rows), keyed by part column."""
+        result = file_result(file, self.job.labels)
+        rows = []
+        embeddings = _row_embeddings(file, result) if self.job.embeddings else None
+        for index, row in enumerate(prediction_rows(result)):
+            row["id"] = printable(file.id)
+            row["path"] = row.pop("file")
+            for label, column in zip(self.job.labels, self.class_columns):
+                row[column] = (row.get("probabilities") or {}).get(label)
+            if embeddings is not None:
+                row["embedding"] = embeddings[index]
+            rows.append(row)
+        return rows
+
+
+def forward(recognizer, wavs, wav_lens, texts):
+    """wavs [B, S], wav_lens [B] -> (probabilities [B, C], embeddings [B, E]) float32 numpy: the one forward
+    that EmotionRecognizer.predict uses (bundle or ONNX), so both engines compute the same thing. It is the
+    recognizer's private `_forward` because the recognizer has no public call on decoded pieces yet."""
+    return recognizer._forward(wavs, wav_lens, texts)
+
+
+def _decoded(batch: dict[str, np.ndarray], k: int) -> _File:
+    file = _File(str(batch["id"][k]), str(batch["path"][k]), _text_or_none(batch["error"][k]))
+    if file.error is not None:
+        return file
+    plan = json.loads(batch["plan"][k])
+    file.text = _text_or_none(batch["text"][k])
+    file.sample_rate, file.frames = int(batch["sample_rate"][k]), int(batch["frames"][k])
+    file.spans = [tuple(span) for span in plan["spans"]]
+    bounds = np.cumsum([0, *plan["piece_lens"]])
+    wave = np.asarray(batch["wave"][k], dtype=np.float32)
+    file.pieces = [wave[bounds[j]:bounds[j + 1]] for j in range(len(file.spans))]
+    if plan["regions"] is not None:
+        file.regions = [Region(*region) for region in plan["regions"]]
+        file.owners = plan["owners"]
+    file.probabilities = [None] * len(file.spans)
+    file.embeddings = [None] * len(file.spans)
+    return file
+
+
+def _text_or_none(value) -> str | None:
+    """A text cell of a batch: a column that held only None can come back as NaN from Arrow's nulls."""
+    return value if isinstance(value, str) else None
+
+
+def file_result(file: _File, labels: Sequence[str]) -> Prediction | Timeline | PredictionFailure:
+    """A file's pieces' outputs -> its result, combined as EmotionRecognizer combines them: one span is the
+    file; several are windows whose duration-weighted mean is the file; segments make a Timeline."""
+    if file.error is not None:
+        return PredictionFailure(file.path, file.error)
+    duration, seconds = file.frames / file.sample_rate, file.span_seconds()
+    if file.regions is not None:
+        return timeline_from_spans(file.regions, file.owners, file.probabilities, seconds, labels, duration,
+                                   file.path)
+    if len(file.spans) == 1:
+        return Prediction(argmax_label(labels, file.probabilities[0]),
+                          probability_dict(labels, file.probabilities[0].astype(np.float64)), duration, file.path)
+    whole = weighted_mean(file.probabilities, seconds)
+    windows = [WindowPrediction(first / file.sample_rate, stop / file.sample_rate, argmax_label(labels, p),
+                                probability_dict(labels, p)) for (first, stop), p in zip(file.spans, file.probabilities)]
+    return Prediction(argmax_label(labels, whole), probability_dict(labels, whole), duration, file.path, windows)
+
+
+def _row_embeddings(file: _File, result) -> list[list[float] | None]:
+    """The embedding of each of the file's rows: whole file first (the duration-weighted mean over its spans,
+    as EmotionRecognizer.embed), then each window (its own) or segment (the mean over its spans)."""
+    if file.error is not None:
+        return [None]
+    seconds = file.span_seconds()
+    whole = weighted_mean(file.embeddings, seconds).astype(np.float32).tolist() if file.spans else None
+    if file.regions is not None:
+        per_segment = []
+        for index in range(len(file.regions)):
+            mine = [k for k, owner in enumerate(file.owners) if owner == index]
+            per_segment.append(weighted_mean([file.embeddings[k] for k in mine],
+                                             [seconds[k] for k in mine]).astype(np.float32).tolist())
+        return [whole, *per_segment]
+    windows = [embedding.tolist() for embedding in file.embeddings] if len(file.spans) > 1 else []
+    return [whole, *windows]
