@@ -63,4 +63,4 @@ def test_command_prints_the_table_and_refuses_bad_input(manifest, tmp_path, caps
     assert "folds [9] do not exist" in capsys.readouterr().err
     assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), "--c", "x",
                  "--out", str(out)]) == 1
-    assert "--c: expected comma-separated numbers" in capsys.readouterr().err
+    assert "--c 'x': expected comma-separated numbers" in capsys.readouterr().err
