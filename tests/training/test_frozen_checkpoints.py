@@ -92,12 +92,17 @@ def test_loading_refuses_a_state_that_lacks_a_trained_entry_or_has_an_unknown_on
         load_trained_state_dict(model, {**state, "extra": torch.zeros(1)})
 
 
-def test_resuming_refuses_a_checkpoint_that_lacks_a_trained_entry(frozen_run):
-    out, _, _ = frozen_run
-    cfg = load_config(out / "fold_1" / "config.yaml")
+def saved_checkpoint(run_dir) -> tuple[SERModule, dict]:
+    """A module rebuilt from the run's fold 1 config, and the last.ckpt content its on_save_checkpoint writes."""
+    cfg = load_config(run_dir / "fold_1" / "config.yaml")
     module = SERModule(build_model(cfg.model, num_classes=4), cfg.train, ["neu", "hap", "ang", "sad"])
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
+    return module, checkpoint
+
+
+def test_resuming_refuses_a_checkpoint_that_lacks_a_trained_entry(frozen_run):
+    module, checkpoint = saved_checkpoint(frozen_run[0])
     assert not any(k.removeprefix("model.") in frozen_keys(module.model) for k in checkpoint["state_dict"])
     module.on_load_checkpoint(checkpoint)  # what on_save_checkpoint wrote fits
     del checkpoint["state_dict"]["model.classifier.linear.bias"]
@@ -111,11 +116,7 @@ def resume_args(args: list[str], out) -> list[str]:
 
 def test_a_last_ckpt_without_the_frozen_fingerprint_is_refused(frozen_run):
     """Without the fingerprint nothing says the rebuilt frozen weights are those the run trained with."""
-    out, _, _ = frozen_run
-    cfg = load_config(out / "fold_1" / "config.yaml")
-    module = SERModule(build_model(cfg.model, num_classes=4), cfg.train, ["neu", "hap", "ang", "sad"])
-    checkpoint = {"state_dict": module.state_dict()}
-    module.on_save_checkpoint(checkpoint)
+    module, checkpoint = saved_checkpoint(frozen_run[0])
     module.on_load_checkpoint(dict(checkpoint))  # as written: fine
     del checkpoint["serkit_frozen_fingerprint"]
     with pytest.raises(ConfigError, match=r"has no 'serkit_frozen_fingerprint'.*start the fold afresh"):

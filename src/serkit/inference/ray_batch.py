@@ -415,7 +415,7 @@ class ModelStage:
             chosen = [pieces[j] for j in indices]
             wavs, wav_lens = pad_waves([torch.from_numpy(file.pieces[k]) for file, k in chosen])
             texts = [file.text for file, _ in chosen] if self.recognizer.needs_text else None
-            probabilities, embeddings = forward(self.recognizer, wavs, wav_lens, texts)
+            probabilities, embeddings = self.recognizer.forward_batch(wavs, wav_lens, texts)
             for row, (file, k) in enumerate(chosen):
                 file.probabilities[k] = probabilities[row]
                 file.embeddings[k] = embeddings[row]
@@ -435,12 +435,6 @@ class ModelStage:
             rows.append(row)
         return rows
 
-
-def forward(recognizer, wavs, wav_lens, texts):
-    """wavs [B, S], wav_lens [B] -> (probabilities [B, C], embeddings [B, E]) float32 numpy: the one forward
-    that EmotionRecognizer.predict uses (bundle or ONNX), so both engines compute the same thing. It is the
-    recognizer's private `_forward` because the recognizer has no public call on decoded pieces yet."""
-    return recognizer._forward(wavs, wav_lens, texts)
 
 
 def _decoded(batch: dict[str, np.ndarray], k: int) -> _File:

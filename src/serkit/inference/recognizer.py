@@ -258,15 +258,17 @@ class EmotionRecognizer:
             return
         wavs, wav_lens = pad_waves([waves[n] for n in keep])
         texts = [items[kept[n][0]].text for n in keep] if self.needs_text else None
-        probabilities, embeddings = self._forward(wavs, wav_lens, texts)
+        probabilities, embeddings = self.forward_batch(wavs, wav_lens, texts)
         for row, n in enumerate(keep):
             i, k = kept[n]
             items[i].probabilities[k] = probabilities[row]
             items[i].embeddings[k] = embeddings[row]
 
-    def _forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """wavs [B, S], wav_lens [B] -> (probabilities [B, C], embeddings [B, E]), float32 numpy."""
+    def forward_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """wavs [B, S] zero-padded, decoded at the model's rate, wav_lens [B] -> (probabilities [B, C],
+        embeddings [B, E]), float32 numpy: the model call every prediction goes through (bundle or ONNX), also
+        run by the Ray engine on pieces it decoded itself (inference/ray_batch.py)."""
         if isinstance(self.model, OnnxModel):
             return self.model(wavs.numpy(), wav_lens.numpy())
         with torch.inference_mode():
