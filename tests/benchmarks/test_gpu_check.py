@@ -59,18 +59,9 @@ def ravdess_tree(root: Path, files_per_actor: int = 2) -> Path:
 
 def tiny_whisper(directory: Path) -> Path:
     """A random Whisper-shaped checkpoint (hidden 32, 2 encoder layers, a 2 s window), saved float32."""
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+    from serkit.upstream.tiny import save_tiny_whisper
 
-    config = WhisperConfig(
-        d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=50 * TINY_WINDOW_SECONDS,
-        max_target_positions=16, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    torch.manual_seed(0)
-    WhisperModel(config).save_pretrained(directory)
-    WhisperFeatureExtractor(feature_size=80, chunk_length=TINY_WINDOW_SECONDS).save_pretrained(directory)
-    return directory
+    return save_tiny_whisper(directory, window_seconds=TINY_WINDOW_SECONDS)
 
 
 def _env() -> dict[str, str]:

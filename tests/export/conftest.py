@@ -16,19 +16,10 @@ TINY_WINDOW_SECONDS = 2
 
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory) -> Path:
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+    from serkit.upstream.tiny import save_tiny_whisper
 
-    directory = tmp_path_factory.mktemp("export_tiny_whisper")
-    config = WhisperConfig(
-        d_model=64, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=256, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=50 * TINY_WINDOW_SECONDS,
-        max_target_positions=16, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    torch.manual_seed(0)
-    WhisperModel(config).save_pretrained(directory)  # a full checkpoint: keys model.encoder.* / decoder.*
-    WhisperFeatureExtractor(feature_size=80, chunk_length=TINY_WINDOW_SECONDS).save_pretrained(directory)
-    return directory
+    return save_tiny_whisper(tmp_path_factory.mktemp("export_tiny_whisper"), d_model=64, ffn_dim=256,
+                             window_seconds=TINY_WINDOW_SECONDS)
 
 
 def whisper_bundle(directory: Path, source: Path, mode: str, freeze: str = "all", aggregator: str = "stats") -> Path:

@@ -58,31 +58,10 @@ TINY_WHISPER_WINDOW_SECONDS = 2
 
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory) -> Path:
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+    from serkit.upstream.tiny import save_tiny_whisper
 
-    directory = tmp_path_factory.mktemp("tiny_whisper")
-    config = WhisperConfig(
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_mel_bins=80,
-        max_source_positions=50 * TINY_WHISPER_WINDOW_SECONDS,
-        max_target_positions=16,
-        vocab_size=64,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-        encoder_layerdrop=0.1,
-    )
-    torch.manual_seed(0)
-    WhisperModel(config).save_pretrained(directory)  # a full checkpoint: keys model.encoder.* / decoder.*
-    WhisperFeatureExtractor(feature_size=80, chunk_length=TINY_WHISPER_WINDOW_SECONDS).save_pretrained(directory)
-    return directory
+    return save_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"), window_seconds=TINY_WHISPER_WINDOW_SECONDS,
+                             encoder_layerdrop=0.1)
 
 
 TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "a", "dog",

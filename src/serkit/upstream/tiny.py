@@ -56,3 +56,22 @@ def save_tiny_bert(directory: str | Path, words: list[str], seed: int = 0) -> Pa
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(directory)
     return directory
+
+
+def save_tiny_whisper(directory: str | Path, d_model: int = 32, ffn_dim: int = 64, window_seconds: int = 2,
+                      seed: int = 0, **overrides) -> Path:
+    """Save a random Whisper-shaped checkpoint (2 encoder layers, a `window_seconds` window instead of 30 s, so
+    chunking and pad mode stay cheap) and the feature extractor with the matching chunk_length. overrides: more
+    WhisperConfig fields (e.g. encoder_layerdrop)."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    config = WhisperConfig(
+        d_model=d_model, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=ffn_dim, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=50 * window_seconds,
+        max_target_positions=16, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1, **overrides,
+    )
+    torch.manual_seed(seed)
+    WhisperModel(config).save_pretrained(directory)  # a full checkpoint: keys model.encoder.* / decoder.*
+    WhisperFeatureExtractor(feature_size=80, chunk_length=window_seconds).save_pretrained(directory)
+    return Path(directory)
