@@ -64,6 +64,22 @@ def test_paths_from_stdin(tiny_bundle, odd_audio_dir, monkeypatch, capsys):
     assert [r["file"] for r in jsonl(capsys.readouterr().out)] == [str(odd_audio_dir / n) for n in names]
 
 
+def test_manifests_give_their_files_relative_to_their_folder(tiny_bundle, odd_audio_dir, tmp_path, capsys):
+    names = ["tiny_0.1s.wav", "nested/voice_22k.flac"]
+    (odd_audio_dir / "list.csv").write_text("id,path,speaker\n" + "".join(f"u{k},{n},x\n" for k, n in enumerate(names)))
+    jsonl_manifest = tmp_path / "list.jsonl"
+    jsonl_manifest.write_text(json.dumps({"path": str(odd_audio_dir / names[0])}) + "\n")
+    try:
+        assert main(["predict", str(tiny_bundle), str(odd_audio_dir / "list.csv"), str(jsonl_manifest)]) == 0
+    finally:
+        (odd_audio_dir / "list.csv").unlink()  # the folder is shared by the module's other tests
+    assert [r["file"] for r in jsonl(capsys.readouterr().out)] == [str(odd_audio_dir / n) for n in [*names, names[0]]]
+    no_path = tmp_path / "bad.csv"
+    no_path.write_text("id,file\nu0,a.wav\n")
+    assert main(["predict", str(tiny_bundle), str(no_path)]) != 0
+    assert "bad.csv:1: missing columns ['path']" in capsys.readouterr().err
+
+
 def test_batch_seconds_changes_nothing_but_speed(tiny_bundle, odd_audio_dir, capsys):
     outputs = []
     for budget in ("0.5", "500"):

@@ -29,8 +29,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                                  "`serkit export` (run by ONNX Runtime: faster on a CPU)")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="audio files (any format soundfile reads, any rate, any channels), folders (searched "
-                        "recursively for audio files) or - to read paths from stdin, one per line; with --engine "
-                        "ray also manifests (.csv, .jsonl, .parquet with a path and optionally an id column)")
+                        "recursively for audio files), manifests (.csv, .jsonl, .parquet with a path column and, for "
+                        "--engine ray, optionally an id column) or - to read paths from stdin, one per line")
     p.add_argument("--format", choices=("jsonl", "csv"), default=None, help="output format (default: jsonl)")
     p.add_argument("--out", help="write the rows to this file (default: stdout); it is replaced when the run ends, "
                                  "and left as it was by a run that fails. With --engine ray: the folder of Parquet "

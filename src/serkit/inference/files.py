@@ -1,4 +1,6 @@
-"""Which files to predict on: paths as given, directories searched recursively, `-` for a list on stdin.
+"""Which files to predict on: paths as given, directories searched recursively, `-` for a list on stdin,
+manifests (.csv, .jsonl / .ndjson, .parquet with a `path` column; relative paths are taken relative to the
+manifest's folder).
 
 A directory contributes the files whose extension is one of the audio formats this soundfile (libsndfile)
 build decodes, in sorted order; a path given by name is taken whatever its extension (a bad one fails at
@@ -19,11 +21,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 import soundfile as sf
 
-from ..errors import DataError
+from ..data.rows import read_rows
+from ..errors import ConfigError, DataError
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
 
 # file extension -> libsndfile's format name (kept only when this build can decode it)
 _EXTENSIONS = {
@@ -56,6 +61,8 @@ def audio_paths(
             # only the line ending ("\n", or "\r\n" from a list made on Windows) comes off: spaces at either
             # end are part of a file's name on Linux
             paths.extend(name for name in (line.removesuffix("\n").removesuffix("\r") for line in stream) if name)
+        elif is_manifest(argument):
+            paths.extend(path for _, _, path in manifest_rows(Path(argument)))
         elif os.path.isdir(argument):
             paths.extend(str(p) for p in sorted(_folder_audio(argument, extensions, on_unreadable)))
         else:
@@ -78,3 +85,54 @@ def _folder_audio(folder: str, extensions: frozenset[str], on_unreadable) -> lis
     for parent, _, names in os.walk(folder, onerror=unreadable):
         found.extend(p for p in map(Path(parent).joinpath, names) if p.suffix[1:].lower() in extensions and p.is_file())
     return found
+
+
+def is_manifest(argument: str) -> bool:
+    """A file (not a folder) named like a manifest: .csv, .jsonl, .ndjson or .parquet."""
+    return argument.lower().endswith(MANIFEST_SUFFIXES) and not os.path.isdir(argument)
+
+
+def manifest_rows(manifest: Path) -> Iterator[tuple[int, str, str]]:
+    """(line, id, path) per row of a manifest; the line is the file's line (CSV, JSONL) or the row number
+    counted from 1 (Parquet). DataError naming the manifest and line for a missing column or an empty path."""
+    if not manifest.is_file():
+        raise DataError("manifest not found", manifest)
+    if manifest.suffix.lower() == ".parquet":
+        rows = _parquet_rows(manifest)
+    else:  # the package's one CSV / JSONL reader
+        rows = read_rows(manifest, required=("path",), fmt="csv" if manifest.suffix.lower() == ".csv" else "jsonl")
+    for line, row in rows:
+        path = _text(row.get("path"))
+        if not path:
+            raise DataError("empty path; expected the audio file's path", manifest, line)
+        file_id = _text(row.get("id")) or None
+        if not os.path.isabs(path):
+            path = os.path.join(os.path.dirname(manifest), path)  # as the manifest corpus does
+        yield line, file_id or path, path
+
+
+def _parquet_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(f"{manifest}: reading a Parquet manifest needs pyarrow: pip install 'serkit[ray]' "
+                          "(or pip install pyarrow), or give a .csv / .jsonl manifest") from None
+
+    try:
+        names = pq.read_schema(manifest).names
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"not a readable Parquet file ({error})", manifest) from None
+    if "path" not in names:
+        raise DataError(f"missing columns ['path'] (columns: {names})", manifest)
+    table = pq.read_table(manifest, columns=[c for c in ("path", "id") if c in names])
+    row = 0
+    for batch in table.to_batches():  # a batch at a time: a big manifest is never a list of dicts at once
+        columns = batch.to_pydict()
+        for k in range(batch.num_rows):
+            row += 1
+            yield row, {name: values[k] for name, values in columns.items()}
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value).strip()

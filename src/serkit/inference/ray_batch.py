@@ -48,9 +48,9 @@ from .inputs import Region
 from .output import prediction_rows, printable
 from .ray_inputs import ArchiveInputs
 from .ray_parts import OutputFolder, probability_columns, write_part
-from .results import Prediction, PredictionFailure, WindowPrediction, argmax_label, probability_dict
+from .results import Prediction, PredictionFailure
 from .segments import VadSettings
-from .timeline import Timeline, timeline_from_spans
+from .timeline import Timeline, combine_spans
 from .transcripts import Transcripts
 from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, weighted_mean
 
@@ -466,17 +466,8 @@ def file_result(file: _File, labels: Sequence[str]) -> Prediction | Timeline | P
     file; several are windows whose duration-weighted mean is the file; segments make a Timeline."""
     if file.error is not None:
         return PredictionFailure(file.path, file.error)
-    duration, seconds = file.frames / file.sample_rate, file.span_seconds()
-    if file.regions is not None:
-        return timeline_from_spans(file.regions, file.owners, file.probabilities, seconds, labels, duration,
-                                   file.path)
-    if len(file.spans) == 1:
-        return Prediction(argmax_label(labels, file.probabilities[0]),
-                          probability_dict(labels, file.probabilities[0].astype(np.float64)), duration, file.path)
-    whole = weighted_mean(file.probabilities, seconds)
-    windows = [WindowPrediction(first / file.sample_rate, stop / file.sample_rate, argmax_label(labels, p),
-                                probability_dict(labels, p)) for (first, stop), p in zip(file.spans, file.probabilities)]
-    return Prediction(argmax_label(labels, whole), probability_dict(labels, whole), duration, file.path, windows)
+    return combine_spans(file.spans, file.probabilities, file.sample_rate, labels, file.frames / file.sample_rate,
+                         file.path, file.regions, file.owners)
 
 
 def _row_embeddings(file: _File, result) -> list[list[float] | None]:

@@ -22,18 +22,12 @@ may name one file only. A repeated id is a DataError naming where both come from
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from ..data.rows import read_rows
 from ..errors import DataError
-from .files import audio_paths
-
-MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
-
+from .files import audio_paths, is_manifest, manifest_rows
 
 @dataclass
 class ArchiveInputs:
@@ -58,11 +52,6 @@ class ArchiveInputs:
         return len(self.ids)
 
 
-def is_manifest(argument: str) -> bool:
-    """A file (not a folder) named like a manifest: .csv, .jsonl, .ndjson or .parquet."""
-    return argument.lower().endswith(MANIFEST_SUFFIXES) and not os.path.isdir(argument)
-
-
 def archive_inputs(arguments: list[str], stdin: TextIO | None = None) -> ArchiveInputs:
     """Expand INPUT arguments (see the module docstring) into ids and paths, in order; DataError for a
     manifest that cannot be read (naming its line) or an id given twice."""
@@ -78,48 +67,6 @@ def archive_inputs(arguments: list[str], stdin: TextIO | None = None) -> Archive
             for path in audio_paths([argument], stdin):
                 inputs.add(path, path, where)
     return inputs
-
-
-def manifest_rows(manifest: Path) -> Iterator[tuple[int, str, str]]:
-    """(line, id, path) per row of a manifest; the line is the file's line (CSV, JSONL) or the row number
-    counted from 1 (Parquet). DataError naming the manifest and line for a missing column or an empty path."""
-    if not manifest.is_file():
-        raise DataError("manifest not found", manifest)
-    if manifest.suffix.lower() == ".parquet":
-        rows = _parquet_rows(manifest)
-    else:  # the package's one CSV / JSONL reader
-        rows = read_rows(manifest, required=("path",), fmt="csv" if manifest.suffix.lower() == ".csv" else "jsonl")
-    for line, row in rows:
-        path = _text(row.get("path"))
-        if not path:
-            raise DataError("empty path; expected the audio file's path", manifest, line)
-        file_id = _text(row.get("id")) or None
-        if not os.path.isabs(path):
-            path = os.path.join(os.path.dirname(manifest), path)  # as the manifest corpus does
-        yield line, file_id or path, path
-
-
-def _parquet_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        names = pq.read_schema(manifest).names
-    except (pa.ArrowException, OSError) as error:
-        raise DataError(f"not a readable Parquet file ({error})", manifest) from None
-    if "path" not in names:
-        raise DataError(f"missing columns ['path'] (columns: {names})", manifest)
-    table = pq.read_table(manifest, columns=[c for c in ("path", "id") if c in names])
-    row = 0
-    for batch in table.to_batches():  # a batch at a time: a big manifest is never a list of dicts at once
-        columns = batch.to_pydict()
-        for k in range(batch.num_rows):
-            row += 1
-            yield row, {name: values[k] for name, values in columns.items()}
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value).strip()
 
 
 def _where(source: str, line: int | None) -> str:

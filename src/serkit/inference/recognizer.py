@@ -57,9 +57,9 @@ from ..errors import ConfigError, SerkitError
 from ..model import SERModel
 from .inputs import AudioInput, AudioSource, Region, open_source, read_span
 from .onnx_model import OnnxModel, is_onnx_file
-from .results import Prediction, PredictionFailure, WindowPrediction, argmax_label, probability_dict
+from .results import Prediction, PredictionFailure
 from .segments import VadSettings, make_segmenter, region_spans
-from .timeline import Segment, Timeline, timeline_from_spans
+from .timeline import Segment, Timeline, combine_spans
 from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, check_windowing, plan_spans, weighted_mean
 
 # Padded audio per batch when none is given: batches pay off on a GPU; on a CPU a 60 s batch pushes the
@@ -278,21 +278,8 @@ class EmotionRecognizer:
 
     def _prediction(self, item: _Item) -> Prediction | Timeline:
         source = item.source
-        if item.regions is not None:
-            return timeline_from_spans(item.regions, item.owners, item.probabilities, _span_seconds(item),
-                                       self.labels, source.duration, source.name)
-        if len(item.spans) == 1:
-            whole = item.probabilities[0].astype(np.float64)
-            windows = []
-        else:
-            whole = weighted_mean(item.probabilities, _span_seconds(item))
-            windows = [
-                WindowPrediction(first / source.sample_rate, stop / source.sample_rate,
-                                 argmax_label(self.labels, p), probability_dict(self.labels, p))
-                for (first, stop), p in zip(item.spans, item.probabilities)
-            ]
-        return Prediction(argmax_label(self.labels, whole), probability_dict(self.labels, whole),
-                          source.duration, source.name, windows)
+        return combine_spans(item.spans, item.probabilities, source.sample_rate, self.labels, source.duration,
+                             source.name, item.regions, item.owners)
 
 
 def _span_seconds(item: _Item) -> list[float]:

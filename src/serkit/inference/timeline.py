@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .results import argmax_label, probability_dict
+from .results import Prediction, WindowPrediction, argmax_label, probability_dict
 from .windows import weighted_mean
 
 
@@ -96,3 +96,23 @@ def timeline_from_spans(regions, owners: Sequence[int], probabilities: Sequence[
         segments.append(Segment(region.start, region.end, argmax_label(labels, values),
                                 probability_dict(labels, values), region.speaker))
     return Timeline.from_segments(segments, labels, duration, source)
+
+
+def combine_spans(spans: Sequence[tuple[int, int]], probabilities: Sequence[np.ndarray], sample_rate: int,
+                  labels: Sequence[str], duration: float, source: str | None = None, regions=None,
+                  owners: Sequence[int] | None = None) -> Prediction | Timeline:
+    """An input's predicted spans -> its result, one rule for `EmotionRecognizer` and the Ray engine.
+
+    spans: N (first, stop) samples at `sample_rate`; probabilities: N x [C]. With `regions` (and `owners`, each
+    span's region) the result is a Timeline; else one span is the whole input, and several are windows whose
+    duration-weighted mean is the whole."""
+    seconds = [(stop - first) / sample_rate for first, stop in spans]
+    if regions is not None:
+        return timeline_from_spans(regions, owners, probabilities, seconds, labels, duration, source)
+    if len(spans) == 1:
+        whole, windows = probabilities[0].astype(np.float64), []
+    else:
+        whole = weighted_mean(probabilities, seconds)
+        windows = [WindowPrediction(first / sample_rate, stop / sample_rate, argmax_label(labels, p),
+                                    probability_dict(labels, p)) for (first, stop), p in zip(spans, probabilities)]
+    return Prediction(argmax_label(labels, whole), probability_dict(labels, whole), duration, source, windows)
