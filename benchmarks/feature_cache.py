@@ -3,7 +3,7 @@
 Usage: python benchmarks/feature_cache.py [--clips 16] [--epochs 3] [--whisper DIR|none] [--threads 1] [--out FILE]
 
 A frozen upstream (freeze "all") gives the same frames every epoch; with train.feature_cache
-(src/serkit/upstream/cache.py, `SERModel.use_feature_cache`) epoch 1 encodes every utterance and stores its
+(src/serkit/upstream/cache.py, `install_feature_cache`) epoch 1 encodes every utterance and stores its
 frames, and later epochs read them from disk, so they cost the audio decoding, the cache lookup and the
 downstream only. Both sides train the same model (the upstream frozen, "weighted" layers -> mean pooling ->
 linear) with SERModule through Lightning's Trainer.fit on serkit's own data loader (files decoded every
@@ -104,6 +104,7 @@ def measure(upstream_cfg: dict, rows: list, args, tmp: Path) -> dict[str, list[f
     from serkit.data.batch import pad_waves
     from serkit.data.audio import load_audio
     from serkit.model import build_model
+    from serkit.upstream.cache import install_feature_cache, installed_caches
 
     cfg = load_config(_common.tiny_bundle_config(upstream_cfg))
     torch.manual_seed(args.seed)
@@ -117,11 +118,11 @@ def measure(upstream_cfg: dict, rows: list, args, tmp: Path) -> dict[str, list[f
             model = copy.deepcopy(initial)
             if name == "cache":
                 cache_dir = Path(tempfile.mkdtemp(dir=tmp, prefix="feature_cache_"))
-                if model.use_feature_cache(cache_dir) != [0]:
+                if list(install_feature_cache(model, cache_dir)) != [0]:
                     sys.exit("the frozen upstream was not cached")
             results[name].append(fit_epochs(model, rows, args.epochs, args.max_batch_seconds, args.seed, tmp))
             if name == "cache":
-                results["cache stats"] = model.feature_caches[0].stats()
+                results["cache stats"] = installed_caches(model)[0].stats()
     return results
 
 

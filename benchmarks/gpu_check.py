@@ -12,7 +12,7 @@ layers, layer-normed, statistics pooling, standardised linear head, frame masks,
 the encoder trained (freeze "cnn": everything but its two input convolutions) instead of frozen, on EmoBox's
 six actor-independent folds (8 emotions; validation = the next fold's actors). Per fold: serkit's
 SERModule and FoldDataModule under Lightning's Trainer (precision bf16-mixed), the top-k checkpoints by
-validation UA kept and averaged (TopKWeights, average_checkpoints: what `serkit cv` does), the test set
+validation UA kept and averaged (TopKCheckpoint, average_checkpoints: what `serkit cv` does), the test set
 scored on the GPU under the same autocast. Printed per fold: test UA / WA of the top-k average and of the
 best single checkpoint, training utterances/s (over the epochs after the first, which pays for warm-up),
 test inference utterances/s and peak GPU memory (torch.cuda.max_memory_allocated).
@@ -221,12 +221,12 @@ def whisper_fold(cfg, split, labels: list[str], device, fold_dir: Path, max_seco
 
     from serkit.config import config_hash
     from serkit.model import build_model
-    from serkit.checkpoint import load_trained_state_dict
+    from serkit.checkpoint import load_state_dict, load_trained_state_dict
     from serkit.training.averaging import average_checkpoints
     from serkit.training.datamodule import FoldDataModule
     from serkit.training.module import SERModule
     from serkit.training.progress import ProgressLines
-    from serkit.training.topk_callback import TopKWeights
+    from serkit.training.checkpoints import CheckpointFiles, TopKCheckpoint, last_checkpoint
 
     started = time.monotonic()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -235,14 +235,14 @@ def whisper_fold(cfg, split, labels: list[str], device, fold_dir: Path, max_seco
         log_mel_without_autocast(upstream)
     module = SERModule(model, cfg.train, labels)
     datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed)
-    topk = TopKWeights(fold_dir / "checkpoints", k=cfg.train.top_k, monitor=cfg.train.monitor,
-                       config_hash=config_hash(cfg.model))
+    topk = TopKCheckpoint(fold_dir / "checkpoints", k=cfg.train.top_k, monitor=cfg.train.monitor)
     timer = TrainTimer(device)
     trainer = L.Trainer(
         default_root_dir=fold_dir, max_epochs=cfg.train.max_epochs, max_time=datetime.timedelta(seconds=max_seconds),
         accelerator=accelerator(device), devices=1, precision=cfg.train.precision,
         gradient_clip_val=cfg.train.grad_clip or None, accumulate_grad_batches=cfg.train.accumulate,
-        callbacks=[topk, timer, ProgressLines(f"whisper fold {split.fold}")], enable_checkpointing=False,
+        callbacks=[timer, ProgressLines(f"whisper fold {split.fold}"), topk, last_checkpoint(fold_dir / "checkpoints")],
+        plugins=[CheckpointFiles({"config_hash": config_hash(cfg.model)})],
         logger=False, enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
         num_sanity_val_steps=0, log_every_n_steps=cfg.train.log_every_n_steps,
     )
@@ -252,7 +252,7 @@ def whisper_fold(cfg, split, labels: list[str], device, fold_dir: Path, max_seco
     test_loader = datamodule.eval_dataloader(split.test)
     kept = topk.kept_paths()
     if kept:  # else max_time stopped the fold before its first validation: the last weights are scored
-        load_trained_state_dict(model, topk.best_state_dict(), f"best checkpoint {kept[0]}")
+        load_trained_state_dict(model, load_state_dict(kept[0]), f"best checkpoint {kept[0]}")
     best, test_rate = evaluate(model, test_loader, labels, device, cfg.train.precision)
     reported = best
     if cfg.train.average and len(kept) > 1:

@@ -43,7 +43,7 @@ RAVDESS_SUFFIXES = (".wav", ".flac")
 # serkit's runtime dependencies (pyproject.toml) that the GPU image lacks (it has torch, transformers,
 # lightning, numpy, scipy, scikit-learn, matplotlib, safetensors, pyyaml, tqdm), plus what they need there:
 # soundfile needs cffi (which needs pycparser); omegaconf >= 2.4 vendors its antlr4 runtime.
-WHEELS = ("soundfile", "cffi", "pycparser", "soxr", "omegaconf", "kaldi-native-fbank")
+WHEELS = ("soundfile", "cffi", "pycparser", "soxr", "omegaconf")
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                  "manylinux1_x86_64")
 PYTHON_VERSION = "3.12"  # the GPU image's python3

@@ -43,16 +43,17 @@ def build(source: Path, freeze: str, cache: Path | None, seed: int):
     import torch
 
     from serkit.model import ModelConfig, build_model
+    from serkit.upstream.cache import install_feature_cache
     from serkit.downstream import AggregatorConfig
-    from serkit.upstream import UpstreamConfig
+    from serkit.upstream.whisper import WhisperConfig
 
-    cfg = ModelConfig(upstreams=[UpstreamConfig(name="whisper", source=str(source), freeze=freeze,
+    cfg = ModelConfig(upstreams=[WhisperConfig(source=str(source), freeze=freeze,
                                                 layer_norm=True, whisper_input="pad")],
                       aggregators=[AggregatorConfig(name="stats")])
     torch.manual_seed(seed)
     model = build_model(cfg, num_classes=8)
     if cache is not None:
-        model.use_feature_cache(cache)
+        install_feature_cache(model, cache)
     trained = [p for p in model.parameters() if p.requires_grad]
     return model.train(), torch.optim.AdamW(trained, lr=1e-5), sum(p.numel() for p in trained)
 

@@ -32,7 +32,7 @@ LOAD_ONLY = "from serkit.inference import EmotionRecognizer; import sys; Emotion
 
 def write_recording(path: Path, seconds: float, seed: int, talk: bool = False) -> Path:
     """A 16 kHz 16-bit mono wav of `seconds`, written a minute at a time (never whole in memory). talk:
-    utterances of 1.5-6 s between silences of 0.5-2 s (data.montage.synthetic_talk) instead of voice_like."""
+    utterances of 1.5-6 s between silences of 0.5-2 s (serkit_synth.montage.synthetic_talk) instead of voice_like."""
     import soundfile as sf
 
     with sf.SoundFile(path, "w", samplerate=_common.SAMPLE_RATE, channels=1, subtype="PCM_16") as f:
@@ -49,7 +49,7 @@ def _talk(seconds: float, seed: int):
     """[round(seconds * 16000)] float32: synthetic utterances between silences, cut to length."""
     import numpy as np
 
-    from serkit.data.montage import synthetic_talk
+    from serkit_synth.montage import synthetic_talk
 
     rng = np.random.default_rng(seed)
     pattern = [(float(rng.uniform(0.5, 2.0)), float(rng.uniform(1.5, 6.0))) for _ in range(int(seconds // 2) + 1)]

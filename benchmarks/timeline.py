@@ -3,7 +3,7 @@
 Usage: python benchmarks/timeline.py [--seeds 10] [--clips 32] [--bundle MODEL] [--out FILE]
 
 Per seed, a 2-3 minute recording of `--clips` RAVDESS clips (labels and actors taking turns), random silences
-of 0.3-2 s, pink noise at 10-20 dB SNR per clip (serkit.data.montage, the recording of
+of 0.3-2 s, pink noise at 10-20 dB SNR per clip (serkit_synth.montage, the recording of
 tests/inference/test_timeline_ravdess.py for seed 0). Truth: each clip's speech span on the clean clip (an
 energy rule, montage.speech_span). Detected: Silero VAD shaped by VadSettings' defaults. The table gives per
 seed the onset and offset errors (median and 95th percentile of |error|), the share of clips with both within
@@ -40,7 +40,7 @@ def main() -> int:
         sys.exit(f"{args.ravdess} is absent: this benchmark needs RAVDESS (../shared/data/ravdess)")
 
     from serkit.data.corpora.ravdess import Ravdess
-    from serkit.data.montage import build_montage, pick_clips
+    from serkit_synth.montage import build_montage, pick_clips
     from serkit.evaluation.segmentation import score_segments
     from serkit.inference.inputs import ArraySource
     from serkit.inference.segments import VadSegmenter

@@ -93,13 +93,10 @@ def run_serkit(model, cfg, batches: list, tmp: Path, progress_bar: bool, skip: i
     from torch.utils.data import DataLoader
 
     from serkit.config import config_hash
-    from serkit.training.checkpoint_io import AtomicCheckpointIO
-    from serkit.training.csv_log import ContinuingCSVLogger
-    from serkit.training.fit_log import FitLog
-    from serkit.training.last_checkpoint import LastCheckpoint
+    from serkit.training.checkpoints import CheckpointFiles, TopKCheckpoint, last_checkpoint
+    from serkit.training.fit_log import FitLog, MetricsCSV
     from serkit.training.module import SERModule
     from serkit.training.rng_state import RNGState
-    from serkit.training.topk_callback import TopKWeights
 
     _common.quiet_lightning()
     clock = StepClock()
@@ -123,10 +120,10 @@ def run_serkit(model, cfg, batches: list, tmp: Path, progress_bar: bool, skip: i
         default_root_dir=fold_dir, max_epochs=1, accelerator="cpu", devices=1, precision="32-true",
         gradient_clip_val=train.grad_clip or None, accumulate_grad_batches=train.accumulate,
         deterministic=train.deterministic,
-        callbacks=[TopKWeights(ckpt_dir, k=train.top_k, monitor=train.monitor, config_hash=config_hash(cfg.model)),
-                   FitLog(fold_dir), RNGState(), LastCheckpoint(ckpt_dir / "last.ckpt"), Clock()],
-        plugins=[AtomicCheckpointIO()], enable_checkpointing=False,
-        logger=[ContinuingCSVLogger(fold_dir, name="logs", version="")], log_every_n_steps=train.log_every_n_steps,
+        callbacks=[FitLog(fold_dir), RNGState(), Clock(), TopKCheckpoint(ckpt_dir, k=train.top_k, monitor=train.monitor),
+                   last_checkpoint(ckpt_dir)],
+        plugins=[CheckpointFiles({"config_hash": config_hash(cfg.model)})],
+        logger=[MetricsCSV(fold_dir)], log_every_n_steps=train.log_every_n_steps,
         enable_progress_bar=train.progress_bar, enable_model_summary=False, use_distributed_sampler=False,
         num_sanity_val_steps=0, limit_val_batches=0,
     )

@@ -77,7 +77,8 @@ def main() -> int:
     args = p.parse_args()
     _common.setup(args)
 
-    from serkit.upstream import UpstreamConfig, build_upstream
+    from serkit.upstream import build_upstream
+    from serkit.upstream.whisper import WhisperConfig
 
     clips, clip_note = load_clips(args)
     seconds = [len(c) / _common.SAMPLE_RATE for c in clips]
@@ -95,7 +96,7 @@ def main() -> int:
         if not directory.is_dir():
             table.notes.append(f"{name} skipped: {directory} is absent")
             continue
-        upstreams = {mode: build_upstream(UpstreamConfig(name="whisper", source=str(directory), freeze="all",
+        upstreams = {mode: build_upstream(WhisperConfig(source=str(directory), freeze="all",
                                                          whisper_input=mode)) for mode in ("pad", "crop")}
         # the first pass is the warm-up, and gives the features compared below
         features = {mode: encode(upstream, clips, args.batch_size) for mode, upstream in upstreams.items()}

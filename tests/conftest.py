@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from serkit.data.synth_iemocap import SynthReport, build_synthetic_iemocap  # noqa: E402
+from serkit_synth.iemocap import SynthReport, build_superb_id_iemocap, build_synthetic_iemocap  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -57,6 +58,35 @@ def synth_iemocap(tmp_path_factory) -> SynthReport:
 @pytest.fixture(scope="session")
 def synth_iemocap_root(synth_iemocap) -> Path:
     return synth_iemocap.root
+
+
+@pytest.fixture(scope="session")
+def superb_split_session_dir() -> Path:
+    """superb_split_dir for session-scoped fixtures (which cannot use a function-scoped one)."""
+    return shared_path("data", "superb_iemocap_split")
+
+
+@pytest.fixture(scope="session")
+def superb_lists(superb_split_session_dir) -> dict[str, dict[int, list[tuple[str, str]]]]:
+    """SUPERB's lists as (utterance id, label) in file order: {"test": {fold: [...]}, "train": {fold: [...]}}."""
+    lists: dict[str, dict[int, list[tuple[str, str]]]] = {"test": {}, "train": {}}
+    for kind in lists:
+        for fold in range(1, 6):
+            meta = json.loads((superb_split_session_dir / f"Session{fold}" / f"{kind}_meta_data.json").read_text())
+            lists[kind][fold] = [(Path(m["path"]).stem, m["label"]) for m in meta["meta_data"]]
+    return lists
+
+
+@pytest.fixture(scope="session")
+def superb_id_iemocap(tmp_path_factory, superb_split_session_dir) -> SynthReport:
+    """SUPERB's 5531 real ids/labels as an IEMOCAP_full_release tree with tiny clips (~2 s to build)."""
+    out = tmp_path_factory.mktemp("superb_id_iemocap") / "IEMOCAP_full_release"
+    return build_superb_id_iemocap(out, superb_split_session_dir, seed=0)
+
+
+@pytest.fixture(scope="session")
+def superb_id_root(superb_id_iemocap) -> Path:
+    return superb_id_iemocap.root
 
 
 @pytest.fixture(scope="session")

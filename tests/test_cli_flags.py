@@ -114,9 +114,6 @@ def test_serve_refuses_a_port_that_is_no_tcp_port(tiny_bundle, monkeypatch, caps
     uvicorn = pytest.importorskip("uvicorn", reason="the service needs the serve extra")
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
-    from serkit.serve import server
-
-    monkeypatch.setattr(server, "limit_malloc_arenas", lambda: None)
     assert main(["serve", str(tiny_bundle), "--port", port]) == 1
     assert f"--port is {port}; expected a TCP port from 1 to 65535" in capsys.readouterr().err and not calls
 

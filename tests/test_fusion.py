@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from serkit.downstream import AGGREGATORS, AggregatorConfig
+from serkit.downstream.ecapa import EcapaConfig
 from serkit.errors import ConfigError
-from serkit.fusion import EarlyFusion, LateFusion, resample_frames
+from serkit.fusion import EarlyFusion, LateFusion, SingleStream, resample_frames
 
 NAN = float("nan")
-TINY_ECAPA = AggregatorConfig(
-    name="ecapa", channels=32, mfa_channels=48, embedding_dim=16, res2net_scale=4, se_channels=8, attention_channels=8
+TINY_ECAPA = EcapaConfig(channels=32, mfa_channels=48, embedding_dim=16, res2net_scale=4, se_channels=8, attention_channels=8
 )
 
 
@@ -22,6 +22,10 @@ def _frames(lengths: list[int], dim: int, seed: int, fill: float = NAN, steps: i
     for row, length in enumerate(lengths):
         frames[row, length:] = fill
     return frames, torch.tensor(lengths)
+
+
+def _mean(dim: int):
+    return AGGREGATORS.get("mean").from_config(AggregatorConfig(name="mean"), dim)
 
 
 def _fbank_frames(samples: int) -> int:  # Kaldi snip_edges, 25 ms window, 10 ms hop
@@ -73,9 +77,11 @@ def test_early_fusion_of_fbank_100hz_and_wav2vec2_50hz():
     fbank, fbank_lens_t = _frames(fbank_lens, dim=80, seed=2)
     w2v2, w2v2_lens_t = _frames(w2v2_lens, dim=32, seed=3)
 
-    fusion = EarlyFusion(frame_rates=[100.0, 50.0], input_dims=[80, 32])
-    assert fusion.target_rate == 50.0 and fusion.output_dim == 112
-    fused, fused_lens = fusion([(fbank, fbank_lens_t), (w2v2, w2v2_lens_t)])
+    fusion = EarlyFusion(frame_rates=[100.0, 50.0], aggregator=_mean(112))
+    assert fusion.target_rate == 50.0 and fusion.output_dim == 112 and fusion.resamples
+    streams = [(fbank, fbank_lens_t), (w2v2, w2v2_lens_t)]
+    fused, fused_lens = fusion.concat(streams)
+    torch.testing.assert_close(fusion(streams), fusion.aggregator(fused, fused_lens))  # streams in, embedding out
 
     expected_lens = [min(-(-f // 2), w) for f, w in zip(fbank_lens, w2v2_lens)]
     assert fused_lens.tolist() == expected_lens
@@ -91,17 +97,21 @@ def test_same_rate_streams_are_cropped_to_the_shorter_per_utterance():
     """Exp. 7 (HuBERT + wav2vec2, both 50 Hz): one stream may be a frame longer; lengths must agree exactly."""
     hubert, hubert_lens = _frames([20, 13, 7], dim=8, seed=4)
     w2v2, w2v2_lens = _frames([19, 13, 8], dim=6, seed=5, steps=21)
-    fused, fused_lens = EarlyFusion([50.0, 50.0], [8, 6])([(hubert, hubert_lens), (w2v2, w2v2_lens)])
+    fusion = EarlyFusion([50.0, 50.0], _mean(14))
+    fused, fused_lens = fusion.concat([(hubert, hubert_lens), (w2v2, w2v2_lens)])
+    assert not fusion.resamples
     assert fused_lens.tolist() == [19, 13, 7]
-    assert fused.shape == (3, 19, 14)
+    assert fused.shape == (3, 20, 14)  # T: the shorter tensor's (a shape from shapes, as ONNX export needs)
     torch.testing.assert_close(fused[0, :19, :8], hubert[0, :19])
+    assert torch.equal(fused[0, 19:], torch.zeros(1, 14)) and torch.equal(fused[2, 7:], torch.zeros(13, 14))
     assert torch.isfinite(fused).all()
 
 
 def test_target_rate_can_be_chosen():
     fbank, fbank_lens = _frames([10, 4], dim=5, seed=6)
     w2v2, w2v2_lens = _frames([5, 2], dim=3, seed=7)
-    fused, fused_lens = EarlyFusion([100.0, 50.0], [5, 3], target_rate=100.0)([(fbank, fbank_lens), (w2v2, w2v2_lens)])
+    fusion = EarlyFusion([100.0, 50.0], _mean(8), target_rate=100.0)
+    fused, fused_lens = fusion.concat([(fbank, fbank_lens), (w2v2, w2v2_lens)])
     assert fused_lens.tolist() == [10, 4]
     torch.testing.assert_close(fused[0, 3, 5:], w2v2[0, 1])  # 50 Hz frame 1 repeated at 100 Hz frames 2 and 3
 
@@ -109,26 +119,25 @@ def test_target_rate_can_be_chosen():
 @pytest.mark.parametrize("aggregator", ["mean", "ecapa"])
 def test_early_fusion_alone_equals_inside_padded_batch(aggregator):
     torch.manual_seed(0)
-    fusion = EarlyFusion([100.0, 50.0], [10, 6])
     cfg = TINY_ECAPA if aggregator == "ecapa" else AggregatorConfig(name="mean")
-    head = AGGREGATORS.get(aggregator).from_config(cfg, fusion.output_dim).eval()
+    fusion = EarlyFusion([100.0, 50.0], AGGREGATORS.get(aggregator).from_config(cfg, 10 + 6)).eval()
     fast_lens, slow_lens = [30, 11, 17], [15, 6, 8]
     fast, fast_lens_t = _frames(fast_lens, dim=10, seed=8)
     slow, slow_lens_t = _frames(slow_lens, dim=6, seed=9)
     with torch.no_grad():
-        batched = head(*fusion([(fast, fast_lens_t), (slow, slow_lens_t)]))
+        batched = fusion([(fast, fast_lens_t), (slow, slow_lens_t)])
         for row in range(3):
             alone_streams = [
                 (fast[row : row + 1, : fast_lens[row]], fast_lens_t[row : row + 1]),
                 (slow[row : row + 1, : slow_lens[row]], slow_lens_t[row : row + 1]),
             ]
-            alone = head(*fusion(alone_streams))
+            alone = fusion(alone_streams)
             torch.testing.assert_close(batched[row : row + 1], alone, rtol=1e-4, atol=1e-5)
 
 
 def test_early_fusion_refuses_a_text_stream():
     with pytest.raises(ConfigError, match=r"model\.upstreams\[1\].*late"):
-        EarlyFusion(frame_rates=[50.0, 0.0], input_dims=[32, 24])
+        EarlyFusion(frame_rates=[50.0, 0.0], aggregator=_mean(56))
 
 
 def test_late_fusion_of_speech_and_text():
@@ -154,3 +163,15 @@ def test_late_fusion_of_speech_and_text():
                 ]
             )
             torch.testing.assert_close(embedding[row : row + 1], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_single_stream_is_its_aggregator_on_the_one_stream():
+    torch.manual_seed(0)
+    head = AGGREGATORS.get("ecapa").from_config(TINY_ECAPA, 12).eval()
+    fusion = SingleStream(head)
+    frames, lens = _frames([9, 4], dim=12, seed=12, fill=0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(fusion([(frames, lens)]), head(frames, lens))
+    assert fusion.output_dim == 16
+    with pytest.raises(ValueError, match="2 streams for 1"):
+        fusion([(frames, lens), (frames, lens)])

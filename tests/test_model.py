@@ -14,13 +14,15 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from serkit.downstream import AggregatorConfig, ClassifierConfig
+from serkit.downstream.ecapa import EcapaConfig
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model, check_model_config
 from serkit.upstream import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
+from serkit.upstream.fbank import FbankConfig
+from serkit.upstream.hf import HFConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_ECAPA = AggregatorConfig(
-    name="ecapa", channels=32, mfa_channels=48, embedding_dim=16, res2net_scale=4, se_channels=8, attention_channels=8
+TINY_ECAPA = EcapaConfig(channels=32, mfa_channels=48, embedding_dim=16, res2net_scale=4, se_channels=8, attention_channels=8
 )
 MEAN = AggregatorConfig(name="mean")
 
@@ -28,6 +30,8 @@ MEAN = AggregatorConfig(name="mean")
 class FakeAudioUpstream(Upstream):
     """wavs [B, S] -> 3 layers [B, S // hop, dim] (a linear map of each hop of samples, then two tanh layers);
     frame_rate 16000 / hop. Padding frames are NaN: any read of them shows up downstream."""
+
+    Config = HFConfig  # source "hop:dim"
 
     def __init__(self, hop: int, dim: int):
         super().__init__()
@@ -57,6 +61,7 @@ class FakeTextUpstream(Upstream):
     """texts -> 2 layers [B, max chars, dim] (a character embedding, then a tanh layer); frame_rate 0."""
 
     modality = "text"
+    Config = HFConfig  # source "dim"
 
     def __init__(self, dim: int):
         super().__init__()
@@ -86,11 +91,11 @@ for _key, _cls in (("test-fake-audio", FakeAudioUpstream), ("test-fake-text", Fa
 
 
 def audio(source: str, layers: str = "weighted", freeze: str = "none") -> UpstreamConfig:
-    return UpstreamConfig(name="test-fake-audio", source=source, layers=layers, freeze=freeze)
+    return HFConfig(name="test-fake-audio", source=source, layers=layers, freeze=freeze)
 
 
 def text(dim: int = 24) -> UpstreamConfig:
-    return UpstreamConfig(name="test-fake-text", source=str(dim), layers="last", freeze="none")
+    return HFConfig(name="test-fake-text", source=str(dim), layers="last", freeze="none")
 
 
 CONFIGS = {
@@ -151,7 +156,7 @@ def test_early_fusion_aligns_100hz_and_50hz_streams():
     cfg, _ = CONFIGS["early"]
     model = build_model(cfg, num_classes=4)
     wavs, wav_lens, texts = _batch([4800, 3520, 2000])
-    frames, frame_lens = model.early_fusion(model.streams(wavs, wav_lens, texts))
+    frames, frame_lens = model.aggregate.concat(model.streams(wavs, wav_lens, texts))
     # 100 Hz: S // 160 frames, halved (rounding up); 50 Hz: S // 320 frames; the shorter wins
     expected = [min(-(-(s // 160) // 2), s // 320) for s in wav_lens.tolist()]
     assert frame_lens.tolist() == expected
@@ -264,8 +269,8 @@ def tiny_wav2vec2_dir(tmp_path_factory) -> str:
 
 def test_real_fbank_and_tiny_wav2vec2_early_fusion(tiny_wav2vec2_dir):
     cfg = ModelConfig(
-        upstreams=[UpstreamConfig(name="fbank", layers="last", freeze="all"),
-                   UpstreamConfig(name="hf", source=tiny_wav2vec2_dir, layers="weighted", freeze="cnn")],
+        upstreams=[FbankConfig(layers="last", freeze="all"),
+                   HFConfig(source=tiny_wav2vec2_dir, layers="weighted", freeze="cnn")],
         fusion="early",
         aggregators=[TINY_ECAPA],
     )
@@ -273,7 +278,7 @@ def test_real_fbank_and_tiny_wav2vec2_early_fusion(tiny_wav2vec2_dir):
     model = build_model(cfg, num_classes=4).eval()
     wavs, wav_lens, texts = _batch([8000, 5600, 3200])
     with torch.no_grad():
-        frames, frame_lens = model.early_fusion(model.streams(wavs, wav_lens, texts))
+        frames, frame_lens = model.aggregate.concat(model.streams(wavs, wav_lens, texts))
         fbank_lens = [(s - 400) // 160 + 1 for s in wav_lens.tolist()]
         w2v2_lens = model.upstreams[1].model._get_feat_extract_output_lengths(wav_lens).tolist()
         expected = [min(-(-f // 2), int(w)) for f, w in zip(fbank_lens, w2v2_lens)]
@@ -286,7 +291,7 @@ def test_real_fbank_and_tiny_wav2vec2_early_fusion(tiny_wav2vec2_dir):
 
 
 def test_real_tiny_wav2vec2_mean_pooling_trains(tiny_wav2vec2_dir):
-    cfg = ModelConfig(upstreams=[UpstreamConfig(name="hf", source=tiny_wav2vec2_dir, layers="weighted", freeze="cnn")])
+    cfg = ModelConfig(upstreams=[HFConfig(source=tiny_wav2vec2_dir, layers="weighted", freeze="cnn")])
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=4).train()
     wavs, wav_lens, _ = _batch([8000, 5600, 3200])

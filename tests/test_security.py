@@ -24,8 +24,7 @@ from serkit.config import load_config
 from serkit.data.corpora.iemocap import read_label_file
 from serkit.data.corpora.manifest import Manifest
 from serkit.errors import ConfigError, DataError
-from serkit.training.checkpoint_io import AtomicCheckpointIO
-from serkit.training.topk_callback import TopKWeights
+from serkit.training.checkpoints import CheckpointFiles, TopKCheckpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "serkit"
 
@@ -53,7 +52,7 @@ def test_crafted_checkpoint_does_not_run(tmp_path):
     marker = tmp_path / "pwned"
     path = crafted_checkpoint(tmp_path / "last.ckpt", marker)
     with pytest.raises(DataError, match="not plain data") as info:
-        AtomicCheckpointIO().load_checkpoint(path)
+        CheckpointFiles({}).load_checkpoint(path)
     assert str(path) in str(info.value)
     assert not marker.exists()
     with pytest.raises(pickle.UnpicklingError):  # the same file under the default torch.load: refused as well
@@ -160,25 +159,39 @@ def test_bundle_upstream_folder_linked_outside_is_refused(tiny_bundle, tmp_path)
 
 
 def test_bundle_config_cannot_point_upstreams_elsewhere(tiny_bundle, tmp_path):
-    """config.yaml's upstream sources are ignored: the bundle's own upstreams/<i>/ is always used."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
-    config = yaml.safe_load((bundle / "config.yaml").read_text())
-    config["model"]["upstreams"][0]["source"] = str(tmp_path / "nonexistent")
-    (bundle / "config.yaml").write_text(yaml.safe_dump(config))
-    _, cfg, _ = load_bundle(bundle)
-    assert cfg.model.upstreams[0].source == str(bundle / "upstreams" / "0")
+    """config.yaml's upstream sources are ignored: the bundle's own upstreams/<i>/ is always used; an upstream
+    that has no source (the filterbank) refuses one, naming the key and the file."""
+    from serkit.bundle import save_bundle
+    from serkit.model import build_model
+    from serkit.upstream.tiny import save_tiny_whisper
+
+    cfg = load_config({"model": {"upstreams": [{"name": "whisper", "source": str(save_tiny_whisper(tmp_path / "w")),
+                                                "freeze": "all"}]}})
+    whisper = save_bundle(tmp_path / "whisper_bundle", build_model(cfg.model, num_classes=2), cfg, ["a", "b"])
+    fbank = tmp_path / "fbank_bundle"
+    shutil.copytree(tiny_bundle, fbank)
+    for bundle in (whisper, fbank):
+        config = yaml.safe_load((bundle / "config.yaml").read_text())
+        config["model"]["upstreams"][0]["source"] = str(tmp_path / "nonexistent")
+        (bundle / "config.yaml").write_text(yaml.safe_dump(config))
+    _, cfg, _ = load_bundle(whisper)
+    assert cfg.model.upstreams[0].source == str(whisper / "upstreams" / "0")
+    with pytest.raises(ConfigError, match=r"config\.yaml.*model\.upstreams\.0\.source' is not a parameter of upstream "
+                                          r"'fbank'"):
+        load_bundle(fbank)
 
 
 def test_topk_state_in_a_checkpoint_cannot_point_outside_its_folder(tmp_path):
     """A last.ckpt's top-k entries are re-rooted in the fold's checkpoints folder (by file name)."""
-    callback = TopKWeights(tmp_path / "checkpoints", k=2, monitor="ua", config_hash="h")
-    callback.load_state_dict({"k": 2, "metric": "val_ua", "mode": "max", "entries": [
-        {"score": 0.9, "step": 10, "path": "/etc/passwd"},
-        {"score": 0.8, "step": 20, "path": "../../../secret.safetensors"},
-    ]})
-    assert callback.kept_paths() == [str(tmp_path / "checkpoints" / "passwd"),
-                                     str(tmp_path / "checkpoints" / "secret.safetensors")]
+    callback = TopKCheckpoint(tmp_path / "checkpoints", k=2, monitor="ua")
+    state = callback.state_dict()
+    callback.load_state_dict({**state, "dirpath": "/elsewhere", "best_model_path": "/etc/passwd",
+                              "kth_best_model_path": "../../../secret.safetensors", "best_k_models": {
+                                  "/etc/passwd": torch.tensor(0.9), "../../../secret.safetensors": torch.tensor(0.8)}})
+    folder = os.path.realpath(tmp_path / "checkpoints")
+    assert callback.kept_paths() == [os.path.join(folder, "passwd"), os.path.join(folder, "secret.safetensors")]
+    assert callback.best_model_path == os.path.join(folder, "passwd")
+    assert callback.kth_best_model_path == os.path.join(folder, "secret.safetensors")
 
 
 def test_damaged_checkpoint_is_a_clear_error(tmp_path):
@@ -186,4 +199,4 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"epoch": 1, "state_dict": {"w": torch.ones(1000)}}, path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DataError, match="damaged"):
-        AtomicCheckpointIO().load_checkpoint(path)
+        CheckpointFiles({}).load_checkpoint(path)

@@ -1,7 +1,7 @@
 """serkit: speech emotion recognition with self-supervised features.
 
 Layers (imports point downward): data -> upstream/downstream -> fusion -> model -> training/evaluation
--> inference -> serve/export -> cli. See ../shared/DESIGN.md in the developers' tree, README for users.
+-> inference -> serve/export -> cli. README.md's Layout section says what each one holds.
 
 `serkit.EmotionRecognizer` is loaded on first use (PEP 562), so `import serkit` stays light (no torch).
 """

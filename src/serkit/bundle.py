@@ -106,7 +106,8 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SERModel, ExperimentConfig, lis
     labels = _read_labels(bundle_dir / LABELS)
     for index, upstream_cfg in enumerate(cfg.model.upstreams):
         # always the bundle's own copy: a config.yaml from elsewhere cannot point loading at other folders
-        upstream_cfg.source = str(bundle_dir / UPSTREAMS_DIR / str(index))
+        if hasattr(upstream_cfg, "source"):  # the filterbank has no source
+            upstream_cfg.source = str(bundle_dir / UPSTREAMS_DIR / str(index))
     header = _read_header(bundle_dir / WEIGHTS)
     _check_layer_counts(bundle_dir, cfg, header)
     _check_shapes(bundle_dir, cfg, labels, header)  # on `meta`: nothing allocated yet
@@ -207,8 +208,6 @@ def _config_source(key: str) -> str:
         return f"model.upstreams[{parts[1]}].layers in {CONFIG}"
     if parts[0] == "aggregate":
         return f"model.aggregators in {CONFIG}"
-    if parts[0] == "early_fusion":
-        return f"model.fusion in {CONFIG}"
     return f"model in {CONFIG}"
 
 

@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .data.config import DataConfig
-from .downstream.base import check_aggregator
 from .errors import ConfigError
 from .model import ModelConfig
 from .train_config import TrainConfig
@@ -40,6 +39,10 @@ class ExperimentConfig:
 def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Merge YAML files / dicts over the schema defaults, then `key=value` overrides; return the typed config."""
     merged = OmegaConf.structured(ExperimentConfig)
+    # component entries are free mappings until the end, when ModelConfig resolves each through its registry: an
+    # override may then set any key of the component it names (model.aggregators.0.channels=64 for ecapa)
+    for section in ("upstreams", "aggregators"):
+        merged.model[section] = [OmegaConf.to_container(entry) for entry in merged.model[section]]
     for source in sources:
         where = str(source) if not isinstance(source, dict) else "<dict>"
         try:
@@ -66,17 +69,15 @@ def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, .
         except (OmegaConfBaseException, yaml.YAMLError, TypeError, ValueError) as e:
             raise ConfigError(f"override {item!r}: {_describe(e)}") from None
     try:
-        # each aggregator before the whole: AggregatorConfig's own check cannot know its index in the list
-        for index, aggregator in enumerate(merged.model.aggregators or []):
-            check_aggregator(aggregator, f"model.aggregators.{index}")
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:  # e.g. an interpolation that does not resolve
         raise ConfigError(_describe(e)) from None
 
 
 def _in_open_mapping(merged: DictConfig, key: str) -> bool:
-    """True when `key` names an entry of a free-form mapping field (data.options.folds, data.label_map.exc):
-    such a field's keys are data, not schema, so a new one may be added from the command line."""
+    """True when `key` names an entry of a free-form mapping field (data.options.folds, data.label_map.exc,
+    model.aggregators.0.channels): such a field's keys are checked later (by the corpus's or the component's own
+    config class), so a new one may be added from the command line."""
     parent, _, _ = key.rpartition(".")
     node = OmegaConf.select(merged, parent, default=None) if parent else None
     return isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict

@@ -16,8 +16,9 @@ import importlib.util
 import time
 from pathlib import Path
 
+from serkit_synth.iemocap import build_synthetic_iemocap
+
 from .config import ExperimentConfig
-from .data.synth_iemocap import build_synthetic_iemocap
 from .training.paper import run_paper
 from .upstream.tiny import save_tiny_bert, save_tiny_speech_model
 from .util.threads import available_cores

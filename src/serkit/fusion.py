@@ -1,5 +1,9 @@
-"""Fusion of several upstreams: early (frames aligned in time, concatenated along D, one aggregator) and late
-(one aggregator per upstream, embeddings concatenated before the classifier).
+"""From the upstreams' frame streams to one embedding: one module per model.fusion, each
+forward(streams: [(frames [B, T_i, D_i], frame_lens [B])]) -> embedding [B, E], with `output_dim` = E.
+
+    "none"  SingleStream: the one stream -> its aggregator
+    "early" EarlyFusion:  frames aligned in time, concatenated along D -> one aggregator
+    "late"  LateFusion:   one aggregator per stream, embeddings concatenated
 
 Early fusion needs frames on one clock: each stream is brought to the target frame rate (the lowest of the
 streams unless given). A faster stream is averaged over the source frames that fall in each target frame
@@ -9,13 +13,15 @@ per utterance, so the fused frame_lens are exact. Text streams (frame_rate 0) ha
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import torch
 from torch import nn
 
-from .downstream.base import Aggregator, length_mask
+from .downstream.base import Aggregator
 from .errors import ConfigError
+from .util.masks import length_mask
 
 Stream = tuple[torch.Tensor, torch.Tensor]  # (frames [B, T, D], frame_lens [B])
 
@@ -61,11 +67,25 @@ def resample_frames(frames: torch.Tensor, frame_lens: torch.Tensor, source_rate:
     return resampled, new_lens
 
 
-class EarlyFusion(nn.Module):
-    """Several frame streams -> one: each resampled to `target_rate`, cropped to the shortest per utterance and
-    concatenated along D. No parameters. [(frames [B, T_i, D_i], frame_lens_i [B])] -> ([B, T, sum D_i], [B])."""
+class SingleStream(nn.Module):
+    """fusion "none": [(frames [B, T, D], frame_lens [B])] -> the aggregator's embedding [B, E]."""
 
-    def __init__(self, frame_rates: list[float], input_dims: list[int], target_rate: float | None = None):
+    def __init__(self, aggregator: Aggregator):
+        super().__init__()
+        self.aggregator = aggregator
+        self.output_dim = aggregator.output_dim
+
+    def forward(self, streams: list[Stream]) -> torch.Tensor:
+        _check_count(streams, 1)
+        frames, frame_lens = streams[0]
+        return self.aggregator(frames, frame_lens)
+
+
+class EarlyFusion(nn.Module):
+    """fusion "early": [(frames [B, T_i, D_i], frame_lens_i [B])] -> embedding [B, E]. The streams are brought to
+    `target_rate`, concatenated along D (`concat`), and the one aggregator (built for sum D_i) pools them."""
+
+    def __init__(self, frame_rates: list[float], aggregator: Aggregator, target_rate: float | None = None):
         super().__init__()
         for index, rate in enumerate(frame_rates):
             if rate <= 0:
@@ -77,23 +97,35 @@ class EarlyFusion(nn.Module):
             raise ConfigError(f"key 'model.fusion_frame_rate' is {target_rate}; expected a positive rate (frames/s)")
         self.frame_rates = list(frame_rates)
         self.target_rate = float(min(frame_rates) if target_rate is None else target_rate)
-        self.output_dim = sum(input_dims)
+        self.aggregator = aggregator
+        self.output_dim = aggregator.output_dim
 
-    def forward(self, streams: list[Stream]) -> Stream:
+    @property
+    def resamples(self) -> bool:
+        """Whether a stream changes frame rate (ONNX export cannot: the resampled shapes depend on the data)."""
+        return any(rate != self.target_rate for rate in self.frame_rates)
+
+    def concat(self, streams: list[Stream]) -> Stream:
+        """-> (frames [B, T, sum D_i], frame_lens [B]): each stream resampled to target_rate, cropped to the
+        shortest stream (T: the shortest tensor, so every shape follows the input's; frame_lens: per utterance)
+        and concatenated along D; frames at or past frame_lens are zero."""
+        _check_count(streams, len(self.frame_rates))
         aligned = [
             resample_frames(frames, frame_lens, rate, self.target_rate)
             for (frames, frame_lens), rate in zip(streams, self.frame_rates)
         ]
-        frame_lens = torch.stack([lens for _, lens in aligned]).min(dim=0).values  # [B]
-        steps = int(frame_lens.max()) if frame_lens.numel() else 0
+        steps = functools.reduce(torch.sym_min, [frames.shape[1] for frames, _ in aligned])
+        frame_lens = torch.stack([lens for _, lens in aligned]).min(dim=0).values.clamp(max=steps)  # [B]
         frames = torch.cat([frames[:, :steps] for frames, _ in aligned], dim=2)
         real = length_mask(frame_lens, steps).unsqueeze(-1)
-        frames = torch.where(real, frames, torch.zeros((), dtype=frames.dtype, device=frames.device))
-        return frames, frame_lens
+        return torch.where(real, frames, torch.zeros((), dtype=frames.dtype, device=frames.device)), frame_lens
+
+    def forward(self, streams: list[Stream]) -> torch.Tensor:
+        return self.aggregator(*self.concat(streams))
 
 
 class LateFusion(nn.Module):
-    """One aggregator per stream; embeddings concatenated. [(frames_i, frame_lens_i)] -> [B, sum E_i]."""
+    """fusion "late": one aggregator per stream, embeddings concatenated. [(frames_i, frame_lens_i)] -> [B, sum E_i]."""
 
     def __init__(self, aggregators: list[Aggregator]):
         super().__init__()
@@ -101,7 +133,11 @@ class LateFusion(nn.Module):
         self.output_dim = sum(aggregator.output_dim for aggregator in aggregators)
 
     def forward(self, streams: list[Stream]) -> torch.Tensor:
-        if len(streams) != len(self.aggregators):
-            raise ValueError(f"late fusion got {len(streams)} streams for {len(self.aggregators)} aggregators")
+        _check_count(streams, len(self.aggregators))
         embeddings = [aggregator(frames, lens) for aggregator, (frames, lens) in zip(self.aggregators, streams)]
         return torch.cat(embeddings, dim=1)
+
+
+def _check_count(streams: list[Stream], expected: int) -> None:
+    if len(streams) != expected:
+        raise ValueError(f"fusion got {len(streams)} streams for {expected} upstreams")

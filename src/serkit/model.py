@@ -9,18 +9,18 @@ The config names registry keys only (UPSTREAMS, AGGREGATORS). The model knows no
 
 from __future__ import annotations
 
-import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
-from .downstream import AGGREGATORS, AggregatorConfig, Classifier, ClassifierConfig
+from .downstream import AGGREGATORS, AggregatorConfig, Classifier, ClassifierConfig, aggregator_config
 from .errors import ConfigError
-from .fusion import EarlyFusion, LateFusion, Stream
-from .upstream import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput, build_layer_selector, build_upstream
+from .fusion import EarlyFusion, LateFusion, SingleStream, Stream
+from .upstream import (UPSTREAMS, Upstream, UpstreamConfig, build_layer_selector, build_upstream,
+                       upstream_config)
 
 FUSIONS = ("none", "early", "late")
 
@@ -32,13 +32,25 @@ class ModelConfig:
         (embedding concat; text upstreams allowed).
     aggregators: one; with late fusion one per upstream, or one that is replicated for every upstream.
     fusion_frame_rate: early fusion's common frame rate (frames/s); None: the slowest upstream's.
+
+    Each upstream / aggregator entry is its component's own config (WhisperConfig, EcapaConfig, ...); in YAML a
+    mapping {name: <registry key>, <its parameters>}, which the schema leaves free (list[Any]) and __post_init__
+    turns into that component's config class, every key checked (model.aggregators.0.KEY in the message).
     """
 
-    upstreams: list[UpstreamConfig] = field(default_factory=lambda: [UpstreamConfig()])
+    upstreams: list[Any] = field(default_factory=lambda: [UpstreamConfig()])
     fusion: str = "none"
-    aggregators: list[AggregatorConfig] = field(default_factory=lambda: [AggregatorConfig()])
+    aggregators: list[Any] = field(default_factory=lambda: [AggregatorConfig()])
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     fusion_frame_rate: float | None = None
+
+    def __post_init__(self):
+        # mappings (YAML, to_object) are resolved here; config objects stay as given until build (a Python caller's
+        # unknown name is then refused by check_model_config with the others)
+        self.upstreams = [upstream_config(entry, f"model.upstreams.{index}") if isinstance(entry, dict) else entry
+                          for index, entry in enumerate(self.upstreams)]
+        self.aggregators = [aggregator_config(entry, f"model.aggregators.{index}") if isinstance(entry, dict)
+                            else entry for index, entry in enumerate(self.aggregators)]
 
 
 class SERModel(nn.Module):
@@ -53,7 +65,6 @@ class SERModel(nn.Module):
         check_model_config(cfg)
         if len(upstreams) != len(cfg.upstreams):
             raise ValueError(f"{len(upstreams)} upstreams given for {len(cfg.upstreams)} in model.upstreams")
-        self.fusion = cfg.fusion
         self.upstreams = nn.ModuleList(upstreams)
         selectors = []
         for index, (upstream, upstream_cfg) in enumerate(zip(upstreams, cfg.upstreams)):
@@ -61,69 +72,37 @@ class SERModel(nn.Module):
                 selectors.append(build_layer_selector(upstream_cfg, upstream))
         self.layer_selectors = nn.ModuleList(selectors)
         self.upstream_cfgs = list(cfg.upstreams)
-        # one FeatureCache (or None) per upstream; a plain list, outside the state_dict (see use_feature_cache)
-        self.feature_caches: list = [None] * len(upstreams)
         # training-only frame augmentation (training/augment.py), set by the trainer: a plain callable outside
         # the state_dict, applied to audio frames only while self.training, so evaluation never sees it
         self.frame_augment = None
         dims = [upstream.hidden_size for upstream in upstreams]
-
-        self.early_fusion: EarlyFusion | None = None
-        if cfg.fusion == "early":
-            self.early_fusion = EarlyFusion([u.frame_rate for u in upstreams], dims, cfg.fusion_frame_rate)
-            dims = [self.early_fusion.output_dim]
-        aggregator_cfgs = cfg.aggregators * len(dims) if len(cfg.aggregators) == 1 else cfg.aggregators
-        aggregators = [
-            _build_aggregator(aggregator_cfg, dim, index)
-            for index, (aggregator_cfg, dim) in enumerate(zip(aggregator_cfgs, dims))
-        ]
-        # late fusion concatenates the embeddings of its aggregators; otherwise there is exactly one aggregator.
-        self.aggregate: nn.Module = LateFusion(aggregators) if cfg.fusion == "late" else aggregators[0]
+        # streams -> embedding [B, E], one module per fusion (fusion.py)
+        if cfg.fusion == "late":
+            aggregator_cfgs = cfg.aggregators * len(dims) if len(cfg.aggregators) == 1 else cfg.aggregators
+            self.aggregate = LateFusion([_build_aggregator(aggregator_cfg, dim, index)
+                                         for index, (aggregator_cfg, dim) in enumerate(zip(aggregator_cfgs, dims))])
+        elif cfg.fusion == "early":
+            self.aggregate = EarlyFusion([u.frame_rate for u in upstreams],
+                                         _build_aggregator(cfg.aggregators[0], sum(dims), 0), cfg.fusion_frame_rate)
+        else:
+            self.aggregate = SingleStream(_build_aggregator(cfg.aggregators[0], dims[0], 0))
         self.embedding_dim: int = self.aggregate.output_dim
         self.classifier = Classifier.from_config(cfg.classifier, self.embedding_dim, num_classes)
 
     def streams(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> list[Stream]:
         """One (frames [B, T_i, D_i], frame_lens_i [B]) per upstream, after layer selection."""
         streams = []
-        for upstream, selector, cache in zip(self.upstreams, self.layer_selectors, self.feature_caches):
-            if cache is None:
-                hidden, frame_lens = upstream(wavs, wav_lens, texts)
-            else:
-                hidden, frame_lens = cache(upstream, wavs, wav_lens, texts)
-                if upstream.frozen_blocks:  # the cache held the frozen bottom's layers; the top blocks train
-                    hidden, frame_lens = upstream.encode_top(UpstreamOutput(hidden, frame_lens))
+        for upstream, selector in zip(self.upstreams, self.layer_selectors):
+            hidden, frame_lens = upstream(wavs, wav_lens, texts)
             frames = selector(hidden)
             if self.training and self.frame_augment is not None and upstream.modality == "audio":
                 frames = self.frame_augment(frames, frame_lens)
             streams.append((frames, frame_lens))
         return streams
 
-    def use_feature_cache(self, directory: str | Path, dtype: str = "float16") -> list[int]:
-        """Read frozen audio upstreams' frames (or a "bottom:N" upstream's frozen bottom's) from a feature cache
-        in `directory` (upstream/cache.py), computing each utterance's frames only once; -> indices of the
-        upstreams now cached. Trained upstreams (freeze "cnn" / "none") and text upstreams always run.
-        Weights and bundles are unchanged."""
-        from .upstream.cache import FeatureCache, caches
-
-        cached = []
-        for index, (upstream, selector, upstream_cfg) in enumerate(
-            zip(self.upstreams, self.layer_selectors, self.upstream_cfgs)
-        ):
-            if caches(upstream):
-                self.feature_caches[index] = FeatureCache.for_upstream(upstream, upstream_cfg, selector, directory, dtype)
-                cached.append(index)
-        if not cached:
-            warnings.warn("feature cache: no upstream is frozen (freeze 'all' or 'bottom:N') audio, so none is cached",
-                          stacklevel=2)
-        return cached
-
     def embed(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
         """-> embedding [B, E]: the classifier's input."""
-        streams = self.streams(wavs, wav_lens, texts)
-        if self.fusion == "late":
-            return self.aggregate(streams)
-        frames, frame_lens = self.early_fusion(streams) if self.early_fusion is not None else streams[0]
-        return self.aggregate(frames, frame_lens)
+        return self.aggregate(self.streams(wavs, wav_lens, texts))
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
         """-> logits [B, num_classes]."""
@@ -161,6 +140,7 @@ def check_model_config(cfg: ModelConfig) -> None:
     for index, upstream_cfg in enumerate(cfg.upstreams):
         with _config_key(f"model.upstreams[{index}].name"):
             upstream_cls = UPSTREAMS.get(upstream_cfg.name)
+        upstream_config(upstream_cfg, f"model.upstreams.{index}")
         if cfg.fusion == "early" and upstream_cls.modality == "text":
             raise ConfigError(
                 f"key 'model.upstreams[{index}]' is the text upstream {upstream_cfg.name!r} with model.fusion "
@@ -169,12 +149,16 @@ def check_model_config(cfg: ModelConfig) -> None:
     for index, aggregator_cfg in enumerate(cfg.aggregators):
         with _config_key(f"model.aggregators[{index}].name"):
             AGGREGATORS.get(aggregator_cfg.name)
+        aggregator_config(aggregator_cfg, f"model.aggregators.{index}")
 
 
 def build_model(cfg: ModelConfig, num_classes: int, pretrained: bool = True) -> SERModel:
     """Model from its config via the registries. pretrained=False builds the upstreams' architecture only
     (a model bundle then loads its own weights)."""
     check_model_config(cfg)
+    # every entry as its component's own config class (a caller may give a mapping or the base class)
+    cfg = replace(cfg, upstreams=[upstream_config(entry, f"model.upstreams.{index}")
+                                  for index, entry in enumerate(cfg.upstreams)])
     upstreams = []
     for index, upstream_cfg in enumerate(cfg.upstreams):
         with _config_key(f"model.upstreams[{index}]"):
@@ -183,6 +167,7 @@ def build_model(cfg: ModelConfig, num_classes: int, pretrained: bool = True) -> 
 
 
 def _build_aggregator(cfg: AggregatorConfig, input_dim: int, index: int) -> nn.Module:
+    cfg = aggregator_config(cfg, f"model.aggregators.{index}")
     with _config_key(f"model.aggregators[{index}]"):
         return AGGREGATORS.get(cfg.name).from_config(cfg, input_dim)
 

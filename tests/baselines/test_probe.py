@@ -16,6 +16,7 @@ from serkit.data.prepare import read_corpus
 from serkit.evaluation.metrics import compute_metrics
 from serkit.evaluation.prediction_table import read_predictions
 from serkit.upstream import UpstreamConfig
+from serkit.upstream.hf import HFConfig
 from serkit.upstream.tiny import save_tiny_speech_model
 
 
@@ -25,7 +26,7 @@ def encoder(tmp_path_factory):
 
 
 def _cfg(encoder) -> UpstreamConfig:
-    return UpstreamConfig(name="hf", source=str(encoder), layers="weighted", freeze="all")
+    return HFConfig(source=str(encoder), layers="weighted", freeze="all")
 
 
 def test_probe_runs_every_fold_chooses_on_validation_and_learns(manifest, encoder, tmp_path):
@@ -69,6 +70,7 @@ def test_the_choice_never_reads_test_labels(manifest, encoder):
 
 def test_probe_shares_the_cv_feature_cache(manifest, encoder, tmp_path, monkeypatch):
     from serkit.model import ModelConfig, build_model
+    from serkit.upstream.cache import install_feature_cache
     from serkit.upstream.hf import HFSpeechUpstream
 
     prepared = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False)).prepared
@@ -77,9 +79,9 @@ def test_probe_shares_the_cv_feature_cache(manifest, encoder, tmp_path, monkeypa
     first = probe.pooled_layers(utterances, _cfg(encoder), cache)
     # the directory cv's model would use for the same upstream with weighted layers is the one just filled
     model = build_model(ModelConfig(upstreams=[_cfg(encoder)]), num_classes=2)
-    model.use_feature_cache(cache)
-    assert model.feature_caches[0].directory.is_dir()
-    assert len(list(model.feature_caches[0].directory.rglob("*.safetensors"))) == 5
+    (model_cache,) = install_feature_cache(model, cache).values()
+    assert model_cache.directory.is_dir()
+    assert len(list(model_cache.directory.rglob("*.safetensors"))) == 5
     monkeypatch.setattr(HFSpeechUpstream, "forward", lambda *a, **k: pytest.fail("the encoder ran on a cached clip"))
     assert np.array_equal(probe.pooled_layers(utterances, _cfg(encoder), cache), first)
 

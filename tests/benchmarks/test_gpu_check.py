@@ -94,7 +94,8 @@ def test_opus_round_trip_keeps_the_length_at_16k_mono(tmp_path, rate, channels):
 def test_whisper_weights_are_packed_in_16_bit_and_load_back_as_float32(tmp_path):
     from safetensors import safe_open
 
-    from serkit.upstream import UpstreamConfig, build_upstream
+    from serkit.upstream import build_upstream
+    from serkit.upstream.whisper import WhisperConfig
 
     source = tiny_whisper(tmp_path / "whisper")
     facts = gpu_pack.pack_whisper(source, tmp_path / "pack" / "whisper-base-encoder")
@@ -104,7 +105,7 @@ def test_whisper_weights_are_packed_in_16_bit_and_load_back_as_float32(tmp_path)
         assert {str(f.get_slice(key).get_dtype()) for key in f.keys()} == {"F16"}
     built = {}
     for name, folder in (("original", source), ("packed", tmp_path / "pack" / "whisper-base-encoder")):
-        upstream = build_upstream(UpstreamConfig(name="whisper", source=str(folder), freeze="all"))
+        upstream = build_upstream(WhisperConfig(source=str(folder), freeze="all"))
         built[name] = dict(upstream.named_parameters())
     assert {p.dtype for p in built["packed"].values()} == {torch.float32}
     for key, original in built["original"].items():

@@ -15,6 +15,8 @@ from serkit.data.audio import conform_samples, load_audio, read_frames
 from serkit.data.dataset import UtteranceDataset
 from serkit.data.utterance import Utterance
 from serkit.errors import AudioError
+from serkit.upstream.fbank import FbankConfig
+from serkit.upstream.hf import HFConfig
 
 SR = 16000
 
@@ -211,7 +213,6 @@ def test_garbage_after_a_valid_header_decodes_as_noise(tmp_path):
 @pytest.mark.parametrize("samples", [1, 100, 399])
 def test_shorter_than_the_receptive_field_is_padded_by_the_upstreams(tmp_path, samples):
     """load_audio keeps the few samples; fbank and wav2vec2 pad up to their 400-sample window: one frame."""
-    from serkit.upstream.base import UpstreamConfig
     from serkit.upstream.build import build_upstream
     from serkit.upstream.tiny import save_tiny_speech_model
 
@@ -220,8 +221,8 @@ def test_shorter_than_the_receptive_field_is_padded_by_the_upstreams(tmp_path, s
     wav = torch.from_numpy(load_audio(path))
     assert wav.shape == (samples,)
     model_dir = save_tiny_speech_model(tmp_path / "tiny_w2v2", "wav2vec2")
-    for cfg in (UpstreamConfig(name="fbank", layers="last", freeze="all"),
-                UpstreamConfig(name="hf", source=str(model_dir), layers="last", freeze="all")):
+    for cfg in (FbankConfig(layers="last", freeze="all"),
+                HFConfig(source=str(model_dir), layers="last", freeze="all")):
         upstream = build_upstream(cfg).eval()
         with torch.no_grad():
             out = upstream(wav[None], torch.tensor([samples]))

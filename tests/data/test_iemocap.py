@@ -139,13 +139,23 @@ def test_label_set_and_map_are_options(tmp_path):
 
 @pytest.mark.parametrize(
     "options, key",
-    [({"labels": ["neu", "joy"]}, "labels"), ({"label_map": {"happy": "hap"}}, "label_map"),
-     ({"lables": []}, "lables")],
+    [({"labels": ["neu", "joy"]}, "labels"), ({"label_map": {"happy": "hap"}}, "label_map")],
 )
 def test_bad_options_are_config_errors(tmp_path, options, key):
     write_mini_release(tmp_path)
     with pytest.raises(ConfigError, match=key):
         Iemocap.prepare(tmp_path, **options)
+
+
+def test_an_unknown_option_is_refused_on_the_way_in(tmp_path):
+    """data.options is checked against IemocapOptions by read_corpus, the one way into a corpus."""
+    from serkit.data.config import DataConfig
+    from serkit.data.prepare import read_corpus
+
+    write_mini_release(tmp_path)
+    with pytest.raises(ConfigError, match=r"key 'data\.options\.lables' is not an option of corpus 'iemocap'; "
+                                          r"valid keys: valid$"):
+        read_corpus(DataConfig(corpus="iemocap", root=str(tmp_path), options={"lables": "neu"}))
 
 
 # ---------------------------------------------------------------------------------------- error cases

@@ -107,7 +107,7 @@ def test_emobox_folds_and_no_validation(ravdess_dir):
 
 
 @pytest.mark.parametrize(
-    "options", [{"num_folds": "25"}, {"num_folds": "x"}, {"folds": "random"}, {"valid": "half"}, {"nfolds": "5"}]
+    "options", [{"num_folds": "25"}, {"num_folds": "x"}, {"folds": "random"}, {"valid": "half"}]
 )
 def test_bad_options_are_config_errors(options):
     utts = [Utterance(f"u{a}", "x.wav", "sad", f"Actor_{a:02d}", f"Actor_{a:02d}", 1.0) for a in range(1, 25)]
@@ -164,3 +164,17 @@ def test_missing_or_empty_root(tmp_path):
         Ravdess.prepare(tmp_path / "absent")
     with pytest.raises(DataError, match="no RAVDESS speech files"):
         Ravdess.prepare(tmp_path)
+
+
+def test_corpus_options_are_checked_against_its_options_class(tmp_path):
+    """data.options is checked against Ravdess.Options before any file is read: the key, and the valid ones."""
+    from serkit.data.config import DataConfig
+    from serkit.data.prepare import read_corpus
+
+    with pytest.raises(ConfigError, match=r"^key 'data\.options\.fold' is not an option of corpus 'ravdess'; "
+                                          r"valid keys: num_folds, folds, valid$"):
+        read_corpus(DataConfig(corpus="ravdess", root=str(tmp_path), options={"fold": "emobox"}))
+    with pytest.raises(ConfigError, match=r"data\.options\.num_folds.*could not be converted to Integer"):
+        read_corpus(DataConfig(corpus="ravdess", root=str(tmp_path), options={"num_folds": "six"}))
+    with pytest.raises(ConfigError, match=r"data\.options\.nfolds"):
+        read_corpus(DataConfig(corpus="ravdess", root=str(tmp_path), options={"nfolds": "5"}))

@@ -82,7 +82,9 @@ def test_cli_prints_one_fold(manifest, capsys):
     [
         (["--fold", "4"], "folds [4] do not exist"),
         (["--option", "labels=hap,sad"], "the class set goes in data.labels (--labels on the command line)"),
-        (["--option", "colour=red"], "unknown manifest options ['colour']"),
+        (["--option", "colour=red"], "key 'data.options.colour' is not an option of corpus 'manifest'; "
+                                     "valid keys: num_folds, valid"),
+        (["--option", "num_folds=three"], "key 'data.options.num_folds'"),
         (["--option", "novalue"], "expected KEY=VALUE"),
         (["--labels", "hap,ang"], "['ang'] never occur"),
     ],

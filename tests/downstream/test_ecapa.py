@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from serkit.downstream import AGGREGATORS, AggregatorConfig
-from serkit.downstream.ecapa import ECAPATDNN
+from serkit.downstream import AGGREGATORS
+from serkit.downstream.ecapa import ECAPATDNN, EcapaConfig
 from serkit.downstream.ecapa_blocks import (
     AttentiveStatisticsPooling,
     MaskedBatchNorm1d,
@@ -17,8 +17,7 @@ from serkit.downstream.ecapa_blocks import (
 from serkit.errors import ConfigError
 
 # Small sizes for behaviour tests: Res2Net groups of 8 channels, every block present.
-TINY = AggregatorConfig(
-    name="ecapa", channels=32, mfa_channels=48, embedding_dim=16, res2net_scale=4, se_channels=8, attention_channels=8
+TINY = EcapaConfig(channels=32, mfa_channels=48, embedding_dim=16, res2net_scale=4, se_channels=8, attention_channels=8
 )
 
 
@@ -33,7 +32,7 @@ def _padded(lengths: list[int], dim: int, fill: float = float("nan"), extra: int
 
 def _tiny_ecapa(input_dim: int = 20, **overrides) -> ECAPATDNN:
     torch.manual_seed(0)
-    cfg = AggregatorConfig(**{**TINY.__dict__, **overrides})
+    cfg = EcapaConfig(**{**TINY.__dict__, **overrides})
     model = AGGREGATORS.get("ecapa").from_config(cfg, input_dim)
     _randomise_norm_stats(model)
     return model
@@ -90,7 +89,7 @@ def paper_parameter_count(input_dim: int) -> int:
 @pytest.mark.parametrize("input_dim", [80, 768])
 def test_parameter_count_and_shape_match_the_paper(input_dim):
     torch.manual_seed(0)
-    model = AGGREGATORS.get("ecapa").from_config(AggregatorConfig(name="ecapa"), input_dim)
+    model = AGGREGATORS.get("ecapa").from_config(EcapaConfig(), input_dim)
     counted = sum(p.numel() for p in model.parameters())
     expected = paper_parameter_count(input_dim)
     print(f"ECAPA-TDNN C=512, input {input_dim}: {counted:,} parameters (derived {expected:,})")

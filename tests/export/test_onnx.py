@@ -168,6 +168,30 @@ def test_text_models_are_refused_with_a_clear_error(tmp_path, capsys):
     assert "text upstream" in capsys.readouterr().err and not (tmp_path / "text.onnx").exists()
 
 
+def test_an_upstream_without_an_export_twin_is_refused_naming_its_key():
+    from serkit.upstream.base import Upstream
+
+    class Plain(Upstream):  # a plug-in's upstream that gives no `exportable`
+        pass
+
+    with pytest.raises(ConfigError, match=r"model\.upstreams\[2\]: ONNX export is not supported for the Plain"):
+        Plain().exportable("model.upstreams[2]")
+
+
+def test_early_fusion_of_one_frame_rate_exports_and_across_rates_is_refused(tiny_speech_dirs, tmp_path):
+    fbank = {"name": "fbank", "layers": "last", "freeze": "all"}
+    model = build([fbank, {**fbank, "cmn": True}], {"name": "stats"}, fusion="early")
+    result = onnx_export.export_onnx(model, tmp_path / "early.onnx", labels=LABELS)
+    assert result.padding_invariant and result.max_abs_diff <= ATOL
+    wavs, lens = noise_batch([20000, 5000, 9100], seed=3)
+    got = onnx_export.onnx_session(result.path).run(None, {"wavs": wavs.numpy(), "wav_lens": lens.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got[1], model.embed(wavs, lens).numpy(), rtol=1e-3, atol=1e-3)
+    w2v2 = {"name": "hf", "source": str(tiny_speech_dirs["layer"]), "layers": "last", "freeze": "all"}
+    with pytest.raises(ConfigError, match=r"model.fusion 'early' resamples frames between rates \[50.0, 100.0\]"):
+        ExportGraph(build([fbank, w2v2], {"name": "mean"}, fusion="early"))
+
+
 def test_torchscript_exporter_is_the_fallback(monkeypatch, tmp_path):
     def dynamo_fails(*args, **kwargs):
         raise RuntimeError("simulated dynamo failure")

@@ -17,9 +17,10 @@ from serkit.data.audio import load_audio
 from serkit.errors import ConfigError
 from serkit.export import onnx as onnx_export
 from serkit.export.graph import ExportGraph
-from serkit.export.whisper import WhisperExport, WhisperLogMel
 from serkit.inference import EmotionRecognizer
-from serkit.upstream import UpstreamConfig, build_upstream
+from serkit.upstream import build_upstream
+from serkit.upstream.whisper import WhisperConfig
+from serkit.upstream.whisper_export import WhisperExport, WhisperLogMel
 
 ATOL = 1e-4  # probabilities, as every export check
 WINDOW = 32000  # the tiny Whisper's 2 s window (conftest.TINY_WINDOW_SECONDS)
@@ -55,7 +56,7 @@ def speech_batch(lens: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Te
 
 
 def load_upstream(directory, mode: str, freeze: str = "all"):
-    return build_upstream(UpstreamConfig(name="whisper", source=str(directory), freeze=freeze,
+    return build_upstream(WhisperConfig(source=str(directory), freeze=freeze,
                                          whisper_input=mode)).eval()
 
 

@@ -81,8 +81,8 @@ def test_labels_that_do_not_match_the_classifier_are_named(tiny_bundle, tmp_path
 
 def test_a_tensor_of_the_wrong_shape_is_named(tiny_bundle, tmp_path):
     bundle = tampered_copy(tiny_bundle, tmp_path)
-    edit_weights(bundle, lambda state: state.__setitem__("aggregate.first.conv.bias", torch.zeros(65)))
-    with pytest.raises(DataError, match=r"model\.safetensors: aggregate\.first\.conv\.bias is \[65\], but "
+    edit_weights(bundle, lambda state: state.__setitem__("aggregate.aggregator.first.conv.bias", torch.zeros(65)))
+    with pytest.raises(DataError, match=r"model\.safetensors: aggregate\.aggregator\.first\.conv\.bias is \[65\], but "
                                         r"model\.aggregators in config\.yaml makes it \[64\]"):
         load_bundle(bundle)
 
@@ -92,7 +92,7 @@ def test_config_sizes_that_do_not_fit_the_weights_are_refused_before_allocating(
     """channels 1e8 used to allocate a 160 GB tensor (refused by the allocator here, by the OOM killer elsewhere)."""
     bundle = tampered_copy(tiny_bundle, tmp_path)
     edit_config(bundle, set_aggregator("channels", channels))
-    with pytest.raises(DataError, match=rf"model\.safetensors: aggregate\.first\.conv\.weight is \[64, 80, 5\], but "
+    with pytest.raises(DataError, match=rf"model\.safetensors: aggregate\.aggregator\.first\.conv\.weight is \[64, 80, 5\], but "
                                         rf"model\.aggregators in config\.yaml makes it \[{channels}, 80, 5\]"):
         load_bundle(bundle)
 

@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from serkit.cli import main
-from serkit.data.montage import synthetic_talk
+from serkit_synth.montage import synthetic_talk
 from serkit.errors import DataError
 from serkit.inference.ray_inputs import archive_inputs
 

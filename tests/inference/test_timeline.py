@@ -1,5 +1,5 @@
 """Speech-segmented timelines: the VAD stream, segment shaping, segment files, EmotionRecognizer.timeline and
-`serkit predict --segments`, with their error paths. Speech is serkit's source-filter voice (data.synth_voice),
+`serkit predict --segments`, with their error paths. Speech is serkit's source-filter voice (serkit_synth.voice),
 which Silero VAD takes for speech, placed between silences at known times."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from serkit.cli import main
-from serkit.data.montage import synthetic_talk
+from serkit_synth.montage import synthetic_talk
 from serkit.errors import ConfigError, DataError
 from serkit.inference.inputs import ArraySource, FileSource
 from serkit.inference.segment_files import SegmentTable

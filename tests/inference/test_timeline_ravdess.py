@@ -1,6 +1,6 @@
 """Speech segmentation on real speech: a 2-3 minute recording made of 32 RAVDESS clips (8 emotions, 24 actors
 taking turns), separated by random silences of 0.3-2 s, with pink background noise at 10-20 dB SNR per clip
-(data/montage.py, seed 0). Truth is each clip's speech span found on the clean clip by an energy rule
+(serkit_synth/montage.py, seed 0). Truth is each clip's speech span found on the clean clip by an energy rule
 independent of the detector: 25 ms frames above -25 dB relative to the clip's loudest frame, runs joined
 across gaps under 0.3 s, runs under 0.1 s dropped (montage.speech_span says why -25 dB).
 
@@ -29,7 +29,7 @@ RAVDESS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ravd
 @pytest.fixture(scope="module")
 def montage():
     from serkit.data.corpora.ravdess import Ravdess
-    from serkit.data.montage import build_montage, pick_clips
+    from serkit_synth.montage import build_montage, pick_clips
 
     if not RAVDESS.is_dir():
         pytest.skip(f"optional resource {RAVDESS} is absent (only developers' and CI machines have ../shared)")

@@ -53,13 +53,11 @@ class LiveServer:
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        from serkit.serve.server import uvicorn_options
-
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                                    **uvicorn_options(app.state.limits)))
+                                                    **app.state.limits.uvicorn_options()))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
@@ -105,7 +103,7 @@ class ServeProcess:
             )
         self.pid = self.process.pid
 
-    def wait_until_up(self, seconds: float = 60) -> "ServeProcess":
+    def wait_until_up(self, seconds: float = 60) -> ServeProcess:
         deadline = time.monotonic() + seconds
         while True:
             if self.process.poll() is not None or time.monotonic() > deadline:

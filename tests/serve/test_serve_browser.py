@@ -159,7 +159,7 @@ def test_speech_segments_are_drawn_by_label_with_silence_between(page, recognize
     """?segments=vad from the page: a band piece per speech segment coloured by its label, hatched silence
     between them, a flat probability line per segment; switching back to windows redraws as before."""
     pytest.importorskip("silero_vad", reason="the vad extra (pip install 'serkit[vad]') is not installed")
-    from serkit.data.montage import synthetic_talk
+    from serkit_synth.montage import synthetic_talk
 
     samples, spans = synthetic_talk([(1.0, 2.0), (1.5, 3.0), (1.0, 1.5)])
     wav = tmp_path / "talk.wav"

@@ -6,7 +6,7 @@ The files are large in bytes but short in time (8 channels of 48 kHz float32: 12
 so the test measures what uploads cost the server, not the model. The peak is the kernel's own high-water
 mark (VmHWM, reset through /proc/PID/clear_refs after a warm-up request), so no sample can miss it.
 
-The bound over the idle server's RSS, from the design (src/serkit/serve/slots.py, limits.py, server.py):
+The bound over the idle server's RSS, from the design (src/serkit/serve/slots.py, limits.py):
   * requests beyond max_concurrent + max_waiting are refused at the door before their body is read; an
     admitted request's upload is spooled by Starlette: at most 1 MiB in memory, the rest on disk;
   * only a running inference reads its upload into memory (U <= the upload limit) and decodes it window by
@@ -14,10 +14,11 @@ The bound over the idle server's RSS, from the design (src/serkit/serve/slots.py
     into a copy of the same size, the rest (mono, 16 kHz, features, a tiny model) is small: <= 3 U each;
   * every connection (at most uvicorn's limit_concurrency) buffers at most 64 KiB of body (uvicorn pauses
     reading beyond it) plus one socket read (256 KiB);
-  * 64 MiB for the allocator, threads and Python objects: `serkit serve` caps glibc's malloc arenas
-    (server.limit_malloc_arenas), without which freed buffers stay resident in per-thread arenas.
-Measured on a 2-core machine: +104 to +120 MiB against a bound of +225 MiB; the earlier design, which read
-every admitted upload into memory, peaked at +796 MiB, and this one without the arena cap at +536 MiB.
+  * 64 MiB for the allocator, threads and Python objects: inferences run on a fixed pool of max_concurrent
+    threads (slots.py), whose malloc arenas reuse what earlier inferences freed.
+Measured on a 2-core machine: +72 to +83 MiB against a bound of +225 MiB; the earlier design, which read
+every admitted upload into memory, peaked at +796 MiB; a fresh thread per inference, at +370 to +536 MiB
+(freed buffers kept in many arenas; it used to cap glibc's arenas through ctypes mallopt instead).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import httpx
 import pytest
 
-from serkit.serve.server import SPARE_CONNECTIONS
+from serkit.serve.limits import SPARE_CONNECTIONS
 
 MiB = 1024 * 1024
 UPLOAD_LIMIT_MB, MAX_CONCURRENT, MAX_WAITING = 16, 2, 40

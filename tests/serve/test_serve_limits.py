@@ -15,7 +15,7 @@ from serkit.serve.slots import InferenceSlots
 
 
 @pytest.mark.parametrize("key", ["max_upload_bytes", "max_seconds", "max_concurrent", "timeout_seconds",
-                                 "upload_timeout_seconds", "header_timeout_seconds"])
+                                 "upload_timeout_seconds"])
 @pytest.mark.parametrize("value", [0, -1])
 def test_limits_refuse_non_positive_values(key, value):
     with pytest.raises(ConfigError, match=key):
@@ -26,7 +26,7 @@ def test_limits_from_cli_convert_megabytes_and_refuse_zero():
     limits = ServeLimits.from_cli(1.5, 30, 3, 0, timeout_seconds=7, upload_timeout_seconds=8)
     assert (limits.max_upload_bytes, limits.max_seconds, limits.max_concurrent, limits.max_waiting) == (
         int(1.5 * MB), 30, 3, 0)
-    assert (limits.timeout_seconds, limits.upload_timeout_seconds, limits.header_timeout_seconds) == (7, 8, 10)
+    assert (limits.timeout_seconds, limits.upload_timeout_seconds) == (7, 8)
     assert limits.to_dict()["max_upload_mb"] == pytest.approx(1.5)
     with pytest.raises(ConfigError, match="--max-upload-mb"):
         ServeLimits.from_cli(0, 30, 3, 0)

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from serkit.data.montage import synthetic_talk
 from serkit.serve import ServeLimits, create_app
+from serkit_synth.montage import synthetic_talk
 
 pytest.importorskip("silero_vad", reason="the vad extra (pip install 'serkit[vad]') is not installed")
 

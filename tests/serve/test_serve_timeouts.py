@@ -1,7 +1,8 @@
-"""Timeouts on real uvicorn (127.0.0.1, a free port, the options `serkit serve` gives it): an inference over
---timeout-seconds gets 504 and stops at its next window, keeping its slot until it has; a client that stalls
-or trickles its body (408 after --upload-timeout-seconds) or its headers (408 after --header-timeout-seconds)
-is dropped while everyone else is answered; a flood of idle connections is let go of in time."""
+"""Timeouts and connection limits on real uvicorn (127.0.0.1, a free port, the options `serkit serve` gives
+it): an inference over --timeout-seconds gets 504 and stops at its next window, keeping its slot until it has;
+a client that stalls or trickles its body gets 408 after --upload-timeout-seconds while everyone else is
+answered; uvicorn closes idle kept-alive connections, refuses oversized headers and answers 503 past
+limit_concurrency. Slow headers (slowloris) are a reverse proxy's to cut (docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from serkit.serve import ServeLimits, create_app
-from serkit.serve.server import uvicorn_options
+from serkit.serve.limits import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES
 
 
 class HeldModel:
@@ -196,49 +197,46 @@ def test_a_stalled_or_trickling_upload_gets_408_while_others_are_served(recogniz
     assert server.thread.is_alive()
 
 
-def test_connections_that_do_not_send_their_headers_in_time_get_408(recognizer, live_server):
-    server = live_server(create_app(recognizer, ServeLimits(header_timeout_seconds=1.0)))
-    silent = connect(server.port)
-    partial = connect(server.port)
-    partial.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
-    kept_alive = connect(server.port)  # a full request first, then half of the next one
+def test_uvicorn_closes_idle_kept_alive_connections_and_refuses_oversized_headers(recognizer, live_server):
+    server = live_server(create_app(recognizer, ServeLimits()))
+    silent = connect(server.port)  # connects and sends nothing (slowloris)
+    kept_alive = connect(server.port)
     kept_alive.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     first = read_one_response(kept_alive)
     assert first.startswith(b"HTTP/1.1 200") and json_body(first)["status"] == "ok"
-    kept_alive.sendall(b"GET /health HTTP/1.1\r\nHo")
     try:
-        assert health(server)["status"] == "ok"  # answered while they hang
-        for connection in (silent, partial, kept_alive):
-            response, took = read_until_closed(connection)
-            assert response.startswith(b"HTTP/1.1 408"), response[:200]
-            assert "within 1 s (--header-timeout-seconds)" in json_body(response)["detail"]
-            assert took < 5
-        # headers that grow past h11's 16 KiB while incomplete: refused (sent in two reads, so the answer
-        # is not lost to a reset while we are still sending)
+        rest, took = read_until_closed(kept_alive)  # idle after its answer: closed by uvicorn
+        assert rest == b"" and KEEP_ALIVE_SECONDS - 0.5 <= took < KEEP_ALIVE_SECONDS + 4
+        # uvicorn has no deadline on headers: the silent one is still held. docs/serving.md gives that job
+        # (client_header_timeout) to a reverse proxy; if this starts failing, uvicorn has learnt it: say so there
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent.recv(1)
+        # headers that grow past MAX_HEADER_BYTES while incomplete: refused (sent in two reads, so the answer
+        # is not lost to a reset while we are still sending); below it, answered
         too_big = connect(server.port)
-        too_big.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000)
+        too_big.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEADER_BYTES // 2))
         time.sleep(0.2)
-        too_big.sendall(b"a" * 10_000)
+        too_big.sendall(b"a" * (MAX_HEADER_BYTES // 2))
         response, _ = read_until_closed(too_big)
         assert response.startswith(b"HTTP/1.1 400")
+        assert httpx.get(f"{server.url}/health", headers={"X-Big": "a" * (MAX_HEADER_BYTES // 2)}).status_code == 200
     finally:
-        for connection in (silent, partial, kept_alive):
-            connection.close()
-    assert health(server)["status"] == "ok" and server.thread.is_alive()
+        silent.close()
+        kept_alive.close()
+    assert server.thread.is_alive()
 
 
-def test_a_flood_of_idle_connections_is_let_go_of_in_time(recognizer, live_server):
-    limits = ServeLimits(max_concurrent=1, max_waiting=0, header_timeout_seconds=2.0)
+def test_connections_past_limit_concurrency_get_503_until_they_go(recognizer, live_server):
+    limits = ServeLimits(max_concurrent=1, max_waiting=0)
     server = live_server(create_app(recognizer, limits))
-    flood = [connect(server.port) for _ in range(uvicorn_options(limits)["limit_concurrency"])]
+    flood = [connect(server.port) for _ in range(limits.uvicorn_options()["limit_concurrency"])]
     try:
-        # uvicorn turns requests away while the connections are all taken ...
+        # uvicorn turns requests away while the connections are all taken (memory and sockets stay bounded)
         wait_until(lambda: httpx.get(f"{server.url}/health", timeout=5).status_code == 503, 1.5,
                    "uvicorn's 503 while the flood holds every connection")
-        # ... and the idle ones are closed after the header timeout, so that does not last
-        wait_until(lambda: httpx.get(f"{server.url}/health", timeout=5).status_code == 200, 5,
-                   "/health to answer again")
-        assert all(read_until_closed(connection)[0].startswith(b"HTTP/1.1 408") for connection in flood)
     finally:
         for connection in flood:
             connection.close()
+    wait_until(lambda: httpx.get(f"{server.url}/health", timeout=5).status_code == 200, 5,
+               "/health to answer again once they hang up")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import threading
+from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
 import soundfile as sf
 from starlette.exceptions import HTTPException
 
-from serkit.serve.slots import InferenceStopped
 from serkit.serve.upload import open_upload
 
 
@@ -54,15 +54,24 @@ def test_audio_longer_than_the_limit_gets_413_from_the_header(make_audio):
     assert open_upload(data, "long.wav", max_seconds=3.0).name == "long.wav"  # exactly at the limit is fine
 
 
-def test_an_upload_stops_an_inference_at_its_next_window_once_told(recognizer, make_audio):
-    stop = threading.Event()
-    upload = open_upload(make_audio(25.0), "long.wav", max_seconds=60, stop=stop)
-    upload.seek(100, io.SEEK_SET)  # soundfile's seeks (offset, whence) are never interrupted
-    stop.set()
-    assert upload.seek(0, io.SEEK_SET) == 0 and upload.seek(10, io.SEEK_CUR) == 10
-    with pytest.raises(InferenceStopped, match="'long.wav'"):
-        upload.seek(0)  # the data layer's rewind before each window
-    with pytest.raises(InferenceStopped):
-        recognizer.predict(upload)  # and so the recognizer stops before its first window
-    stop.clear()
-    assert recognizer.predict(upload).duration == pytest.approx(25.0)
+def test_a_cancel_event_stops_an_inference_before_its_next_window(recognizer, make_audio, monkeypatch):
+    """What serve's timeout relies on: the recognizer's public `cancel=` (here one 10 s window per batch)."""
+    cancel = threading.Event()
+    upload = open_upload(make_audio(25.0), "long.wav", max_seconds=60)
+    batches = []
+    real_forward = type(recognizer).forward_batch
+
+    def forward_then_cancel(self, wavs, *args):
+        batches.append(wavs.shape[0])
+        cancel.set()  # asked to stop while the first window runs
+        return real_forward(self, wavs, *args)
+
+    monkeypatch.setattr(type(recognizer), "forward_batch", forward_then_cancel)
+    with pytest.raises(CancelledError):
+        recognizer.predict(upload, batch_seconds=10.0, cancel=cancel)
+    assert batches == [1]  # one of the three windows ran
+    monkeypatch.undo()
+    with pytest.raises(CancelledError):
+        recognizer.predict(upload, cancel=cancel)  # already set: nothing runs
+    cancel.clear()
+    assert recognizer.predict(upload, cancel=cancel).duration == pytest.approx(25.0)

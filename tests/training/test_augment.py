@@ -10,14 +10,14 @@ import torch
 
 from serkit.bundle import load_bundle
 from serkit.config import load_config
+from serkit.data.prepare import prepare_corpus
+from serkit.downstream import AggregatorConfig
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model
 from serkit.train_config import AugmentConfig
 from serkit.training.augment import FrameMasking, mixup
 from serkit.training.fold import run_fold
-from serkit.data.prepare import prepare_corpus
-from serkit.upstream import UpstreamConfig
-from serkit.downstream import AggregatorConfig
+from serkit.upstream.hf import HFConfig
 
 
 def test_time_masks_stay_inside_real_frames_and_within_their_width():
@@ -56,7 +56,7 @@ def tiny_model(tmp_path):
     from serkit.upstream.tiny import save_tiny_speech_model
 
     source = save_tiny_speech_model(tmp_path / "w2v2", "wav2vec2")
-    cfg = ModelConfig(upstreams=[UpstreamConfig(name="hf", source=str(source), freeze="all")],
+    cfg = ModelConfig(upstreams=[HFConfig(source=str(source), freeze="all")],
                       aggregators=[AggregatorConfig(name="stats")])
     return build_model(cfg, num_classes=4)
 

@@ -2,7 +2,10 @@ import pytest
 
 from serkit.cli import main
 from serkit.config import config_hash, load_config, to_yaml
+from serkit.downstream.ecapa import EcapaConfig
 from serkit.errors import ConfigError
+
+ECAPA = {"model": {"aggregators": [{"name": "ecapa"}]}}
 
 
 def test_yaml_then_overrides_win(tmp_path):
@@ -95,8 +98,22 @@ def test_unknown_override_lists_the_valid_keys_beside_it():
 ])
 def test_a_value_out_of_range_is_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError) as refused:
-        load_config(overrides=[override])
+        load_config(ECAPA, overrides=[override])
     assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_a_key_of_another_component_is_refused_listing_this_ones():
+    """ECAPA-TDNN's sizes are its own parameters: the default (mean) aggregator has none, the fbank upstream has
+    cmn but not Whisper's whisper_input."""
+    with pytest.raises(ConfigError, match=r"^key 'model\.aggregators\.0\.channels' is not a parameter of aggregator "
+                                          r"'mean'; valid keys: name$"):
+        load_config(overrides=["model.aggregators.0.channels=64"])
+    with pytest.raises(ConfigError, match=r"model\.upstreams\.0\.whisper_input.*'fbank'.*valid keys: .*cmn"):
+        load_config({"model": {"upstreams": [{"name": "fbank", "whisper_input": "crop"}]}})
+    with pytest.raises(ConfigError, match=r"model\.aggregators\.0\.channels.*could not be converted to Integer"):
+        load_config(ECAPA, overrides=["model.aggregators.0.channels=many"])
+    cfg = load_config(overrides=["model.aggregators.0.name=ecapa", "model.aggregators.0.channels=64"])
+    assert isinstance(cfg.model.aggregators[0], EcapaConfig) and cfg.model.aggregators[0].channels == 64
 
 
 def test_an_aggregator_out_of_range_is_named_by_its_index(tmp_path):
@@ -108,7 +125,7 @@ def test_an_aggregator_out_of_range_is_named_by_its_index(tmp_path):
 
 
 def test_sizes_in_range_are_accepted():
-    cfg = load_config(overrides=["data.num_workers=0", "data.num_buckets=1", "data.max_batch_seconds=0.5",
+    cfg = load_config(ECAPA, overrides=["data.num_workers=0", "data.num_buckets=1", "data.max_batch_seconds=0.5",
                                  "model.aggregators.0.channels=8", "model.aggregators.0.res2net_scale=8",
                                  "model.aggregators.0.kernel_sizes=[1,1]", "model.aggregators.0.dilations=[1,1]"])
     assert cfg.data.max_batch_seconds == 0.5 and cfg.model.aggregators[0].res2net_scale == 8

@@ -3,6 +3,7 @@ bundle stays complete; a fold resumes from such a last.ckpt; checkpoints that do
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -78,6 +79,8 @@ def test_a_fold_resumes_from_a_last_ckpt_without_frozen_weights(frozen_run):
     fits = [json.loads(line) for line in (fold / "fits.jsonl").read_text().splitlines()]
     assert [fit["start_epoch"] for fit in fits] == [0, 2]
     assert json.loads((fold / "result.json").read_text())["fold"] == 1
+    with open(fold / "logs" / "metrics.csv", newline="") as log:  # continued: the first fit's rows kept, none twice
+        assert [int(float(row["epoch"])) for row in csv.DictReader(log) if row.get("val_ua")] == [0, 1, 2]
 
 
 def test_loading_refuses_a_state_that_lacks_a_trained_entry_or_has_an_unknown_one(frozen_run):

@@ -8,11 +8,21 @@ import warnings
 import pytest
 import torch
 
+from serkit.checkpoint import frozen_fingerprint
 from serkit.downstream import AggregatorConfig
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model
-from serkit.upstream import UpstreamConfig, build_layer_selector, build_upstream
-from serkit.upstream.cache import FeatureCache, content_key, upstream_fingerprint
+from serkit.upstream import build_layer_selector, build_upstream
+from serkit.upstream.cache import (
+    FeatureCache,
+    content_key,
+    install_feature_cache,
+    installed_caches,
+    upstream_fingerprint,
+)
+from serkit.upstream.fbank import FbankConfig
+from serkit.upstream.hf import HFConfig
+from serkit.upstream.whisper import WhisperConfig
 
 
 class Counting:
@@ -30,12 +40,12 @@ class Counting:
 
 
 def fbank(cmn: bool = False, layers: str = "last"):
-    cfg = UpstreamConfig(name="fbank", layers=layers, freeze="all", cmn=cmn)
+    cfg = FbankConfig(layers=layers, freeze="all", cmn=cmn)
     return build_upstream(cfg), cfg
 
 
 def whisper(directory, mode: str = "crop", layers: str = "weighted"):
-    cfg = UpstreamConfig(name="whisper", source=str(directory), layers=layers, freeze="all", whisper_input=mode)
+    cfg = WhisperConfig(source=str(directory), layers=layers, freeze="all", whisper_input=mode)
     return build_upstream(cfg), cfg
 
 
@@ -137,33 +147,36 @@ def test_padding_never_reaches_the_cache(tmp_path, tiny_whisper_dir, wave, batch
 
 def test_model_with_cache_equals_model_without_and_keeps_its_weights(tmp_path, tiny_whisper_dir, wave, batch):
     cfg = ModelConfig(
-        upstreams=[UpstreamConfig(name="whisper", source=str(tiny_whisper_dir), layers="weighted", freeze="all",
+        upstreams=[WhisperConfig(source=str(tiny_whisper_dir), layers="weighted", freeze="all",
                                   whisper_input="crop"),
-                   UpstreamConfig(name="fbank", layers="last", freeze="all")],
+                   FbankConfig(layers="last", freeze="all")],
         fusion="late", aggregators=[AggregatorConfig(name="mean")],
     )
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=3).eval()
-    keys = list(model.state_dict())
+    state, fingerprint = model.state_dict(), frozen_fingerprint(model)
     wavs, lens = batch([wave(0.9, seed=4), wave(0.4, seed=5)], extra=200)
     with torch.no_grad():
         plain = model(wavs, lens)
-        assert model.use_feature_cache(tmp_path, "float32") == [0, 1]
+        caches = install_feature_cache(model, tmp_path, "float32")
+        assert list(caches) == [0, 1]
         cached_miss, cached_hit = model(wavs, lens), model(wavs, lens)
-    assert list(model.state_dict()) == keys  # bundles are the same with or without the cache
+    # bundles and checkpoints are the same with or without the cache: names, values, frozen fingerprint
+    assert list(model.state_dict()) == list(state) and all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert frozen_fingerprint(model) == fingerprint
     assert torch.allclose(cached_miss, plain, atol=1e-5) and torch.equal(cached_miss, cached_hit)
-    assert [c.hits for c in model.feature_caches] == [2, 2]
+    assert installed_caches(model) == list(caches.values()) and [c.hits for c in caches.values()] == [2, 2]
     # "last": only that layer is stored; the others are None, never fake data
-    assert model.feature_caches[1].layers == (0,)
+    assert caches[1].layers == (0,)
 
 
 def test_trained_and_text_upstreams_are_not_cached(tmp_path, tiny_whisper_dir):
-    cfg = ModelConfig(upstreams=[UpstreamConfig(name="whisper", source=str(tiny_whisper_dir), freeze="cnn")],
+    cfg = ModelConfig(upstreams=[WhisperConfig(source=str(tiny_whisper_dir), freeze="cnn")],
                       aggregators=[AggregatorConfig(name="mean")])
     model = build_model(cfg, num_classes=2)
     with pytest.warns(UserWarning, match="no upstream"):
-        assert model.use_feature_cache(tmp_path) == []
-    assert model.feature_caches == [None]
+        assert install_feature_cache(model, tmp_path) == {}
+    assert installed_caches(model) == []
     with pytest.raises(ConfigError, match="freeze"):
         FeatureCache.for_upstream(model.upstreams[0], cfg.upstreams[0], model.layer_selectors[0], tmp_path)
 
@@ -187,12 +200,12 @@ def test_a_damaged_entry_is_recomputed(tmp_path, wave):
 def test_a_frozen_upstream_is_not_run_again_in_later_epochs(tmp_path, wave):
     """Two epochs of training over the same utterances, shuffled into other batches: the upstream runs in
     epoch 1 only."""
-    cfg = ModelConfig(upstreams=[UpstreamConfig(name="fbank", layers="last", freeze="all", cmn=True)],
+    cfg = ModelConfig(upstreams=[FbankConfig(layers="last", freeze="all", cmn=True)],
                       aggregators=[AggregatorConfig(name="mean")])
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=2)
-    model.use_feature_cache(tmp_path)
-    counting = Counting(model.upstreams[0])
+    counting = Counting(model.upstreams[0])  # the upstream's own call, which the cache wraps
+    (cache,) = install_feature_cache(model, tmp_path).values()
     waves = [wave(0.3 + 0.05 * i, seed=i) for i in range(8)]
     labels = torch.tensor([i % 2 for i in range(8)])
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
@@ -210,7 +223,7 @@ def test_a_frozen_upstream_is_not_run_again_in_later_epochs(tmp_path, wave):
             optimizer.step()
         calls_per_epoch.append(counting.calls - before)
     assert calls_per_epoch == [2, 0]
-    assert counting.rows == 8 and model.feature_caches[0].hits == 8
+    assert counting.rows == 8 and cache.hits == 8
 
 
 def test_run_fold_encodes_each_utterance_once(tmp_path, synth_iemocap_root, monkeypatch):
@@ -253,8 +266,7 @@ def test_the_registry_key_of_the_built_class_not_the_config_s_name_is_hashed(tin
     from serkit.upstream import build_upstream
 
     named, named_cfg = whisper(tiny_whisper_dir, "pad")
-    via_hf_cfg = UpstreamConfig(name="hf", source=str(tiny_whisper_dir), layers="weighted", freeze="all",
-                                whisper_input="pad")
+    via_hf_cfg = HFConfig(source=str(tiny_whisper_dir), layers="weighted", freeze="all")
     via_hf = build_upstream(via_hf_cfg)
     assert type(via_hf) is type(named)
     assert upstream_fingerprint(via_hf, via_hf_cfg) == upstream_fingerprint(named, named_cfg)

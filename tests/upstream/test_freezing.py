@@ -4,6 +4,9 @@ from torch import nn
 
 from serkit.errors import ConfigError
 from serkit.upstream import UpstreamConfig, apply_freeze, build_layer_selector, build_upstream
+from serkit.upstream.hf import HFConfig
+from serkit.upstream.text import TextConfig
+from serkit.upstream.whisper import WhisperConfig
 
 
 class TinySER(nn.Module):
@@ -44,7 +47,7 @@ def audio(wave, batch):
 
 
 def config(directory, freeze):
-    return UpstreamConfig(name="hf", source=str(directory), freeze=freeze, layers="weighted")
+    return HFConfig(source=str(directory), freeze=freeze, layers="weighted")
 
 
 @pytest.mark.parametrize("policy", ["all", "frozen"])
@@ -84,8 +87,8 @@ def test_none_policy_trains_the_feature_encoder_too(tiny_speech_dirs, audio):
 
 
 def test_frozen_whisper_and_text_upstreams(tiny_whisper_dir, tiny_bert_dir):
-    for cfg in [UpstreamConfig(name="whisper", source=str(tiny_whisper_dir), freeze="all"),
-                UpstreamConfig(name="text", source=str(tiny_bert_dir), freeze="all")]:
+    for cfg in [WhisperConfig(source=str(tiny_whisper_dir), freeze="all"),
+                TextConfig(source=str(tiny_bert_dir), freeze="all")]:
         upstream = build_upstream(cfg)
         nn.ModuleList([upstream]).train()
         assert not upstream.training and not any(p.requires_grad for p in upstream.parameters())

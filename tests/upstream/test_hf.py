@@ -6,9 +6,9 @@ import torch
 from transformers import AutoModel, Wav2Vec2FeatureExtractor
 
 from serkit.errors import ConfigError
-from serkit.upstream import UpstreamConfig, build_upstream
+from serkit.upstream import build_upstream
 from serkit.upstream.audio import zero_mean_unit_var
-from serkit.upstream.hf import HFSpeechUpstream
+from serkit.upstream.hf import HFConfig, HFSpeechUpstream
 from serkit.upstream.whisper import WhisperUpstream
 
 # the tiny checkpoints of conftest.SPEECH_VARIANTS
@@ -16,7 +16,7 @@ VARIANTS = ["wav2vec2-group", "wav2vec2-layer", "hubert-group", "hubert-layer", 
 
 
 def load(directory, **overrides) -> HFSpeechUpstream:
-    cfg = UpstreamConfig(name="hf", source=str(directory), freeze="none", **overrides)
+    cfg = HFConfig(source=str(directory), freeze="none", **overrides)
     return build_upstream(cfg).eval()
 
 
@@ -128,19 +128,19 @@ def test_too_short_utterance_is_padded_to_the_receptive_field(tiny_speech_dirs):
 
 
 def test_whisper_source_under_the_hf_key_gives_the_whisper_upstream(tiny_whisper_dir):
-    upstream = build_upstream(UpstreamConfig(name="hf", source=str(tiny_whisper_dir)))
+    upstream = build_upstream(HFConfig(source=str(tiny_whisper_dir)))
     assert isinstance(upstream, WhisperUpstream)
 
 
 def test_unsupported_model_type_is_a_config_error(tiny_bert_dir):
     with pytest.raises(ConfigError, match="'bert' model"):
-        build_upstream(UpstreamConfig(name="hf", source=str(tiny_bert_dir)))
+        build_upstream(HFConfig(source=str(tiny_bert_dir)))
 
 
 def test_save_config_files_rebuild_the_architecture_without_weights(tiny_speech_dirs, tmp_path, wave):
     upstream = load(tiny_speech_dirs["wav2vec2-layer"])
     upstream.save_config_files(tmp_path)
-    rebuilt = build_upstream(UpstreamConfig(name="hf", source=str(tmp_path), freeze="none"), pretrained=False).eval()
+    rebuilt = build_upstream(HFConfig(source=str(tmp_path), freeze="none"), pretrained=False).eval()
     assert not (tmp_path / "model.safetensors").exists()
     rebuilt.load_state_dict(upstream.state_dict())
     audio = wave(0.5, seed=6)
@@ -155,7 +155,7 @@ def test_save_config_files_rebuild_the_architecture_without_weights(tiny_speech_
 def test_last_layer_is_the_encoders_final_output_and_its_norm_trains(tiny_speech_dirs, variant):
     """Pre-LN encoders normalise after the last layer; "last" must be that output, so the final LayerNorm
     gets a gradient (DDP refuses parameters that never get one)."""
-    upstream = build_upstream(UpstreamConfig(name="hf", source=str(tiny_speech_dirs[variant]), freeze="none"))
+    upstream = build_upstream(HFConfig(source=str(tiny_speech_dirs[variant]), freeze="none"))
     upstream.eval()
     wavs = torch.randn(1, 8000)
     out = upstream(wavs, torch.tensor([8000]))

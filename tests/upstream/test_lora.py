@@ -4,6 +4,7 @@ model, loads without LoRA, scores what the fold reported and exports to ONNX."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,10 +15,13 @@ import yaml
 from serkit.downstream import AggregatorConfig
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model
-from serkit.upstream import UpstreamConfig, build_layer_selector, build_upstream
-from serkit.upstream.cache import FeatureCache
+from serkit.upstream import build_layer_selector, build_upstream, upstream_config
+from serkit.upstream.cache import FeatureCache, install_feature_cache
+from serkit.upstream.fbank import FbankConfig
+from serkit.upstream.hf import HFConfig
 from serkit.upstream.lora import has_lora, merge_lora
 from serkit.upstream.tiny import save_tiny_speech_model
+from serkit.upstream.whisper import WhisperConfig
 
 pytest.importorskip("peft", reason="LoRA needs the peft library (pip install 'serkit[lora]')")
 
@@ -33,7 +37,7 @@ def wav2vec2_dir(tmp_path_factory):
 
 
 def lora_cfg(source, name="hf", freeze="cnn", **lora) -> UpstreamConfig:
-    return UpstreamConfig(name=name, source=str(source), freeze=freeze, **{"lora_rank": 4, **lora})
+    return upstream_config({"name": name, "source": str(source), "freeze": freeze, "lora_rank": 4, **lora})
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -52,11 +56,11 @@ def test_bad_lora_settings_are_config_errors_naming_the_key(wav2vec2_dir, settin
 
 def test_upstreams_without_blocks_refuse_lora():
     with pytest.raises(ConfigError, match="supported by the hf and whisper upstreams only"):
-        build_upstream(UpstreamConfig(name="fbank", lora_rank=4))
+        build_upstream(FbankConfig(lora_rank=4))
 
 
 def test_only_the_adapters_train_and_they_start_as_the_identity(wav2vec2_dir, wave, batch):
-    plain = build_upstream(UpstreamConfig(name="hf", source=str(wav2vec2_dir), freeze="cnn")).eval()
+    plain = build_upstream(HFConfig(source=str(wav2vec2_dir), freeze="cnn")).eval()
     adapted = build_upstream(lora_cfg(wav2vec2_dir, lora_targets="q_proj,v_proj")).eval()
     trained = [name for name, p in adapted.named_parameters() if p.requires_grad]
     assert trained and all("lora_A" in name or "lora_B" in name for name in trained)
@@ -70,8 +74,8 @@ def test_only_the_adapters_train_and_they_start_as_the_identity(wav2vec2_dir, wa
 
 def test_with_a_frozen_bottom_only_the_top_blocks_get_adapters_and_the_cache_keeps_its_key(
         tiny_whisper_dir, tmp_path):
-    partial_cfg = UpstreamConfig(name="whisper", source=str(tiny_whisper_dir), freeze="bottom:1")
-    adapted_cfg = UpstreamConfig(**{**partial_cfg.__dict__, "lora_rank": 2})
+    partial_cfg = WhisperConfig(source=str(tiny_whisper_dir), freeze="bottom:1")
+    adapted_cfg = dataclasses.replace(partial_cfg, lora_rank=2)
     adapted = build_upstream(adapted_cfg)
     trained = [name for name, p in adapted.named_parameters() if p.requires_grad]
     assert trained and all(name.startswith("encoder.layers.1.") and ".lora_" in name for name in trained)
@@ -105,8 +109,8 @@ def test_a_cv_fold_bundles_the_merged_model_which_scores_as_reported_and_exports
 
     from serkit.bundle import load_bundle
     from serkit.cli import main
-    from serkit.data.dataset import build_loader
     from serkit.data.config import DataConfig
+    from serkit.data.dataset import build_loader
     from serkit.data.prepare import read_corpus
     from serkit.export.onnx import export_onnx
     from serkit.training.predictions import evaluate_model
@@ -125,7 +129,7 @@ def test_a_cv_fold_bundles_the_merged_model_which_scores_as_reported_and_exports
     assert not any("lora" in key or "base_layer" in key for key in load_file(bundle / "model.safetensors"))
     model, cfg, labels = load_bundle(bundle)
     assert cfg.model.upstreams[0].lora_rank == 0 and not has_lora(model)
-    source = build_upstream(UpstreamConfig(name="hf", source=str(wav2vec2_dir)))
+    source = build_upstream(HFConfig(source=str(wav2vec2_dir)))
     moved = [k for k, v in source.state_dict().items() if k.endswith(("q_proj.weight", "v_proj.weight"))
              and not torch.equal(model.upstreams[0].state_dict()[k], v)]
     assert moved  # the adapters were merged into the attention weights
@@ -140,11 +144,11 @@ def test_a_cv_fold_bundles_the_merged_model_which_scores_as_reported_and_exports
 
 
 def test_a_model_with_lora_trains_on_cached_bottom_frames(tiny_whisper_dir, wave, batch, tmp_path):
-    cfg = ModelConfig(upstreams=[UpstreamConfig(name="whisper", source=str(tiny_whisper_dir), freeze="bottom:1",
+    cfg = ModelConfig(upstreams=[WhisperConfig(source=str(tiny_whisper_dir), freeze="bottom:1",
                                                 lora_rank=2)],
                       aggregators=[AggregatorConfig(name="stats")])
     model = build_model(cfg, num_classes=3)
-    assert model.use_feature_cache(tmp_path) == [0]
+    assert list(install_feature_cache(model, tmp_path)) == [0]
     wavs, lens = batch([wave(0.7, seed=5), wave(0.4, seed=6)], extra=50)
     model.train()
     model(wavs, lens).sum().backward()

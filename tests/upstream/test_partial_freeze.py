@@ -12,14 +12,15 @@ from serkit.checkpoint import frozen_keys
 from serkit.downstream import AggregatorConfig
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model
-from serkit.upstream import UpstreamConfig, build_layer_selector, build_upstream
-from serkit.upstream.cache import FeatureCache, upstream_fingerprint
+from serkit.upstream import build_layer_selector, build_upstream
+from serkit.upstream.cache import FeatureCache, install_feature_cache, upstream_fingerprint
+from serkit.upstream.whisper import WhisperConfig
 
 BOTTOM = ("encoder.conv1.", "encoder.conv2.", "encoder.embed_positions.", "encoder.layers.0.")
 
 
 def whisper(directory, freeze="bottom:1", mode="pad", layers="weighted"):
-    cfg = UpstreamConfig(name="whisper", source=str(directory), freeze=freeze, whisper_input=mode, layers=layers)
+    cfg = WhisperConfig(source=str(directory), freeze=freeze, whisper_input=mode, layers=layers)
     return build_upstream(cfg), cfg
 
 
@@ -42,7 +43,7 @@ def test_bad_partial_policies_are_config_errors_naming_the_key(tiny_whisper_dir,
 def test_upstreams_without_partial_freezing_say_so(name, tiny_speech_dirs):
     source = None if name == "fbank" else str(tiny_speech_dirs["wav2vec2-layer"])
     with pytest.raises(ConfigError, match="supported by the whisper upstream only"):
-        build_upstream(UpstreamConfig(name=name, source=source, freeze="bottom:1"))
+        build_upstream({"name": name, "freeze": "bottom:1", **({"source": source} if source else {})})
 
 
 def test_only_the_top_blocks_and_final_norm_train(tiny_whisper_dir):
@@ -114,13 +115,13 @@ def test_the_cache_holds_the_bottom_only_and_its_key_ignores_the_trained_top(tin
 
 
 def test_a_model_trains_its_top_blocks_on_the_cache_as_on_the_live_bottom(tiny_whisper_dir, wave, batch, tmp_path):
-    cfg = ModelConfig(upstreams=[UpstreamConfig(name="whisper", source=str(tiny_whisper_dir), freeze="bottom:1")],
+    cfg = ModelConfig(upstreams=[WhisperConfig(source=str(tiny_whisper_dir), freeze="bottom:1")],
                       aggregators=[AggregatorConfig(name="stats")])
     torch.manual_seed(0)
     live = build_model(cfg, num_classes=3)
     cached = build_model(cfg, num_classes=3)
     cached.load_state_dict(live.state_dict())
-    assert cached.use_feature_cache(tmp_path, dtype="float32") == [0]
+    (cache,) = install_feature_cache(cached, tmp_path, dtype="float32").values()
     wavs, lens = batch([wave(0.8, seed=7), wave(0.5, seed=8)], extra=100)
     for epoch in range(2):  # a miss, then a hit: both equal the live model, gradients included
         for model in (live, cached):
@@ -131,7 +132,7 @@ def test_a_model_trains_its_top_blocks_on_the_cache_as_on_the_live_bottom(tiny_w
             assert (a.grad is None) == (b.grad is None), name
             if a.grad is not None:
                 torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-4)
-    assert cached.feature_caches[0].stats()["hits"] >= 2 and cached.feature_caches[0].misses == 2
+    assert cache.stats()["hits"] >= 2 and cache.misses == 2
     frozen = frozen_keys(cached)
     assert frozen and all(key.startswith(tuple(f"upstreams.0.{p}" for p in BOTTOM)) for key in frozen)
 

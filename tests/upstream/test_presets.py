@@ -1,7 +1,8 @@
 import pytest
 
 from serkit.errors import ConfigError
-from serkit.upstream import UpstreamConfig, build_upstream
+from serkit.upstream import build_upstream
+from serkit.upstream.hf import HFConfig
 from serkit.upstream.presets import PRESETS, resolve_source
 
 MISSING_HUB_ID = "serkit-tests/no-such-model"  # never on the hub nor in any cache
@@ -27,14 +28,14 @@ def test_empty_source_is_a_config_error():
 @pytest.mark.parametrize("name", ["hf", "whisper", "text"])
 def test_unloadable_hub_id_names_the_source_and_suggests_a_local_directory(name):
     with pytest.raises(ConfigError, match=rf"{MISSING_HUB_ID}.*local directory"):
-        build_upstream(UpstreamConfig(name=name, source=MISSING_HUB_ID))
+        build_upstream({"name": name, "source": MISSING_HUB_ID})
 
 
 def test_directory_without_a_model_says_so(tmp_path):
     with pytest.raises(ConfigError, match="lacks the files"):
-        build_upstream(UpstreamConfig(name="hf", source=str(tmp_path)))
+        build_upstream(HFConfig(source=str(tmp_path)))
 
 
 def test_unknown_freeze_policy_fails_before_loading_anything():
     with pytest.raises(ConfigError, match="upstream.freeze='some'"):
-        build_upstream(UpstreamConfig(name="hf", source=MISSING_HUB_ID, freeze="some"))
+        build_upstream(HFConfig(source=MISSING_HUB_ID, freeze="some"))

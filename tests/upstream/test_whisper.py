@@ -2,19 +2,21 @@ import math
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import save_file
-from transformers import WhisperConfig, WhisperFeatureExtractor
+from transformers import WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from serkit.errors import ConfigError
-from serkit.upstream import UpstreamConfig, build_upstream
-from serkit.upstream.whisper import ENCODER_KEY_MAPPING, WhisperUpstream
+from serkit.upstream import build_upstream
+from serkit.upstream.hf import HFConfig
+from serkit.upstream.whisper import ENCODER_KEY_MAPPING, WhisperConfig, WhisperUpstream
 
 WINDOW = 32000  # the tiny model's window: 2 s (conftest.TINY_WHISPER_WINDOW_SECONDS)
 
 
 def load(directory, whisper_input="pad", freeze="none") -> WhisperUpstream:
-    cfg = UpstreamConfig(name="whisper", source=str(directory), freeze=freeze, whisper_input=whisper_input)
+    cfg = WhisperConfig(source=str(directory), freeze=freeze, whisper_input=whisper_input)
     return build_upstream(cfg).eval()
 
 
@@ -86,7 +88,7 @@ def test_layerdrop_off_and_cnn_policy_freezes_only_the_two_convolutions(tiny_whi
 
 
 def test_checkpoint_without_encoder_weights_is_a_config_error(tmp_path):
-    WhisperConfig(d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64,
+    transformers.WhisperConfig(d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64,
                   max_source_positions=100, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                   decoder_start_token_id=1).save_pretrained(tmp_path)
     save_file({"decoder.layer_norm.weight": torch.ones(32)}, str(tmp_path / "model.safetensors"))
@@ -103,7 +105,7 @@ def test_unknown_input_mode_is_a_config_error(tiny_whisper_dir):
 
 
 def test_real_tiny_en_loads_offline_in_float32_and_equals_a_direct_transformers_call(whisper_tiny_dir, wave):
-    upstream = build_upstream(UpstreamConfig(name="hf", source=str(whisper_tiny_dir), freeze="all")).eval()
+    upstream = build_upstream(HFConfig(source=str(whisper_tiny_dir), freeze="all")).eval()
     assert isinstance(upstream, WhisperUpstream)
     assert {p.dtype for p in upstream.parameters()} == {torch.float32}
     assert (upstream.num_layers, upstream.hidden_size, upstream.frame_rate) == (5, 384, 50.0)

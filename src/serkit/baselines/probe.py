@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,7 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
     stderr every 30 s (clips done, rate, ETA, how many the cache held)."""
     from ..upstream.cache import FeatureCache
 
-    upstream_cfg = UpstreamConfig(**{**upstream_cfg.__dict__, "layers": "weighted", "freeze": "all"})
+    upstream_cfg = replace(upstream_cfg, layers="weighted", freeze="all")
     upstream = build_upstream(upstream_cfg)
     if upstream.modality != "audio":
         raise ConfigError(f"the probe needs an audio encoder; {upstream_cfg.name!r} is {upstream.modality}")

@@ -51,12 +51,14 @@ def run(args: argparse.Namespace) -> int:
     data = data_config(args.corpus, args.root, args.labels, args.label_map, args.option)
     if args.system == "probe":
         from ..baselines.probe import C_GRID, run_probe
-        from ..upstream import UpstreamConfig
+        from ..upstream import upstream_config
 
         if not args.encoder:
             raise ConfigError("baseline probe: --encoder is required (a preset, hub id or local folder)")
-        upstream_cfg = UpstreamConfig(name=args.upstream, source=args.encoder, layers="weighted", freeze="all",
-                                      whisper_input=args.whisper_input)
+        whisper_input = {"whisper_input": args.whisper_input} if args.upstream == "whisper" or \
+            args.whisper_input != "pad" else {}  # Whisper's own key: refused, naming it, for another upstream
+        upstream_cfg = upstream_config({"name": args.upstream, "source": args.encoder, "layers": "weighted",
+                                        "freeze": "all", **whisper_input}, "upstream")
         summary, fits = run_probe(data, out, upstream_cfg, folds, c_grid or C_GRID,
                                   None if args.no_cache else args.cache, progress=not args.quiet)
         print(summary.to_markdown())

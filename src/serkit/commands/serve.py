@@ -6,8 +6,8 @@ import argparse
 import ipaddress
 import sys
 
-from .registry import command
 from ..errors import ConfigError
+from .registry import command
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +15,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                                                   "from `serkit export` (run by ONNX Runtime on the CPU)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the "
-                        "service to the network, which has no authentication)")
+                        "service to the network, which has no authentication: put a reverse proxy in front, "
+                        "docs/serving.md)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload accepted, MB (default: 25)")
@@ -30,8 +31,6 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="longest inference, seconds; a longer one gets 504 and is stopped (default: 60)")
     p.add_argument("--upload-timeout-seconds", type=float, default=60.0,
                    help="longest time for an upload to arrive, seconds; then 408 (default: 60)")
-    p.add_argument("--header-timeout-seconds", type=float, default=10.0,
-                   help="longest time for a request's headers to arrive, seconds; then 408 (default: 10)")
 
 
 @command("serve", "serve a model bundle over HTTP: POST /predict, a web page at /, the OpenAPI page at /docs",
@@ -45,24 +44,21 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve import ServeLimits, create_app
-        from ..serve.server import limit_malloc_arenas, uvicorn_options
     except ImportError as e:
         raise ConfigError(f"serkit serve needs the 'serve' extra ({e}): pip install 'serkit[serve]'") from None
     from .. import EmotionRecognizer
 
     limits = ServeLimits.from_cli(args.max_upload_mb, args.max_seconds, args.max_concurrent, args.max_waiting,
                                   timeout_seconds=args.timeout_seconds,
-                                  upload_timeout_seconds=args.upload_timeout_seconds,
-                                  header_timeout_seconds=args.header_timeout_seconds)
+                                  upload_timeout_seconds=args.upload_timeout_seconds)
     recognizer = EmotionRecognizer.load(args.model, device=args.device)
     if not _is_loopback(args.host):
         print(f"serkit serve: warning: listening on {args.host}: anyone who can reach this machine can use "
               "the service (it has no authentication)", file=sys.stderr)
     print(f"serkit serve: {args.model} ({', '.join(recognizer.labels)}) on http://{args.host}:{args.port}/ "
           f"(API: /docs)", flush=True)
-    limit_malloc_arenas()
     uvicorn.run(create_app(recognizer, limits), host=args.host, port=args.port, log_level="info",
-                **uvicorn_options(limits))
+                **limits.uvicorn_options())
     return 0
 
 

@@ -20,7 +20,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("synth-iemocap", "write a synthetic IEMOCAP corpus (exact layout and file formats)", _add_arguments)
 def run(args: argparse.Namespace) -> int:
-    from ..data.synth_iemocap import build_superb_id_iemocap, build_synthetic_iemocap
+    from serkit_synth.iemocap import build_superb_id_iemocap, build_synthetic_iemocap
 
     began = time.perf_counter()
     if args.superb_ids:

@@ -12,8 +12,11 @@ default) every file is decoded first and a corpus with problems is refused, unle
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, DataError
 from .check import MAX_LISTED, check_files
@@ -61,11 +64,27 @@ def read_corpus(data: DataConfig, keep_going: bool = False) -> CorpusData:
     if not data.root:
         raise ConfigError(f"data.root is not set: the folder of the {data.corpus} corpus is needed")
     corpus = CORPORA.get(data.corpus)
+    options = corpus_options(corpus, data.options)
     labels, label_map = list(data.labels), dict(data.label_map)
     label_options = {k: v for k, v in (("labels", labels), ("label_map", label_map)) if v}
-    prepared = corpus.prepare(data.root, keep_going=keep_going, **label_options, **data.options)
+    prepared = corpus.prepare(data.root, keep_going=keep_going, **label_options, **options)
     classes = resolve_classes(labels, label_map, corpus.labels, prepared.utterances)
-    return CorpusData(corpus, prepared, classes, dict(data.options))
+    return CorpusData(corpus, prepared, classes, options)
+
+
+def corpus_options(corpus: type[Corpus], options: dict) -> dict:
+    """data.options checked against the corpus's `Options` dataclass -> the given ones, typed (num_folds: 6, not
+    "6"). An unknown key or a value of the wrong type is a ConfigError naming data.options.KEY."""
+    valid = [f.name for f in fields(corpus.Options)]
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        raise ConfigError(f"key 'data.options.{unknown[0]}' is not an option of corpus {corpus.name!r}; valid keys: "
+                          f"{', '.join(valid) or '(none)'}")
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(corpus.Options), dict(options))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"key 'data.options.{getattr(e, 'full_key', '')}': {str(e).splitlines()[0]}") from None
+    return {key: typed[key] for key in options}
 
 
 def prepare_corpus(data: DataConfig, check_cache: str | Path | None = None) -> CorpusData:

@@ -1,7 +1,7 @@
-"""Task-dependent heads. Importing this package registers them all in AGGREGATORS."""
+"""Task-dependent heads. AGGREGATORS finds every aggregator module of this package on its first lookup."""
 
-from . import ecapa, mean_pool, stats_pool  # noqa: F401  (registers "ecapa", "mean" and "stats")
-from .base import AGGREGATORS, Aggregator, AggregatorConfig, length_mask
+from .base import AGGREGATORS, Aggregator, AggregatorConfig, aggregator_config, length_mask
 from .classifier import Classifier, ClassifierConfig
 
-__all__ = ["AGGREGATORS", "Aggregator", "AggregatorConfig", "Classifier", "ClassifierConfig", "length_mask"]
+__all__ = ["AGGREGATORS", "Aggregator", "AggregatorConfig", "Classifier", "ClassifierConfig", "aggregator_config",
+           "length_mask"]

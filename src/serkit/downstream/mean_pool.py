@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import AGGREGATORS, Aggregator, AggregatorConfig, length_mask
+from .base import AGGREGATORS, Aggregator, length_mask
 
 
 @AGGREGATORS.register("mean")
@@ -14,10 +14,6 @@ class MeanPooling(Aggregator):
     def __init__(self, input_dim: int):
         super().__init__()
         self.output_dim = input_dim
-
-    @classmethod
-    def from_config(cls, cfg: AggregatorConfig, input_dim: int) -> "MeanPooling":
-        return cls(input_dim)
 
     def forward(self, frames: torch.Tensor, frame_lens: torch.Tensor) -> torch.Tensor:
         mask = length_mask(frame_lens, frames.shape[1]).unsqueeze(-1)  # [B, T, 1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import AGGREGATORS, Aggregator, AggregatorConfig, length_mask
+from .base import AGGREGATORS, Aggregator, length_mask
 
 STD_FLOOR = 1e-5  # keeps the sqrt's gradient finite for constant (or one-frame) utterances
 
@@ -20,10 +20,6 @@ class StatisticsPooling(Aggregator):
     def __init__(self, input_dim: int):
         super().__init__()
         self.output_dim = 2 * input_dim
-
-    @classmethod
-    def from_config(cls, cfg: AggregatorConfig, input_dim: int) -> "StatisticsPooling":
-        return cls(input_dim)
 
     def forward(self, frames: torch.Tensor, frame_lens: torch.Tensor) -> torch.Tensor:
         mask = length_mask(frame_lens, frames.shape[1]).unsqueeze(-1)  # [B, T, 1]

@@ -1,4 +1,4 @@
-"""How well detected segments match known speech spans (one span per clip of a montage, data/montage.py).
+"""How well detected segments match known speech spans (one span per clip of a montage, serkit_synth/montage.py).
 
 For each truth span, the detected segments that overlap it are its segments:
 

@@ -4,7 +4,7 @@ faster it is. Used by export/onnx.py's check; printed by `serkit export`.
     clips = load_check_clips(["recordings/"], labels)        # or a labelled manifest, or None: synthetic speech
     compare_on_clips(reference, "float32 ONNX", candidate, "int8 ONNX", clips, threads) -> ClipComparison
 
-Clips (CheckClips): none given -> SYNTHETIC_SECONDS clips of synthetic speech (data/synth_voice.py, a
+Clips (CheckClips): none given -> SYNTHETIC_SECONDS clips of synthetic speech (serkit_synth/voice.py, a
 different prosody each; 1-8 s), so that a check never needs data; audio files and folders (as `serkit predict`
 takes them) -> those, unlabelled; one .csv / .jsonl manifest, read as `serkit cv` reads a corpus manifest
 (data/corpora/manifest.py: path, label, speaker, ...; start/end honoured; its rules hold, e.g. two speakers or
@@ -141,8 +141,8 @@ def compare_on_clips(reference: EmotionRecognizer, reference_name: str, candidat
 
 
 def _synthetic_clips() -> CheckClips:
-    from ..data.synth_iemocap import EMOTIONS
-    from ..data.synth_voice import Voice, synthesize
+    from serkit_synth.iemocap import EMOTIONS
+    from serkit_synth.voice import Voice, synthesize
 
     rng = np.random.default_rng(0)
     prosodies = list(EMOTIONS.values())

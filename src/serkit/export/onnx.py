@@ -4,7 +4,7 @@ Batch and length axes are dynamic. Inputs are 16 kHz mono samples in [-1, 1], ze
 (padding is zeroed in the graph anyway); `wav_lens` gives each row's real samples. The file's metadata says
 what a runtime needs: `labels` (JSON list, the order of the probabilities), `sample_rate` (16000),
 `padding_invariant` ("true", or "false" for upstreams that must run one utterance per call, see
-export/upstreams.py) and the serkit version.
+`Upstream.exportable`) and the serkit version.
 
 Exporter: torch.onnx.export(dynamo=True), torch's default (torch.export + ONNX Script) and the one that works
 for our modules: measured on torch 2.13 for fbank -> ECAPA and the tiny wav2vec2 / HuBERT / WavLM /
@@ -56,8 +56,8 @@ from .quantize import check_quantize, quantize_int8
 logger = logging.getLogger(__name__)
 
 CHECK_ATOL = 1e-4  # probabilities
-# embeddings, relative to their largest value: unbounded, and the torch filterbank twin differs from
-# kaldi-native-fbank by float rounding that the classifier's softmax then shrinks
+# embeddings, relative to their largest value: unbounded, so compared relative to their scale (ONNX Runtime's
+# kernels round differently from torch's, and the softmax then shrinks that for the probabilities)
 CHECK_EMBEDDING_RTOL = 1e-3
 # lengths (samples) of the example batch the graph is traced with and checked on: different lengths, so that
 # the padded rows exercise the masks

@@ -42,6 +42,7 @@ extra), read from a .rttm / .csv file, or given as (start, end[, speaker]) secon
 
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -151,7 +152,9 @@ class EmotionRecognizer:
     ) -> Prediction | Timeline:
         """One input: a path (or binary file object), or samples [S] / [S, channels] with their sample_rate.
         text: the transcript, required by models with a text branch. settings: as for the constructor, and
-        segments= (as for `timeline`, then the result is a Timeline), vad= (VadSettings for segments='vad')."""
+        segments= (as for `timeline`, then the result is a Timeline), vad= (VadSettings for segments='vad'),
+        cancel= (a threading.Event: once set, the call raises concurrent.futures.CancelledError before its next
+        batch; serve sets it when a request times out)."""
         result = self._run([audio], [sample_rate], [text], skip_errors=False, **settings)[0]
         return self._prediction(result)
 
@@ -196,7 +199,7 @@ class EmotionRecognizer:
 
     def _run(self, inputs, rates, texts, skip_errors: bool, window_seconds: float | None = None,
              hop_seconds: float | None = None, batch_seconds: float | None = None, segments=None,
-             vad: VadSettings | None = None) -> list[_Item | PredictionFailure]:
+             vad: VadSettings | None = None, cancel=None) -> list[_Item | PredictionFailure]:
         # segments=None or 'windows': today's fixed windows; anything else: a timeline over those segments
         segmenter = None if segments is None or segments == "windows" else make_segmenter(segments, vad)
         window = self.window_seconds if window_seconds is None else float(window_seconds)
@@ -217,6 +220,8 @@ class EmotionRecognizer:
         durations = [_piece_seconds(items[i], k) for i, k in pieces]
         # Sorted by length and cut by padded duration: the training sampler's rule, without shuffling.
         for batch in DurationBatchSampler(durations, budget, shuffle=False) if pieces else []:
+            if cancel is not None and cancel.is_set():  # a thread cannot be killed: it is asked to stop
+                raise CancelledError("prediction cancelled by its caller")
             self._run_batch([pieces[j] for j in batch], items, skip_errors)
 
         results: list[_Item | PredictionFailure] = []

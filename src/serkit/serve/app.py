@@ -11,15 +11,14 @@
     GET  /docs      the OpenAPI page (Swagger UI served from the package: no CDN)
 
 Every refusal is JSON {"detail": "..."} with a 4xx/5xx status naming what is wrong; see limits.py (size,
-content type, upload time), upload.py (the audio itself), slots.py (admission, concurrency, inference time)
-and server.py (how long a connection may take to send its headers).
+content type, upload time, and the connection limits given to uvicorn), upload.py (the audio itself) and
+slots.py (admission, concurrency, inference time). Slow clients and TLS are a reverse proxy's: docs/serving.md.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-
 from typing import Literal
 
 from fastapi import File, Form, Query, Request, UploadFile
@@ -64,7 +63,7 @@ ERROR_RESPONSES = {
 def create_app(recognizer, limits: ServeLimits | None = None):
     """`recognizer`: an EmotionRecognizer (anything with `.labels` and `.predict(binary_file, text=)`); it is
     called from worker threads, at most `limits.max_concurrent` at a time. Run it with
-    `uvicorn.run(app, host=, port=, **server.uvicorn_options(limits))` for the connection limits."""
+    `uvicorn.run(app, host=, port=, **limits.uvicorn_options())` for the connection limits."""
     limits = limits or ServeLimits()
     slots = InferenceSlots(limits.max_concurrent, limits.max_waiting)
     app = FastAPIOffline(
@@ -124,12 +123,12 @@ def _check_vad() -> None:
         raise HTTPException(501, f"segments=vad is not available on this server: {error}") from None
 
 
-def _infer(recognizer, spooled, filename: str, text: str | None, max_seconds: float, segments: str, stop) -> dict:
+def _infer(recognizer, spooled, filename: str, text: str | None, max_seconds: float, segments: str, cancel) -> dict:
     """Runs in an inference thread: read the spooled upload, check its header, predict (decoding window by
-    window, stopping at the next window once `stop` is set), -> JSON-safe dict."""
+    window, stopping before its next batch once `cancel` is set), -> JSON-safe dict."""
     spooled.seek(0)
-    upload = open_upload(spooled.read(), filename, max_seconds, stop)
-    options = {"text": text} if text else {}
+    upload = open_upload(spooled.read(), filename, max_seconds)
+    options = {"text": text or None, "cancel": cancel}
     if segments != "windows":  # only then: a recognizer without timelines still serves windows
         options["segments"] = segments
     try:

@@ -8,6 +8,9 @@ is counted while it streams in and cut off at the limit (413); one that does not
 `upload_timeout_seconds` (a stalled or trickling client) gets 408 and its connection is closed. The 413/503
 connections stay open: uvicorn discards the rest of the body, so the client, still sending, reads the
 answer instead of a connection reset.
+
+`ServeLimits.uvicorn_options` gives uvicorn its own public limits on connections. What uvicorn cannot do, a
+deadline on a connection's headers (slowloris), is a reverse proxy's job: docs/serving.md.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from .slots import InferenceSlots
 MB = 1024 * 1024
 # The multipart envelope (boundaries, part headers, a transcript field) around the audio bytes.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Connections beyond those that may be admitted, for /health and page loads; more get uvicorn's 503.
+SPARE_CONNECTIONS = 32
+KEEP_ALIVE_SECONDS = 5
+MAX_HEADER_BYTES = 16 * 1024  # h11's default, stated: request headers growing past it get uvicorn's 400
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,9 @@ class ServeLimits:
     max_waiting: int = 64            # requests admitted beyond those running (uploading or queued); beyond: 503
     timeout_seconds: float = 60.0    # one inference, from the moment it gets a slot; beyond: 504
     upload_timeout_seconds: float = 60.0  # the whole request body, from its headers; beyond: 408 (>= 0.4 MB/s at 25 MB)
-    header_timeout_seconds: float = 10.0  # a request's headers, from the connection (or last answer); beyond: 408
 
     def __post_init__(self) -> None:
-        for key in ("max_upload_bytes", "max_seconds", "max_concurrent", "timeout_seconds",
-                    "upload_timeout_seconds", "header_timeout_seconds"):
+        for key in ("max_upload_bytes", "max_seconds", "max_concurrent", "timeout_seconds", "upload_timeout_seconds"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"serve limit {key} must be > 0, got {getattr(self, key)!r}")
         if self.max_waiting < 0:
@@ -49,7 +54,7 @@ class ServeLimits:
     @classmethod
     def from_cli(cls, max_upload_mb: float, max_seconds: float, max_concurrent: int, max_waiting: int,
                  **timeouts: float) -> ServeLimits:
-        """timeouts: timeout_seconds, upload_timeout_seconds, header_timeout_seconds (defaults above)."""
+        """timeouts: timeout_seconds, upload_timeout_seconds (defaults above)."""
         if not max_upload_mb > 0:
             raise ConfigError(f"--max-upload-mb must be > 0, got {max_upload_mb}")
         return cls(round(max_upload_mb * MB), max_seconds, max_concurrent, max_waiting, **timeouts)
@@ -59,6 +64,17 @@ class ServeLimits:
 
     def too_large_message(self) -> str:
         return f"upload is larger than this server's limit of {self.max_upload_bytes / MB:.4g} MB (--max-upload-mb)"
+
+    def uvicorn_options(self) -> dict:
+        """Keyword arguments for uvicorn.run / uvicorn.Config (besides app, host, port, logging): at most
+        `limit_concurrency` connections (past it, uvicorn answers 503), an idle kept-alive connection closed
+        after KEEP_ALIVE_SECONDS, headers of at most MAX_HEADER_BYTES."""
+        return {
+            "http": "h11",  # the header bound is h11's option; httptools, if installed, would be picked instead
+            "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+            "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+            "limit_concurrency": self.max_concurrent + self.max_waiting + SPARE_CONNECTIONS,
+        }
 
 
 # Where the guard leaves the request's admission ticket for the endpoint (an ASGI scope extension key).

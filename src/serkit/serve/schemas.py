@@ -56,7 +56,6 @@ class LimitsOut(BaseModel):
                                          "waiting for a slot); more get 503")
     timeout_seconds: float = Field(description="longest inference; longer ones get 504 and are stopped")
     upload_timeout_seconds: float = Field(description="longest time for a request body to arrive; then 408")
-    header_timeout_seconds: float = Field(description="longest time for a request's headers to arrive; then 408")
 
 
 class HealthOut(BaseModel):

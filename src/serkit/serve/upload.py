@@ -1,8 +1,8 @@
 """An uploaded file's bytes -> a named in-memory file the recognizer reads window by window.
 
 Only the header is decoded here (the data layer's audio_info on a BytesIO, as in training; nothing is written
-to disk): the recognizer then
-decodes one window at a time, so a request holds its upload bytes plus one window, however long the audio.
+to disk): the recognizer then decodes one window at a time, so a request holds its upload bytes plus one
+window, however long the audio.
 A header that cannot tell the length (a FLAC with total_samples 0) is counted by decoding, block by block, and
 only until past the server's limit: a few KB of silent FLAC can hold days of audio.
 Every refusal is an HTTPException whose detail names the upload and what is wrong with it: empty (400),
@@ -12,46 +12,23 @@ not a format libsndfile decodes (415), no samples (422), longer than the server'
 from __future__ import annotations
 
 import io
-import threading
 
 import soundfile as sf
 from starlette.exceptions import HTTPException
 
 from ..data.audio import audio_info
 from ..errors import AudioError
-from .slots import InferenceStopped
 
 FORMATS_HINT = "send WAV, FLAC, OGG/Vorbis or MP3"
 
 
-class StoppableUpload(io.BytesIO):
-    """The upload in memory, and where a timed-out inference stops.
-
-    The data layer rewinds a file object before it reads each span (`source.seek(0)` in
-    data.audio._open_target, called by read_frames for every window the recognizer reads; on CPU a batch is
-    one 10 s window). That one-argument call is plain Python, so once `stop` is set it raises
-    InferenceStopped, which no layer below catches: the inference ends before reading its next window.
-    soundfile's own seeks (from libsndfile's callbacks, always `seek(offset, whence)`) are never interrupted:
-    an exception cannot cross the C library. tests/serve/test_serve_timeouts.py checks that a timed-out
-    inference really stops at the next window."""
-
-    def __init__(self, data: bytes, stop: threading.Event | None = None) -> None:
-        super().__init__(data)
-        self.stop = stop
-
-    def seek(self, offset: int, *whence: int) -> int:
-        if not whence and self.stop is not None and self.stop.is_set():
-            raise InferenceStopped(f"{getattr(self, 'name', 'upload')!r}: stopped after the request timed out")
-        return super().seek(offset, *whence)
-
-
-def open_upload(data: bytes, filename: str, max_seconds: float, stop: threading.Event | None = None) -> io.BytesIO:
+def open_upload(data: bytes, filename: str, max_seconds: float) -> io.BytesIO:
     """-> an in-memory file over `data` with `.name = filename` (what the prediction's `source` and errors
-    show) that stops the inference reading it once `stop` is set (StoppableUpload)."""
+    show)."""
     name = repr(filename)
     if not data:
         raise HTTPException(400, f"uploaded file {name} is empty (0 bytes)")
-    file = StoppableUpload(data, stop)
+    file = io.BytesIO(data)
     try:
         info = audio_info(file, name=filename, max_seconds=max_seconds)  # counting stops past the limit
     except AudioError as e:

@@ -2,9 +2,10 @@
 
 Read top to bottom: `run_fold` is the whole recipe. A finished fold leaves `result.json` and is skipped on
 the next call; an interrupted one resumes from `checkpoints/last.ckpt` (Lightning restores the optimiser,
-scheduler, epoch and our top-k tracker from it). Once `result.json` is written, the fold's `checkpoints/`
-(top-k files, last.ckpt) is removed unless `train.keep_checkpoints` (nothing reads it any more: the bundle
-holds the reported model); a crash between the two leaves a finished fold whose next call removes them.
+scheduler, epoch, the top-k ModelCheckpoint's state and our RNG states from it). Once `result.json` is
+written, the fold's `checkpoints/` (top-k files, last.ckpt) is removed unless `train.keep_checkpoints` (nothing
+reads it any more: the bundle holds the reported model); a crash between the two leaves a finished fold whose
+next call removes them.
 """
 
 from __future__ import annotations
@@ -19,24 +20,23 @@ import torch
 import yaml
 
 from ..bundle import save_bundle
-from ..checkpoint import load_trained_state_dict
+from ..checkpoint import CONFIG_HASH, load_state_dict, load_trained_state_dict
 from ..config import ExperimentConfig, config_hash, save_config
 from ..data.corpora import FoldSplit
+from ..errors import ConfigError
 from ..evaluation.metrics import Metrics
 from ..evaluation.prediction_table import write_predictions
 from ..model import build_model
+from ..upstream.cache import install_feature_cache, installed_caches
 from ..util.atomic import write_json
 from .averaging import average_checkpoints
-from .checkpoint_io import AtomicCheckpointIO
-from .csv_log import ContinuingCSVLogger
+from .checkpoints import CheckpointFiles, TopKCheckpoint, last_checkpoint
 from .datamodule import FoldDataModule
-from .fit_log import FitLog
-from .last_checkpoint import LastCheckpoint
+from .fit_log import FitLog, MetricsCSV
 from .module import SERModule
 from .predictions import evaluate_splits
 from .progress import ProgressLines
 from .rng_state import RNGState
-from .topk_callback import TopKWeights
 
 
 @dataclass
@@ -74,9 +74,12 @@ class FoldResult:
 
 
 # Lightning warnings that are expected here and say nothing actionable: a frozen upstream is in eval mode
-# on purpose; small folds have fewer batches than the logging interval. Silenced while a fold runs only.
+# on purpose; small folds have fewer batches than the logging interval; a resumed fold's checkpoints folder is
+# not empty. Silenced while a fold runs only.
 EXPECTED_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"The number of training batches .* logging interval",
-                     r".*isinstance\(treespec, LeafSpec\)")
+                     r".*isinstance\(treespec, LeafSpec\)", r"Checkpoint directory .* exists and is not empty")
+# metadata of every top-k file: what a reader of the file alone must know (the fold's bundle is complete)
+OMITS = {"omits": "frozen upstream parameters (the pretrained source's; the fold's model bundle holds them)"}
 
 
 def run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path,
@@ -103,12 +106,10 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, num_classes=len(labels))
     if cfg.train.feature_cache:  # frozen upstreams' frames: computed once, read from disk afterwards
-        model.use_feature_cache(cfg.train.feature_cache, cfg.train.feature_cache_dtype)
+        install_feature_cache(model, cfg.train.feature_cache, cfg.train.feature_cache_dtype)
     module = SERModule(model, cfg.train, labels)
     datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed)
-    topk = TopKWeights(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor, config_hash=config_hash(cfg.model))
-    # not ModelCheckpoint(save_top_k=0, save_last=True): it writes last.ckpt only at the end of the fit
-    last = LastCheckpoint(ckpt_dir / "last.ckpt")
+    topk = TopKCheckpoint(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor)
     trainer = L.Trainer(
         default_root_dir=fold_dir,
         max_epochs=cfg.train.max_epochs,
@@ -120,12 +121,12 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
         gradient_clip_val=cfg.train.grad_clip or None,
         accumulate_grad_batches=cfg.train.accumulate,
         deterministic=cfg.train.deterministic,
-        # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them)
-        callbacks=[topk, FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train),
-                   *([ProgressLines(progress)] if progress else []), last],
-        # AtomicCheckpointIO: last.ckpt is renamed into place (never half written) and loads weights-only
-        plugins=[AtomicCheckpointIO()],
-        enable_checkpointing=False,  # no default ModelCheckpoint: LastCheckpoint and TopKWeights write ours
+        # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them).
+        # Lightning runs the ModelCheckpoints last, in this order: last.ckpt holds this validation's top-k state.
+        callbacks=[FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train),
+                   *([ProgressLines(progress)] if progress else []), topk, last_checkpoint(ckpt_dir)],
+        # top-k files as safetensors weights, last.ckpt renamed into place (never half written), weights-only loads
+        plugins=[CheckpointFiles({CONFIG_HASH: config_hash(cfg.model), **OMITS})],
         logger=_loggers(fold_dir),
         log_every_n_steps=cfg.train.log_every_n_steps,
         enable_progress_bar=cfg.train.progress_bar,
@@ -147,12 +148,15 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
     model.to(trainer.strategy.root_device)
     loaders = {"valid": datamodule.eval_dataloader(split.valid), "test": datamodule.eval_dataloader(split.test)}
     # top-k files hold the trained weights; frozen ones are the model's own from its source
-    best_state = topk.best_state_dict()
-    load_trained_state_dict(model, best_state, f"best checkpoint {topk.kept_paths()[0]}")
+    kept = topk.kept_paths()
+    if not kept:
+        raise ConfigError("no checkpoint was kept: did validation run? (the validation set may be empty)")
+    best_state = load_state_dict(kept[0])
+    load_trained_state_dict(model, best_state, f"best checkpoint {kept[0]}")
     best, predictions = evaluate_splits(model, loaders, labels)
     averaged = None
     if cfg.train.average:
-        load_trained_state_dict(model, average_checkpoints(topk.kept_paths()), "averaged checkpoints")
+        load_trained_state_dict(model, average_checkpoints(kept), "averaged checkpoints")
         averaged, predictions = evaluate_splits(model, loaders, labels)
     else:
         load_trained_state_dict(model, best_state)
@@ -163,7 +167,7 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
     write_json(fold_dir / "cost.json", {  # this process's share (a resumed fold: since the resume)
         "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": trainer.current_epoch,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "feature_cache": None if not cfg.train.feature_cache else [c.stats() for c in model.feature_caches if c]})
+        "feature_cache": None if not cfg.train.feature_cache else [c.stats() for c in installed_caches(model)]})
     write_json(result_path, result.to_dict())  # its presence marks the fold as finished
     if not cfg.train.keep_checkpoints:  # only after result.json: a crash before it must still resume
         _remove_checkpoints(ckpt_dir)
@@ -227,7 +231,7 @@ def _precision(precision: str) -> str:
 
 
 def _loggers(fold_dir: Path) -> list:
-    loggers = [ContinuingCSVLogger(fold_dir, name="logs", version="")]  # keeps a resumed fold's earlier rows
+    loggers = [MetricsCSV(fold_dir)]  # keeps a resumed fold's earlier rows
     try:  # TensorBoard logs when the tensorboard package is installed (optional dependency)
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger

@@ -18,6 +18,7 @@ from ..evaluation.metrics import compute_metrics
 from ..model import SERModel
 from ..train_config import TrainConfig
 from .augment import FrameMasking, mixup
+from .checkpoints import VAL_SCORES
 from .schedule import warmup_linear_decay
 
 FROZEN_FINGERPRINT = "serkit_frozen_fingerprint"  # last.ckpt entry: sha256 of the frozen parameters
@@ -34,8 +35,13 @@ class SERModule(L.LightningModule):
         self._fingerprint: str | None = None
         self._val_preds: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
+        self.val_scores: dict[str, float] = {}  # the last validation's, written into checkpoints (top-k metadata)
         if train_cfg.augment.masks_frames:
             model.frame_augment = FrameMasking(train_cfg.augment)
+        # from_pretrained() hands back encoders in eval mode, and Lightning keeps the modes it finds (restoring them
+        # after each validation): without this a fine-tuned upstream would train with dropout and SpecAugment off.
+        # Frozen upstreams stay in eval mode whatever train() asks (Upstream.train).
+        model.train()
 
     def setup(self, stage: str) -> None:
         # Hashed here, before Lightning restores a checkpoint or converts the module for a "*-true" precision
@@ -46,6 +52,7 @@ class SERModule(L.LightningModule):
         frozen = {f"model.{key}" for key in frozen_keys(self.model)}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         checkpoint[FROZEN_FINGERPRINT] = self._frozen_fingerprint()
+        checkpoint[VAL_SCORES] = dict(self.val_scores)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         try:  # name the file in errors (None when called outside a fit)
@@ -78,12 +85,6 @@ class SERModule(L.LightningModule):
         """-> logits [B, C]."""
         return self.model(batch.wavs, batch.wav_lens, batch.texts)
 
-    def on_train_epoch_start(self) -> None:
-        # Lightning >= 2.6 keeps each module's mode as it finds it, and from_pretrained() hands back encoders
-        # in eval mode: without this a fine-tuned upstream would train with dropout and SpecAugment off.
-        # Frozen upstreams stay in eval mode whatever train() asks (Upstream.train).
-        self.model.train()
-
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         embedding = self.model.embed(batch.wavs, batch.wav_lens, batch.texts)
         smoothing = self.train_cfg.label_smoothing
@@ -112,6 +113,7 @@ class SERModule(L.LightningModule):
         metrics = compute_metrics(np.concatenate(self._val_preds), np.concatenate(self._val_targets), self.labels)
         self._val_preds.clear()
         self._val_targets.clear()
+        self.val_scores = {"val_ua": metrics.ua, "val_wa": metrics.wa}
         self.log("val_ua", metrics.ua, prog_bar=True, sync_dist=False)
         self.log("val_wa", metrics.wa, prog_bar=True, sync_dist=False)
 

@@ -13,6 +13,7 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from ..upstream.cache import installed_caches
 from ..util.progress import duration as _duration
 from ..util.progress import say
 
@@ -26,7 +27,7 @@ class ProgressLines(Callback):
         self._epoch_start = self._last_line = 0.0
 
     def _cache_note(self, pl_module) -> str:
-        caches = [c for c in getattr(pl_module.model, "feature_caches", []) if c is not None]
+        caches = installed_caches(pl_module.model)
         if not caches:
             return ""
         new, read = sum(c.misses for c in caches), sum(c.hits for c in caches)

@@ -1,8 +1,7 @@
-"""Task-independent encoders. Importing this package registers them all in UPSTREAMS."""
+"""Task-independent encoders. UPSTREAMS finds every upstream module of this package on its first lookup."""
 
-from . import fbank, hf, text, whisper  # noqa: F401  (each module registers its upstream)
 from .base import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
-from .build import build_layer_selector, build_upstream
+from .build import build_layer_selector, build_upstream, upstream_config
 from .freezing import apply_freeze
 from .layers import LayerSelector
 
@@ -15,4 +14,5 @@ __all__ = [
     "apply_freeze",
     "build_layer_selector",
     "build_upstream",
+    "upstream_config",
 ]

@@ -1,4 +1,4 @@
-"""Small tensor helpers shared by the audio upstreams: masks, per-utterance normalisation, re-padding."""
+"""Small tensor helpers shared by the audio upstreams: batch checks, per-utterance normalisation, re-padding."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import DataError
+from ..util.masks import length_mask
 
 
 def check_batch(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
@@ -20,11 +21,6 @@ def check_batch(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
     return wav_lens
 
 
-def sample_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
-    """lens [B] -> bool [B, max_len], True on real samples/frames."""
-    return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
-
-
 def zero_mean_unit_var(wavs: torch.Tensor, wav_lens: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """Per-utterance (x - mean) / sqrt(var + eps) over the REAL samples only; padding stays 0.
 
@@ -32,7 +28,7 @@ def zero_mean_unit_var(wavs: torch.Tensor, wav_lens: torch.Tensor, eps: float = 
     (population variance, eps 1e-7), which however includes padding in the statistics when the
     checkpoint's extractor has return_attention_mask=False; we never do.
     """
-    mask = sample_mask(wav_lens, wavs.shape[1]).to(wavs.dtype)
+    mask = length_mask(wav_lens, wavs.shape[1]).to(wavs.dtype)
     count = wav_lens.clamp(min=1).to(wavs.dtype)[:, None]
     mean = (wavs * mask).sum(1, keepdim=True) / count
     var = (((wavs - mean) * mask) ** 2).sum(1, keepdim=True) / count

@@ -22,20 +22,16 @@ from ..registry import Registry
 
 @dataclass
 class UpstreamConfig:
-    """One upstream, as written in an experiment config.
+    """The keys every upstream has, as written in an experiment config. An upstream with parameters of its own
+    (hf, whisper, text: `source`; fbank: `cmn`) subclasses this next to its code and names it as its `Config`.
 
-    name: registry key ("hf", "fbank", "text").
-    source: preset name (e.g. "wav2vec2-large-robust"), hub id, or local directory; unused by "fbank".
+    name: registry key ("hf", "whisper", "fbank", "text", a plug-in's).
     layers: "last", "weighted" (learned softmax over all layers, SUPERB style) or a layer index ("6", "-2").
     freeze: "all" (frozen), "cnn" (fine-tune all but the CNN feature encoder: the paper's choice), "none",
         or "bottom:N" (Whisper: freeze the input embedding and the first N encoder blocks, fine-tune the rest;
         the frozen part's output can be cached, so an epoch runs only the top blocks).
     layer_norm: "weighted" only: layer-normalise each layer (no affine) before weighting; SUPERB's
         Featurizer does not by default, nor do we.
-    whisper_input: Whisper only. "pad": pad every clip to the 30 s window Whisper was trained on, run
-        the encoder, keep the real frames (exact, the default). "crop": run the encoder on the real frames
-        only, slicing the positional embedding (cheaper for short clips; numerically different).
-    cmn: fbank only: subtract each utterance's mean over its real frames (cepstral mean normalisation).
     lora_rank: > 0 adds LoRA adapters of this rank (peft) to the attention projections `lora_targets` of every
         trained encoder block (all with freeze "cnn"/"none", those above N with "bottom:N"), and trains them
         instead of the encoder's own weights (upstream/lora.py); 0 (default): off. lora_alpha: the update's
@@ -43,12 +39,9 @@ class UpstreamConfig:
     """
 
     name: str = "hf"
-    source: str | None = None
     layers: str = "weighted"
     freeze: str = "cnn"
     layer_norm: bool = False
-    whisper_input: str = "pad"
-    cmn: bool = False
     lora_rank: int = 0
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
@@ -72,6 +65,7 @@ class Upstream(nn.Module):
     so forward == encode_top(encode_prefix(...)), and a feature cache can stand in for encode_prefix.
     """
 
+    Config: ClassVar[type] = UpstreamConfig  # the dataclass of its parameters, which from_config reads
     modality: ClassVar[str] = "audio"  # "audio" or "text"
     num_layers: int
     hidden_size: int
@@ -83,7 +77,8 @@ class Upstream(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: UpstreamConfig, pretrained: bool = True) -> "Upstream":
-        """pretrained=False: build the architecture from the config files in cfg.source only, with
+        """cfg: an instance of cls.Config. pretrained=False: build the architecture from the config files in
+        cfg.source only, with
         untrained weights (a model bundle loads its own weights afterwards)."""
         raise NotImplementedError
 
@@ -133,5 +128,14 @@ class Upstream(nn.Module):
         `directory`, for a model bundle: `from_config(cfg, pretrained=False)` with source=directory
         rebuilds the same architecture offline, ready for the bundle's weights. Nothing by default."""
 
+    def exportable(self, key: str) -> nn.Module:
+        """The export twin that ONNX export (export/graph.py) traces in place of this upstream: the same
+        computation on the same weight tensors, with every shape taken from the input's shape, never its values.
+            forward(wavs [B, S] zero-padded, wav_lens [B]) -> (hidden: list of [B, T, D], frame_lens [B])
+        with attributes `padding_invariant` (False: exact for one utterance per call only) and optionally
+        `trace_samples` (the fewest samples a trace batch needs). key: this upstream's config key, for errors."""
+        raise ConfigError(f"{key}: ONNX export is not supported for the {type(self).__name__} upstream (it has no "
+                          "export twin); use the Python API or `serkit predict` instead")
 
-UPSTREAMS: Registry[type[Upstream]] = Registry("upstream")
+
+UPSTREAMS: Registry[type[Upstream]] = Registry("upstream", "serkit.upstream", "serkit.upstreams")

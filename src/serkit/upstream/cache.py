@@ -4,8 +4,9 @@ A frozen upstream (freeze policy "all") gives the same frames for the same sampl
 needs to run it only once per utterance: every later epoch, fold and run then costs only the downstream.
 A partly frozen one (freeze "bottom:N") caches its frozen bottom's layers 0..N (`Upstream.encode_prefix`),
 and every epoch runs only its trained top blocks on them (`Upstream.encode_top`).
-`FeatureCache` sits between `SERModel` and such an upstream (see `SERModel.use_feature_cache`); the
-upstream contract and the model's state_dict are untouched, so bundles are the same with or without it.
+Training installs it (`install_feature_cache`): each cacheable upstream's call is wrapped (`CachedForward`, the
+instance's `forward`), so the model has no cache code, and the upstream contract, the state_dict's names and
+values, the frozen-parameter fingerprint and the bundles are the same with or without it.
 
 Key of one utterance's entry = sha256 of
   - the upstream's identity (`upstream_fingerprint`): its class and its `feature_version` (bumped by hand
@@ -76,7 +77,8 @@ def upstream_fingerprint(upstream: Upstream, cfg: UpstreamConfig) -> str:
     digest = hashlib.sha256(f"serkit-feature-cache/{CACHE_FORMAT}".encode())
     cls = type(upstream)
     digest.update(f"{cls.__module__}.{cls.__qualname__}/{cls.feature_version}".encode())
-    fields = {k: v for k, v in asdict(cfg).items() if k not in _NOT_OUTPUT_FIELDS}
+    # over the built class's defaults: "hf" with a Whisper source has no whisper_input, and builds the default
+    fields = {k: v for k, v in {**asdict(cls.Config()), **asdict(cfg)}.items() if k not in _NOT_OUTPUT_FIELDS}
     fields["frozen_blocks"] = upstream.frozen_blocks
     # the key the class is registered under, not the one the config wrote: "hf" with a Whisper source builds
     # the "whisper" upstream, and must find the frames that `name: whisper` stored
@@ -112,11 +114,12 @@ def layers_cached(upstream: Upstream, selector: LayerSelector) -> tuple[int, ...
 
 class FeatureCache:
     """Callable in place of a frozen upstream (or of its frozen bottom, `Upstream.encode_prefix`, when it has
-    one): (upstream, wavs [B, S], wav_lens [B]) -> UpstreamOutput.
+    one): (encode, wavs [B, S], wav_lens [B]) -> UpstreamOutput, encode being that upstream or its encode_prefix.
 
-    hidden: num_layers entries (frozen_blocks + 1 for a frozen bottom), [B, T, D] float32 for the stored layers (T = max real frames in the batch,
-    zero-padded) and None for the layers the selector never reads. Only the rows missing from the cache are
-    run through the upstream (as one smaller batch); `hits` / `misses` count rows, `upstream_calls` batches.
+    hidden: num_layers entries (frozen_blocks + 1 for a frozen bottom), [B, T, D] float32 for the stored layers
+    (T = max real frames in the batch, zero-padded) and None for the layers the selector never reads. Only the rows
+    missing from the cache are run through `encode` (as one smaller batch); `hits` / `misses` count rows,
+    `upstream_calls` batches.
     """
 
     def __init__(self, directory: str | Path, fingerprint: str, num_layers: int, layers: tuple[int, ...],
@@ -142,8 +145,8 @@ class FeatureCache:
         if not caches(upstream):
             raise ConfigError(f"upstream {cfg.name!r} (freeze={cfg.freeze!r}) is trained, so its frames cannot "
                               "be cached: only freeze 'all' or 'bottom:N' audio upstreams can use train.feature_cache")
-        description = {"upstream": cfg.name, "source": cfg.source, "whisper_input": cfg.whisper_input,
-                       "cmn": cfg.cmn, "class": type(upstream).__qualname__, "frozen_blocks": upstream.frozen_blocks}
+        description = {**asdict(cfg), "upstream": cfg.name, "class": type(upstream).__qualname__,
+                       "frozen_blocks": upstream.frozen_blocks}
         num_layers = upstream.frozen_blocks + 1 if upstream.frozen_blocks else upstream.num_layers
         return cls(directory, upstream_fingerprint(upstream, cfg), num_layers, layers_cached(upstream, selector),
                    dtype, description)
@@ -152,8 +155,9 @@ class FeatureCache:
         return self.directory / key[:2] / f"{key}.safetensors"
 
     @torch.no_grad()
-    def __call__(self, upstream: Upstream, wavs: torch.Tensor, wav_lens: torch.Tensor,
-                 texts: list[str] | None = None) -> UpstreamOutput:
+    def __call__(self, encode, wavs: torch.Tensor, wav_lens: torch.Tensor) -> UpstreamOutput:
+        """encode: what the cache stands for, (wavs, wav_lens) -> UpstreamOutput: a frozen upstream, or the
+        `encode_prefix` of one with a frozen bottom; it runs on the rows the cache does not hold."""
         wav_lens = check_batch(wavs, wav_lens)
         keys = [content_key(wavs[b, : int(n)]) for b, n in enumerate(wav_lens.tolist())]
         rows: dict[str, list[torch.Tensor]] = {}
@@ -165,7 +169,7 @@ class FeatureCache:
         missing = [b for b, key in enumerate(keys) if key not in rows]
         self.misses += len(missing)
         if missing:
-            self._compute(upstream, wavs, wav_lens, texts, missing, keys, rows)
+            self._compute(encode, wavs, wav_lens, missing, keys, rows)
         per_row = [rows[key] for key in keys]
         frame_lens = torch.tensor([layers[0].shape[0] for layers in per_row], dtype=torch.long, device=wavs.device)
         hidden: list[torch.Tensor | None] = [None] * self.num_layers
@@ -173,18 +177,14 @@ class FeatureCache:
             hidden[layer] = pad_sequence([r[slot] for r in per_row], batch_first=True).to(wavs.device, torch.float32)
         return UpstreamOutput(hidden, frame_lens)
 
-    def _compute(self, upstream, wavs, wav_lens, texts, missing, keys, rows) -> None:
-        """Run the upstream on the missing rows only (duplicates once), store them, put them in `rows`."""
+    def _compute(self, encode, wavs, wav_lens, missing, keys, rows) -> None:
+        """Run `encode` on the missing rows only (duplicates once), store them, put them in `rows`."""
         firsts = list({keys[b]: b for b in missing[::-1]}.values())  # first row of each new key...
         firsts.sort()  # ...in batch order
         index = torch.tensor(firsts, device=wavs.device)
         sub_lens = wav_lens[index]
         sub_wavs = wavs[index, : int(sub_lens.max())]
-        sub_texts = None if texts is None else [texts[b] for b in firsts]
-        if upstream.frozen_blocks:
-            output = upstream.encode_prefix(sub_wavs, sub_lens)
-        else:
-            output = upstream(sub_wavs, sub_lens, sub_texts)
+        output = encode(sub_wavs, sub_lens)
         self.upstream_calls += 1
         for j, b in enumerate(firsts):
             frames = int(output.frame_lens[j])
@@ -217,3 +217,41 @@ class FeatureCache:
     def stats(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "upstream_calls": self.upstream_calls,
                 "directory": str(self.directory)}
+
+
+class CachedForward:
+    """An upstream's forward read through its FeatureCache; installed as the instance's `forward` (an attribute,
+    not a wrapping module, so no state_dict name changes). (wavs [B, S], wav_lens [B], texts) -> UpstreamOutput."""
+
+    def __init__(self, upstream: Upstream, cache: FeatureCache):
+        self.cache = cache
+        self.upstream = upstream
+        # the computation the cache stands for, as the upstream ran it before the cache came
+        self.encode = upstream.encode_prefix if upstream.frozen_blocks else upstream.forward
+
+    def __call__(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None) -> UpstreamOutput:
+        output = self.cache(self.encode, wavs, wav_lens)
+        # with a frozen bottom the cache held its layers; the trained top blocks run on them every time
+        return self.upstream.encode_top(output) if self.upstream.frozen_blocks else output
+
+
+def install_feature_cache(model, directory: str | Path, dtype: str = "float16") -> dict[int, FeatureCache]:
+    """Make each frozen audio upstream of `model` (an SERModel: upstreams, layer_selectors, upstream_cfgs) read its
+    frames (a "bottom:N" upstream: its frozen bottom's) from a FeatureCache in `directory`, computing each
+    utterance's only once; -> {upstream index: its cache}. Trained (freeze "cnn" / "none") and text upstreams
+    always run."""
+    installed = {}
+    for index, (upstream, selector, cfg) in enumerate(zip(model.upstreams, model.layer_selectors,
+                                                          model.upstream_cfgs)):
+        if caches(upstream):
+            installed[index] = FeatureCache.for_upstream(upstream, cfg, selector, directory, dtype)
+            upstream.forward = CachedForward(upstream, installed[index])
+    if not installed:
+        warnings.warn("feature cache: no upstream is frozen (freeze 'all' or 'bottom:N') audio, so none is cached",
+                      stacklevel=2)
+    return installed
+
+
+def installed_caches(model) -> list[FeatureCache]:
+    """The FeatureCaches `install_feature_cache` put on the model's upstreams, in upstream order."""
+    return [upstream.forward.cache for upstream in model.upstreams if isinstance(upstream.forward, CachedForward)]

@@ -35,13 +35,15 @@ yield one frame, rather than none.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 import math
 
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
 
 from ..errors import ConfigError
-from .audio import check_batch, repad, sample_mask, zero_mean_unit_var
+from ..util.masks import length_mask
+from .audio import check_batch, repad, zero_mean_unit_var
 from .base import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
 from .presets import load_or_config_error, resolve_source
 
@@ -79,10 +81,20 @@ def receptive_field(config) -> int:
     return samples
 
 
+@dataclass
+class HFConfig(UpstreamConfig):
+    """source: preset name (e.g. "wav2vec2-large-robust"), hub id, or local directory (see presets.py)."""
+
+    name: str = "hf"
+    source: str | None = None
+
+
 @UPSTREAMS.register("hf")
 class HFSpeechUpstream(Upstream):
     """wavs [B, S] 16 kHz -> hidden: (num_hidden_layers + 1) x [B, T, D] (CNN/embedding output first,
     as HF returns it), frame_lens [B] from the model's `_get_feat_extract_output_lengths`; 50 Hz."""
+
+    Config = HFConfig
 
     def __init__(self, model, feature_extractor: Wav2Vec2FeatureExtractor, source: str = ""):
         super().__init__()
@@ -98,13 +110,13 @@ class HFSpeechUpstream(Upstream):
         self.min_samples = receptive_field(config)
 
     @classmethod
-    def from_config(cls, cfg: UpstreamConfig, pretrained: bool = True) -> Upstream:
+    def from_config(cls, cfg: HFConfig, pretrained: bool = True) -> Upstream:
         source = resolve_source(cfg.source)
         config = load_or_config_error(AutoConfig.from_pretrained, source)
         if config.model_type == "whisper":
-            from .whisper import WhisperUpstream
+            from .whisper import WhisperConfig, WhisperUpstream
 
-            return WhisperUpstream.from_config(cfg, pretrained=pretrained)
+            return WhisperUpstream.from_config(WhisperConfig(**{**vars(cfg), "name": "whisper"}), pretrained)
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise ConfigError(
                 f"upstream.source {cfg.source!r} is a {config.model_type!r} model; the 'hf' upstream supports "
@@ -144,12 +156,12 @@ class HFSpeechUpstream(Upstream):
         width = int(input_lens.max())
         if wavs.shape[1] < width:
             wavs = torch.nn.functional.pad(wavs, (0, width - wavs.shape[1]))
-        wavs = wavs[:, :width].float() * sample_mask(wav_lens, width)  # padding is exactly zero
+        wavs = wavs[:, :width].float() * length_mask(wav_lens, width)  # padding is exactly zero
         if self.do_normalize:
             wavs = zero_mean_unit_var(wavs, wav_lens)
         frame_lens = self.model._get_feat_extract_output_lengths(input_lens).long()
         if self.batched:
-            hidden = self._encode(wavs, sample_mask(input_lens, width).long())
+            hidden = self._encode(wavs, length_mask(input_lens, width).long())
         else:
             hidden = self._encode_unpadded(wavs, input_lens)
         return UpstreamOutput(hidden, frame_lens)
@@ -188,3 +200,34 @@ class HFSpeechUpstream(Upstream):
     def save_config_files(self, directory) -> None:
         self.model.config.save_pretrained(directory)
         self.feature_extractor.save_pretrained(directory)
+
+    def exportable(self, key: str) -> HFExport:
+        return HFExport(self)
+
+
+class HFExport(torch.nn.Module):
+    """HFSpeechUpstream's export twin (Upstream.exportable): wavs [B, S] zero-padded, wav_lens [B] ->
+    (hidden: num_layers x [B, T, D], frame_lens [B]). The input is padded by one receptive field of zeros (so
+    every utterance, even one shorter than 25 ms, has its 400 samples) and normalised over its real samples.
+    A `batched` upstream (layer-norm CNN + attention mask) runs the padded batch with the mask, padding invariant
+    like the PyTorch model. The others run in PyTorch one utterance at a time, unpadded (see the module
+    docstring); a graph cannot loop over utterances of different lengths, so their twin reads the whole padded
+    width: exact for a batch of one (or of equal lengths), S >= 400 samples, and `padding_invariant` is False.
+    The encoder call itself is the upstream's own `_encode` (one place decides which hidden states are the layers).
+    """
+
+    def __init__(self, upstream: HFSpeechUpstream):
+        super().__init__()
+        self.upstream = upstream
+        self.padding_invariant = upstream.batched
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor):
+        upstream = self.upstream
+        if self.padding_invariant:  # one receptive field of zeros: every clamped length fits, whatever the batch
+            wavs = torch.nn.functional.pad(wavs, (0, upstream.min_samples))
+        input_lens = wav_lens.clamp(min=upstream.min_samples)
+        if upstream.do_normalize:
+            wavs = zero_mean_unit_var(wavs, wav_lens)
+        attention_mask = length_mask(input_lens, wavs.shape[1]).long() if self.padding_invariant else None
+        frame_lens = upstream.model._get_feat_extract_output_lengths(input_lens).long()
+        return upstream._encode(wavs, attention_mask), frame_lens

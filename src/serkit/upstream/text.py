@@ -15,19 +15,31 @@ The pooler is dropped: nothing reads it, and it would hold parameters that never
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .base import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
 from .presets import load_or_config_error, resolve_source
 
 DEFAULT_SOURCE = "bert-base-uncased"
 
 
+@dataclass
+class TextConfig(UpstreamConfig):
+    """source: preset name, hub id or local directory of a BERT-family model (default bert-base-uncased)."""
+
+    name: str = "text"
+    source: str | None = None
+
+
 @UPSTREAMS.register("text")
 class TextUpstream(Upstream):
     """texts list[str] (B) -> hidden: (num_hidden_layers + 1) x [B, T, D], frame_lens [B] tokens."""
+
+    Config = TextConfig
 
     modality = "text"
 
@@ -45,7 +57,7 @@ class TextUpstream(Upstream):
         self.max_tokens = min(int(n) for n in limits if n is not None)
 
     @classmethod
-    def from_config(cls, cfg: UpstreamConfig, pretrained: bool = True) -> "TextUpstream":
+    def from_config(cls, cfg: TextConfig, pretrained: bool = True) -> "TextUpstream":
         source = resolve_source(cfg.source, default=DEFAULT_SOURCE)
         config = load_or_config_error(AutoConfig.from_pretrained, source)
         tokenizer = load_or_config_error(AutoTokenizer.from_pretrained, source)
@@ -79,3 +91,7 @@ class TextUpstream(Upstream):
     def save_config_files(self, directory) -> None:
         self.model.config.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
+
+    def exportable(self, key: str) -> torch.nn.Module:
+        raise ConfigError(f"{key} is a text upstream: ONNX export is not supported for models with a text branch "
+                          "(the tokenizer cannot be part of the graph); use the Python API or `serkit predict` instead")

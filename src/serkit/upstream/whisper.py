@@ -18,7 +18,7 @@ An output frame counts as real when the centre of its receptive field is a real 
 centred on sample 160 i, encoder frame j on mel frame 2 j, so frame_lens = ceil(samples / 320) (at
 least 1), also when summed over chunks, since a window holds a whole number (1500) of 320-sample steps.
 
-Loading follows ../shared/models/whisper-*-encoder/README.md: `WhisperEncoder.from_pretrained(source,
+Loading is `WhisperEncoder.from_pretrained(source,
 dtype=float32, key_mapping={r"^(model\\.)?encoder\\.": ""})`, the same call for encoder-only folders
 (keys `encoder.*`) and full hub checkpoints (keys `model.encoder.*`, decoder keys ignored). A checkpoint
 whose encoder weights are not all found raises ConfigError instead of silently using random weights.
@@ -26,24 +26,40 @@ whose encoder weights are not all found raises ConfigError instead of silently u
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
 from transformers import AutoConfig, WhisperFeatureExtractor
 
 from ..errors import ConfigError
-from .audio import check_batch, repad, sample_mask
+from ..util.masks import length_mask
+from .audio import check_batch, repad
 from .base import UPSTREAMS, Upstream, UpstreamConfig, UpstreamOutput
 from .presets import load_or_config_error, resolve_source
+from .whisper_export import WhisperExport
 
 SAMPLE_RATE = 16000
 INPUT_MODES = ("pad", "crop")
 ENCODER_KEY_MAPPING = {r"^(model\.)?encoder\.": ""}
 
 
+@dataclass
+class WhisperConfig(UpstreamConfig):
+    """source: preset name (e.g. "whisper-base"), hub id, or local directory. whisper_input: "pad" (every clip in
+    the 30 s window Whisper was trained on, exact, the default) or "crop" (the real frames only; see above)."""
+
+    name: str = "whisper"
+    source: str | None = None
+    whisper_input: str = "pad"
+
+
 @UPSTREAMS.register("whisper")
 class WhisperUpstream(Upstream):
     """wavs [B, S] 16 kHz -> hidden: (encoder_layers + 1) x [B, T, D] (conv + positions first, the last
     after the final layer norm, as HF returns them), frame_lens [B] = ceil(S / 320); 50 Hz."""
+
+    Config = WhisperConfig
 
     def __init__(self, encoder, feature_extractor: WhisperFeatureExtractor, input_mode: str = "pad"):
         super().__init__()
@@ -72,7 +88,7 @@ class WhisperUpstream(Upstream):
         self.frame_rate = SAMPLE_RATE / self.samples_per_frame
 
     @classmethod
-    def from_config(cls, cfg: UpstreamConfig, pretrained: bool = True) -> "WhisperUpstream":
+    def from_config(cls, cfg: WhisperConfig, pretrained: bool = True) -> "WhisperUpstream":
         source = resolve_source(cfg.source)
         config = load_or_config_error(AutoConfig.from_pretrained, source)
         if config.model_type != "whisper":
@@ -178,9 +194,9 @@ class WhisperUpstream(Upstream):
         self, mel: torch.Tensor, mel_lens: torch.Tensor, frame_lens: torch.Tensor, blocks: int | None = None
     ) -> list[torch.Tensor]:
         """_encode_cropped on mel [N, n_mels, M] already cut to a width M (max mel_lens <= M <= 3000): every
-        shape from the tensors', so that the ONNX export (export/whisper.py) runs this very code."""
+        shape from the tensors', so that the ONNX export (whisper_export.py) runs this very code."""
         enc = self.encoder
-        mel_mask = sample_mask(mel_lens, mel.shape[2])[:, None, :].to(mel.dtype)  # [N, 1, M]
+        mel_mask = length_mask(mel_lens, mel.shape[2])[:, None, :].to(mel.dtype)  # [N, 1, M]
         x = F.gelu(enc.conv1(mel * mel_mask)) * mel_mask
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # [N, T, D]
         frames = x.shape[1]
@@ -192,7 +208,7 @@ class WhisperUpstream(Upstream):
         """hidden[-1] [N, T, D] through `layers`, padded frames masked out of attention; appends each layer's
         output (the last one layer-normed when final_norm, as HF returns it)."""
         x = hidden[-1]
-        keep = sample_mask(frame_lens, x.shape[1])  # [N, T]
+        keep = length_mask(frame_lens, x.shape[1])  # [N, T]
         additive = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
         additive = additive.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]  # [N, 1, 1, T]
         for layer in layers:
@@ -252,4 +268,7 @@ class WhisperUpstream(Upstream):
     def save_config_files(self, directory) -> None:
         self.encoder.config.save_pretrained(directory)
         self.feature_extractor.save_pretrained(directory)
+
+    def exportable(self, key: str) -> WhisperExport:
+        return WhisperExport(self, key)
 

@@ -22,6 +22,7 @@ def run_in_processes(call: Callable, tasks: Iterable[tuple], jobs: int,
     fork: a forked child would inherit torch's thread pools and locks mid-use). The first task that raises
     stops the others (their workers are terminated) and its exception goes on to the caller."""
     with _sigterm_as_exit():
+        others = set(multiprocessing.active_children())  # children that are not this pool's workers
         pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), initializer)
         finished = False
         try:
@@ -33,17 +34,16 @@ def run_in_processes(call: Callable, tasks: Iterable[tuple], jobs: int,
             if not finished:
                 if threading.current_thread() is threading.main_thread():
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
-                _terminate_workers(pool)
+                # the executor cannot stop calls already running (Python 3.14 adds terminate_workers): its
+                # workers are the multiprocessing children started since it was made
+                _terminate([child for child in multiprocessing.active_children() if child not in others])
             pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
-def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    # _processes is the executor's own pid -> Process map (stable since Python 3.2); there is no public way
-    # to stop calls that are already running
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+def _terminate(processes: list) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
         process.join(timeout=10)
         if process.is_alive():
             process.kill()

@@ -43,9 +43,16 @@ class FoldSplit:
     test: list[Utterance]
 
 
-class Corpus:
-    """Base of registered corpora. Subclasses set the class attributes and implement both classmethods."""
+@dataclass
+class NoOptions:
+    """A corpus without options of its own."""
 
+
+class Corpus:
+    """Base of registered corpora. Subclasses set the class attributes and implement both classmethods.
+    `Options`: the dataclass of the corpus's `data.options` (prepare_corpus checks every key and type against it)."""
+
+    Options: ClassVar[type] = NoOptions
     name: ClassVar[str]
     labels: ClassVar[tuple[str, ...]]  # default class set, in label-index order
     num_folds: ClassVar[int]
@@ -79,4 +86,4 @@ def problem_from(path: str | Path, error: DataError, where: str = "") -> FilePro
     return FileProblem(str(path), f"{reason} ({where})" if where else reason)
 
 
-CORPORA: Registry[type[Corpus]] = Registry("corpus")
+CORPORA: Registry[type[Corpus]] = Registry("corpus", "serkit.data.corpora", "serkit.corpora")

@@ -53,12 +53,6 @@ def parse_valid(value: str) -> str:
     return value
 
 
-def check_options(options: Mapping, known: Iterable[str], corpus: str) -> None:
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown {corpus} options {unknown}; known: {', '.join(sorted(known))}")
-
-
 def split_by_group(
     utterances: list[Utterance], fold_of_group: Mapping[str, int], fold: int, num_folds: int, valid: str
 ) -> FoldSplit:

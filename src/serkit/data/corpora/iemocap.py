@@ -31,6 +31,7 @@ import json
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -51,8 +52,6 @@ VALID_RULES = ("superb", "speaker")
 SUPERB_VALID_RATIO = 0.2  # s3prl emotion config `valid_ratio`
 SPLIT_RESOURCE = "superb_iemocap_split.json.gz"
 
-_PREPARE_OPTIONS = {"labels", "label_map"}
-_SPLIT_OPTIONS = {"valid"}
 
 _LABEL_LINE = re.compile(
     r"^\[\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*\]\s+(?P<id>\S+)\s+(?P<label>\S+)\s+\[[^\]]*\]\s*$"
@@ -62,15 +61,7 @@ _UTT_SUFFIX = re.compile(r"^[FM]\d+$")
 _DIALOG_FILE = re.compile(r"^Ses\d\d[FM]_.+\.txt$")
 
 
-# ----------------------------------------------------------------------------------------------- options
-
-
-def _check_options(options: dict, where: str) -> None:
-    # prepare and split receive the same `data.options`; each ignores the other's keys but rejects typos.
-    unknown = set(options) - _PREPARE_OPTIONS - _SPLIT_OPTIONS
-    if unknown:
-        known = ", ".join(sorted(_PREPARE_OPTIONS | _SPLIT_OPTIONS))
-        raise ConfigError(f"iemocap {where}: unknown option(s) {sorted(unknown)}; known: {known}")
+# ----------------------------------------------------------------------------------------------- labels
 
 
 def resolve_classes(labels=None, label_map=None) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -216,8 +207,17 @@ def _wav_duration(wav: Path, label_file: Path, lineno: int, problems: list[FileP
 # ------------------------------------------------------------------------------------------------ corpus
 
 
+@dataclass
+class IemocapOptions:
+    """valid: how a fold's training sessions give up their validation set, "superb" (SUPERB's lists) or
+    "speaker" (see split)."""
+
+    valid: str = "superb"
+
+
 @CORPORA.register("iemocap")
 class Iemocap(Corpus):
+    Options = IemocapOptions
     name = "iemocap"
     labels = DEFAULT_LABELS
     num_folds = NUM_SESSIONS
@@ -236,7 +236,6 @@ class Iemocap(Corpus):
         (strict on purpose: every utterance of the release has one, so a missing line means a damaged copy).
         keep_going: a missing or unreadable wav is recorded in `problems` and its utterance left out instead.
         """
-        _check_options(options, "prepare")
         classes, mapping = resolve_classes(options.get("labels"), options.get("label_map"))
         root = _find_root(root)
         utterances: list[Utterance] = []
@@ -287,7 +286,6 @@ class Iemocap(Corpus):
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
         """Fold `fold` (1..5): test = session `fold`; train/valid by `valid` ("superb" default, or "speaker")."""
-        _check_options(options, "split")
         rule = options.get("valid", "superb") or "superb"
         if rule not in VALID_RULES:
             raise ConfigError(f"iemocap option 'valid': {rule!r}; expected one of {', '.join(VALID_RULES)}")

@@ -28,7 +28,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,17 +38,26 @@ from ..labels import apply_labels, parse_label_map, parse_labels
 from ..rows import read_rows
 from ..utterance import Utterance
 from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared
-from .folds import check_options, deal, natural_sorted, parse_count, split_by_group
+from .folds import deal, natural_sorted, parse_count, split_by_group
 
 REQUIRED_COLUMNS = ("path", "label", "speaker")
 # Longest declared duration: an utterance is seconds to minutes; a day is a typo or garbage.
 MAX_DURATION_S = 24 * 3600.0
 DEFAULT_SPEAKER_FOLDS = 5
-_OPTIONS = ("labels", "label_map", "num_folds", "valid")
+
+
+@dataclass
+class ManifestOptions:
+    """num_folds: folds to deal the fold keys (or speakers) to (None: one per fold key, or 5 speaker folds);
+    valid: "next_fold" | "none"."""
+
+    num_folds: int | None = None
+    valid: str = "next_fold"
 
 
 @CORPORA.register("manifest")
 class Manifest(Corpus):
+    Options = ManifestOptions
     name: ClassVar[str] = "manifest"
     labels: ClassVar[tuple[str, ...]] = ()  # open vocabulary: every label found
     num_folds: ClassVar[int] = DEFAULT_SPEAKER_FOLDS  # nominal; fold_count follows the data
@@ -56,7 +65,6 @@ class Manifest(Corpus):
     @classmethod
     def prepare(cls, root: str | Path, labels=None, label_map=None, *, keep_going: bool = False,
                 **options) -> Prepared:
-        check_options(options, _OPTIONS, cls.name)
         labels, label_map = parse_labels(labels), parse_label_map(label_map)
         manifest = Path(root)
         if not manifest.is_file():
@@ -92,7 +100,6 @@ class Manifest(Corpus):
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
-        check_options(options, _OPTIONS, cls.name)
         num_folds = cls.fold_count(utterances, **options)
         fold_of_group = deal(natural_sorted(utt.group for utt in utterances), num_folds)
         return split_by_group(utterances, fold_of_group, fold, num_folds, options.get("valid", "next_fold"))

@@ -9,7 +9,7 @@ Utterance: id = file stem, speaker = group = "Actor_XX", text = the statement, d
 Song files (vocal channel 02) are skipped and counted; any other file with an audio suffix that does not
 follow the scheme, or whose actor disagrees with its folder, is a DataError naming the file.
 
-Options (prepare and split take the same dict; unknown keys are a ConfigError):
+Options (RavdessOptions; read_corpus refuses an unknown key or a wrong type, naming data.options.KEY):
 - labels, label_map: class set / renaming (e.g. labels=neutral,happy,sad,angry: the 4-class subset);
 - num_folds (default 5, 2..24) and folds="balanced" (default): the 24 actors are dealt to folds back and
   forth in actor order (see folds.deal), so each fold's gender mix is within one actor of even:
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,7 +39,7 @@ from ..audio import audio_info
 from ..labels import apply_labels, check_vocabulary, parse_label_map, parse_labels
 from ..utterance import Utterance
 from .base import CORPORA, Corpus, FoldSplit, Prepared, problem_from
-from .folds import check_options, deal, parse_count, split_by_group
+from .folds import deal, parse_count, split_by_group
 
 EMOTIONS = {
     "01": "neutral",
@@ -59,11 +60,21 @@ EMOBOX_FOLDS = ((1, 11, 20, 21), (4, 10, 12, 14), (8, 9, 19, 23), (3, 5, 7, 24),
 
 _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 _FOLDER = re.compile(r"^Actor_(\d\d)$")
-_OPTIONS = ("labels", "label_map", "num_folds", "folds", "valid")
+
+
+@dataclass
+class RavdessOptions:
+    """See the module docstring: num_folds 2..24 (folds "balanced"), folds "balanced" | "emobox" (6 folds),
+    valid "next_fold" | "none"."""
+
+    num_folds: int = 5
+    folds: str = "balanced"
+    valid: str = "next_fold"
 
 
 @CORPORA.register("ravdess")
 class Ravdess(Corpus):
+    Options = RavdessOptions
     name: ClassVar[str] = "ravdess"
     labels: ClassVar[tuple[str, ...]] = tuple(EMOTIONS.values())
     num_folds: ClassVar[int] = 5
@@ -71,7 +82,6 @@ class Ravdess(Corpus):
     @classmethod
     def prepare(cls, root: str | Path, labels=None, label_map=None, *, keep_going: bool = False,
                 **options) -> Prepared:
-        check_options(options, _OPTIONS, cls.name)
         labels, label_map = parse_labels(labels), parse_label_map(label_map)
         check_vocabulary(labels, label_map, cls.labels, cls.name)
         root = Path(root)
@@ -101,7 +111,6 @@ class Ravdess(Corpus):
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
-        check_options(options, _OPTIONS, cls.name)
         num_folds = cls.fold_count(utterances, **options)
         fold_of_actor = _fold_of_actor(options.get("folds", "balanced"), num_folds)
         fold_of_group = {utt.group: fold_of_actor[_actor(utt)] for utt in utterances}

@@ -3,7 +3,7 @@
 Two kinds (both deterministic for a seed: two builds are byte-identical):
 
 - `build_synthetic_iemocap(out, seed, size)`: 5 sessions x 2 actors (F, M), a few dialogs each; every label line
-  has a wav synthesised by `synth_voice` (speakers differ in f0 and formant scale, emotions in prosody and partly
+  has a wav synthesised by `voice.py` (speakers differ in f0 and formant scale, emotions in prosody and partly
   in transcript wording, with per-utterance variation so the classes overlap), and ~15 % of the lines carry labels
   the 4-class set leaves out (fru, sur, xxx, ...). `small`: ~40 kept utterances of 1-3 s per session (seconds to
   build); `medium`: ~150 of 1-4 s per session.
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from ..errors import ConfigError, DataError
-from .synth_voice import SAMPLE_RATE, Prosody, Voice, synthesize
+from serkit.errors import ConfigError, DataError
+
+from .voice import SAMPLE_RATE, Prosody, Voice, synthesize
 
 SESSIONS = (1, 2, 3, 4, 5)
 KEPT_LABELS = ("neu", "hap", "exc", "ang", "sad")

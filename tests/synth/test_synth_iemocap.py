@@ -15,8 +15,8 @@ from sklearn.preprocessing import StandardScaler
 
 from serkit.cli import main
 from serkit.data.corpora.iemocap import Iemocap
-from serkit.data.synth_iemocap import build_synthetic_iemocap
 from serkit.errors import ConfigError, DataError
+from serkit_synth.iemocap import build_synthetic_iemocap
 
 # Formats as ../shared/data/superb_iemocap_split/README.md gives them.
 LABEL_LINE = re.compile(

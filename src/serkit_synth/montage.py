@@ -33,7 +33,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .audio import TARGET_SAMPLE_RATE, load_audio
+from serkit.data.audio import TARGET_SAMPLE_RATE, load_audio
+
+from .voice import Prosody, Voice, synthesize
 
 SPEECH_DB = -25.0
 FRAME_SECONDS, HOP_SECONDS = 0.025, 0.010
@@ -160,10 +162,8 @@ def _runs(active: np.ndarray) -> list[tuple[int, int]]:
 def synthetic_talk(pattern: Sequence[tuple[float, float]], seed: int = 0, tail_seconds: float = 1.0,
                    sample_rate: int = TARGET_SAMPLE_RATE) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Speech without a corpus, for tests and demos: pattern [(silence, speech) seconds] -> (samples [S] float32
-    at sample_rate: each silence (digital zero) then an utterance of data.synth_voice in a new voice, then
+    at sample_rate: each silence (digital zero) then an utterance of voice.py in a new voice, then
     tail_seconds of silence; speech spans [(start, end)] seconds). Silero VAD takes this voice for speech."""
-    from .synth_voice import Prosody, Voice, synthesize
-
     rng = np.random.default_rng(seed)
     prosody = Prosody(pitch=1.0, pitch_range=0.2, rate=4.0, energy_db=0.0, tilt=0.5, breath=0.1)
     voices = [Voice(120, 1.0), Voice(210, 1.15), Voice(100, 1.0), Voice(180, 1.1)]

@@ -1,5 +1,6 @@
 """Whisper's export twin: the log-mel front end in torch operators, 30 s chunks and both input modes with every
-shape taken from the input's shape (upstream/whisper.py is the model; this is the same computation as a graph).
+shape taken from the input's shape (whisper.py is the model; this is the same computation as a graph, what
+`WhisperUpstream.exportable` gives ONNX export).
 
     WhisperExport(upstream)(wavs [B, S] zero-padded, wav_lens [B]) -> (hidden: num_layers x [B, T, D], frame_lens [B])
     T = ceil(S / 320); frames past frame_lens = ceil(max(wav_lens, 1) / 320) are zero, as WhisperUpstream's.
@@ -33,8 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from ..upstream.audio import sample_mask
-from ..upstream.whisper import WhisperUpstream
+from ..util.masks import length_mask
 
 LOG_FLOOR = 1e-10  # WhisperFeatureExtractor: log10 of at least this
 DYNAMIC_RANGE = 8.0  # log10 units kept below each chunk's maximum
@@ -80,7 +80,7 @@ class WhisperLogMel(nn.Module):
 class WhisperExport(nn.Module):
     padding_invariant = True  # each chunk is encoded on its own; crop masks padded frames out of attention
 
-    def __init__(self, upstream: WhisperUpstream, key: str = "upstream"):
+    def __init__(self, upstream, key: str = "upstream"):  # upstream: a WhisperUpstream
         super().__init__()
         self.upstream = upstream
         self.log_mel = WhisperLogMel(upstream.feature_extractor, key)
@@ -96,7 +96,7 @@ class WhisperExport(nn.Module):
         frame_lens = self.upstream.frame_lens_for(wav_lens)
         step = self.upstream.samples_per_frame
         steps = torch.sym_min((samples + step - 1) // step, chunks_per_row * hidden[0].shape[1])
-        real = sample_mask(frame_lens, steps).unsqueeze(-1)  # [B, T, 1]
+        real = length_mask(frame_lens, steps).unsqueeze(-1)  # [B, T, 1]
         zero = torch.zeros((), dtype=hidden[0].dtype)
         # each row's chunks end to end; T = ceil(S / 320) frames, zero past the row's real frames (as repad)
         hidden = [torch.where(real, layer.reshape(rows, -1, layer.shape[-1])[:, :steps], zero) for layer in hidden]
