@@ -94,6 +94,10 @@ def test_probe_command(manifest, encoder, tmp_path, capsys):
     assert json.loads((out / "probe.json").read_text())["folds"] == [1, 2]
     assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--out", str(out)]) != 0
     assert "--encoder is required" in capsys.readouterr().err
+    # a bad C grid is refused before any clip is encoded (the encoder below does not even exist)
+    assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--encoder",
+                 str(tmp_path / "no_such_encoder"), "--c", "0.1,0", "--out", str(out)]) != 0
+    assert "--c: expected positive numbers, got [0.1, 0.0]" in capsys.readouterr().err
 
 
 def test_encoding_reports_progress_unless_quiet(manifest, encoder, capsys):

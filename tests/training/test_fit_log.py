@@ -26,7 +26,7 @@ def test_a_resumed_fit_continues_the_csv_without_repeating_rows(tmp_path):
     written = rows(tmp_path)
     assert [(row["step"], row["train_loss"], row["val_ua"]) for row in written] == [
         ("1", "1.0", ""), ("2", "0.5", ""), ("3", str(1.0 / 3), ""), ("3", "", "0.5"), ("4", "0.25", "")]
-    assert list(written[0]) == ["train_loss", "epoch", "step", "val_ua"]  # columns in order of first appearance
+    assert list(written[0]) == ["epoch", "step", "train_loss", "val_ua"]  # epoch, step, then metrics as first logged
     assert [row["epoch"] for row in written] == ["0", "1", "1", "1", "2"]  # an int stays an int
     assert not [p for p in (tmp_path / "logs").iterdir() if p.name.startswith(".")]  # no temp file left
 

@@ -26,12 +26,10 @@ from ..data.config import DataConfig
 from ..data.utterance import Utterance
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
-from ..evaluation.report import write_cv_report
-from ..evaluation.tables import CVSummary, FoldScores
-from ..util.atomic import atomic_file, write_json
-from .folds import BaselineFolds
+from ..evaluation.tables import CVSummary
+from ..util.atomic import atomic_file
+from .folds import C_GRID, BaselineFolds, choose_on_validation
 
-C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 FEATURE_FILE = "egemaps.npz"
 
 
@@ -86,26 +84,12 @@ def fit_fold(features: dict[str, np.ndarray], targets: dict[str, np.ndarray], la
              c_grid: Sequence[float] = C_GRID, seed: int = 0) -> tuple[float, Metrics, Metrics, dict[float, float]]:
     """features/targets: {"train"|"valid"|"test": [N, F] / [N]} -> (chosen C, valid metrics, test metrics,
     validation UA for every C)."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    if not len(features["valid"]):
-        raise ConfigError("the SVM baseline chooses C on the validation set, but this fold has none "
-                          "(use the corpus's default valid option)")
-    best = None
-    by_c = {}
-    for c in c_grid:
-        model = make_pipeline(StandardScaler(), LinearSVC(C=c, class_weight="balanced", max_iter=20000,
-                                                          random_state=seed))
-        model.fit(features["train"], targets["train"])
-        valid = compute_metrics(model.predict(features["valid"]), targets["valid"], labels)
-        by_c[c] = valid.ua
-        if best is None or valid.ua > best[1].ua:
-            best = (c, valid, model)
-    c, valid, model = best
-    test = compute_metrics(model.predict(features["test"]), targets["test"], labels)
-    return c, valid, test, by_c
+    svm = LinearSVC(class_weight="balanced", max_iter=20000, random_state=seed)
+    _, c, valid, model, grid = choose_on_validation(svm, {"egemaps": (features["train"], features["valid"])}, targets,
+                                                    labels, c_grid)
+    return c, valid, compute_metrics(model.predict(features["test"]), targets["test"], labels), grid["egemaps"]
 
 
 def run_opensmile_svm(data_cfg: DataConfig, out_dir: str | Path, folds: Sequence[int] | None = None,
@@ -113,18 +97,11 @@ def run_opensmile_svm(data_cfg: DataConfig, out_dir: str | Path, folds: Sequence
                       ) -> tuple[CVSummary, list[FoldFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and baseline.json to `out_dir`."""
     data = BaselineFolds(data_cfg, folds)
-    folds, classes = data.folds, data.classes
-    out_dir = Path(out_dir)
-    all_features = egemaps_features(data.utterances, features or out_dir / FEATURE_FILE)
-    fits = []
-    for fold, fold_features, targets in data.split(all_features):
-        c, valid, test, by_c = fit_fold(fold_features, targets, classes, c_grid)
-        fits.append(FoldFit(fold, c, valid, test, by_c))
-    summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
-    write_cv_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({data_cfg.corpus})", summary)
-    write_json(out_dir / "baseline.json", {
-        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options,
-        "folds": folds,
+    all_features = egemaps_features(data.utterances, features or Path(out_dir) / FEATURE_FILE)
+    fits = [FoldFit(fold, *fit_fold(fold_features, targets, data.classes, c_grid))
+            for fold, fold_features, targets in data.split(all_features)]
+    summary = data.write_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({data_cfg.corpus})",
+                                [(f.fold, f.test) for f in fits], "baseline.json", {
         "features": "opensmile eGeMAPSv02 functionals (88)", "classifier": "StandardScaler + LinearSVC "
         "(class_weight=balanced), C chosen by validation UA", "c_grid": list(c_grid),
         "per_fold": [{"fold": f.fold, "c": f.c, "valid_ua": f.valid.ua, "valid_ua_by_c": {str(k): v for k, v in

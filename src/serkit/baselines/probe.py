@@ -28,18 +28,16 @@ import torch
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
 from ..data.config import DataConfig
 from ..data.utterance import Utterance
+from ..downstream.mean_pool import MeanPooling
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
 from ..evaluation.prediction_table import SplitPredictions, write_predictions
-from ..evaluation.report import write_cv_report
-from ..evaluation.tables import CVSummary, FoldScores
+from ..evaluation.tables import CVSummary
 from ..upstream import UpstreamConfig, build_upstream
 from ..upstream.layers import LayerSelector
-from ..util.atomic import write_json
 from ..util.progress import CountLines
-from .folds import BaselineFolds
+from .folds import C_GRID, PARTS, BaselineFolds, choose_on_validation
 
-C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 ENCODE_BATCH = 8  # utterances per encoder call (sorted by length, so little padding)
 
 
@@ -60,6 +58,7 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
                                                                      cache_dtype)
     order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration or 0.0)
     pooled = np.zeros((len(utterances), upstream.num_layers, upstream.hidden_size), dtype=np.float32)
+    mean_pool = MeanPooling(upstream.hidden_size)
     lines = CountLines("encoding", len(order), enabled=progress)
     with torch.no_grad():
         for start in range(0, len(order), ENCODE_BATCH):
@@ -69,12 +68,8 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
             wav_lens = torch.tensor([len(w) for w in wavs])
             batch = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
             hidden, frame_lens = cache(upstream, batch, wav_lens) if cache else upstream(batch, wav_lens)
-            mask = (torch.arange(hidden[0].shape[1])[None, :] < frame_lens[:, None])[..., None]  # [B, T, 1]
-            counts = frame_lens.clamp(min=1).float()[:, None]  # [B, 1]
             for layer, frames in enumerate(hidden):  # frames [B, T, D]
-                # where(), not a multiply: padding values are undefined (could be inf/NaN) and must not be read
-                total = torch.where(mask, frames.float(), torch.zeros(())).sum(dim=1)
-                pooled[rows, layer] = (total / counts).numpy()
+                pooled[rows, layer] = mean_pool(frames.float(), frame_lens).numpy()
             lines.update(start + len(rows), f", {cache.hits} read from the feature cache" if cache else "")
     return pooled
 
@@ -103,32 +98,17 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
     validation UA of every (view, C), {"valid"|"test": probabilities [N, C]} of the chosen model). The choice
     sees train and valid only; the test set is scored once, after."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    if not len(targets["valid"]):
-        raise ConfigError("the probe chooses its layer and C on the validation set, but this fold has none "
-                          "(use the corpus's default valid option)")
-    train_views, valid_views = layer_views(pooled["train"]), layer_views(pooled["valid"])
-    best, grid = None, {}
-    for view in train_views:
-        grid[view] = {}
-        for c in c_grid:
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000,
-                                                                       random_state=seed))
-            model.fit(train_views[view], targets["train"])
-            valid = compute_metrics(model.predict(valid_views[view]), targets["valid"], labels)
-            grid[view][c] = valid.ua
-            if best is None or valid.ua > best[2].ua:
-                best = (view, c, valid, model)
-    view, c, valid, model = best
-    test = compute_metrics(model.predict(layer_views(pooled["test"])[view]), targets["test"], labels)
+    views = {part: layer_views(pooled[part]) for part in PARTS}
+    regression = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
+    view, c, valid, model, grid = choose_on_validation(
+        regression, {v: (views["train"][v], views["valid"][v]) for v in views["train"]}, targets, labels, c_grid)
+    test = compute_metrics(model.predict(views["test"][view]), targets["test"], labels)
     # class-index order: LogisticRegression orders its columns by the classes it saw in training
     probabilities = {}
     for part in ("valid", "test"):
-        probs = np.zeros((len(targets[part]), len(labels)))
-        probs[:, model.classes_] = model.predict_proba(layer_views(pooled[part])[view])
-        probabilities[part] = probs
+        probabilities[part] = np.zeros((len(targets[part]), len(labels)))
+        probabilities[part][:, model.classes_] = model.predict_proba(views[part][view])
     return view, c, valid, test, grid, probabilities
 
 
@@ -138,29 +118,23 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
     started = time.process_time()
-    if not c_grid or any(not c > 0 for c in c_grid):
-        raise ConfigError(f"--c: expected positive numbers, got {list(c_grid)}")
     data = BaselineFolds(data_cfg, folds)
-    folds, classes = data.folds, data.classes
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress)
     fits = []
-    out_dir = Path(out_dir)
     for fold, features, targets in data.split(pooled):
-        view, c, valid, test, grid, probabilities = fit_probe(features, targets, classes, c_grid)
+        view, c, valid, test, grid, probabilities = fit_probe(features, targets, data.classes, c_grid)
         fits.append(ProbeFit(fold, view, c, valid, test, grid))
         ids = data.part_ids(fold)
-        write_predictions(out_dir / f"fold_{fold}" / "predictions.csv", classes, {
+        write_predictions(Path(out_dir) / f"fold_{fold}" / "predictions.csv", data.classes, {
             part: SplitPredictions(ids[part], probabilities[part], targets[part]) for part in ("valid", "test")})
-    summary = CVSummary([FoldScores(fold=f.fold, metrics=f.test) for f in fits])
-    write_cv_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})", summary)
-    write_json(out_dir / "probe.json", {
-        "corpus": data_cfg.corpus, "root": str(data_cfg.root), "labels": classes, "options": data_cfg.options,
-        "folds": folds,
+    summary = data.write_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})",
+                                [(f.fold, f.test) for f in fits], "probe.json", {
         "upstream": upstream_cfg.__dict__, "features": "every layer mean-pooled over real frames",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),
         # the logistic regression's weights and biases; CPU seconds of this process (encoding included on a cold cache)
-        "trainable_params": (int(pooled.shape[2]) + 1) * len(classes), "cpu_seconds": round(time.process_time() - started, 1),
+        "trainable_params": (int(pooled.shape[2]) + 1) * len(data.classes),
+        "cpu_seconds": round(time.process_time() - started, 1),
         "per_fold": [{"fold": f.fold, "view": f.view, "c": f.c, "valid_ua": f.valid.ua,
                       "valid_ua_grid": {v: {str(c): ua for c, ua in by_c.items()} for v, by_c in f.valid_ua.items()},
                       "test": f.test.to_dict()} for f in fits],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from .parsing import add_corpus_arguments
 from .registry import command
 
 SYSTEMS = ("opensmile-svm", "probe")
@@ -19,11 +20,7 @@ DEFAULT_CACHE = "runs/feature_cache"  # the RAVDESS configs' train.feature_cache
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("system", choices=SYSTEMS, help="which baseline")
     p.add_argument("--corpus", required=True, help="corpus registry key (ravdess, iemocap, manifest)")
-    p.add_argument("--root", required=True, help="the corpus folder (for manifest: the .csv/.jsonl file)")
-    p.add_argument("--labels", help="class set in index order, comma-separated (default: the corpus's)")
-    p.add_argument("--label-map", help="rename/merge labels before filtering, e.g. exc:hap")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="corpus option (repeatable), as in `serkit data`, e.g. folds=emobox")
+    add_corpus_arguments(p)
     p.add_argument("--folds", help="comma-separated folds to run (default: all)")
     p.add_argument("--c", help="comma-separated grid of C values (default: 1e-4,1e-3,1e-2,0.1,1,10)")
     p.add_argument("--out", help="output folder (default: runs/baseline_<system>_<corpus>)")
@@ -41,16 +38,19 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("baseline", "baselines on a corpus's folds: openSMILE eGeMAPS + linear SVM, or a frozen encoder's "
                      "linear probe", _arguments)
 def run(args: argparse.Namespace) -> int:
+    from ..baselines.folds import C_GRID
     from ..errors import ConfigError
     from .data import data_config
     from .parsing import parse_numbers
 
     folds = parse_numbers(args.folds, "--folds")
-    c_grid = parse_numbers(args.c, "--c", float)
+    c_grid = parse_numbers(args.c, "--c", float) or C_GRID
+    if any(not c > 0 for c in c_grid):  # before any encoding: the probe's first fold may take minutes to encode
+        raise ConfigError(f"--c: expected positive numbers, got {list(c_grid)}")
     out = args.out or f"runs/baseline_{args.system.replace('-', '_')}_{args.corpus}"
     data = data_config(args.corpus, args.root, args.labels, args.label_map, args.option)
     if args.system == "probe":
-        from ..baselines.probe import C_GRID, run_probe
+        from ..baselines.probe import run_probe
         from ..upstream import upstream_config
 
         if not args.encoder:
@@ -59,15 +59,13 @@ def run(args: argparse.Namespace) -> int:
             args.whisper_input != "pad" else {}  # Whisper's own key: refused, naming it, for another upstream
         upstream_cfg = upstream_config({"name": args.upstream, "source": args.encoder, "layers": "weighted",
                                         "freeze": "all", **whisper_input}, "upstream")
-        summary, fits = run_probe(data, out, upstream_cfg, folds, c_grid or C_GRID,
-                                  None if args.no_cache else args.cache, progress=not args.quiet)
-        print(summary.to_markdown())
-        print("layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits))
+        summary, fits = run_probe(data, out, upstream_cfg, folds, c_grid, None if args.no_cache else args.cache,
+                                  progress=not args.quiet)
+        chosen = "layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits)
     else:
-        from ..baselines.opensmile_svm import C_GRID, run_opensmile_svm
+        from ..baselines.opensmile_svm import run_opensmile_svm
 
-        summary, fits = run_opensmile_svm(data, out, folds, c_grid or C_GRID, args.features)
-        print(summary.to_markdown())
-        print("C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits))
-    print(f"report: {out}")
+        summary, fits = run_opensmile_svm(data, out, folds, c_grid, args.features)
+        chosen = "C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits)
+    print(f"{summary.to_markdown()}\n{chosen}\nreport: {out}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .parsing import positive_int
 from .registry import command
 
 
@@ -19,17 +20,6 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                         "on the count in their last bits, so run.json records it: use the same N to reproduce a run")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="config overrides, e.g. train.max_epochs=5 model.aggregators.0.channels=256")
-
-
-def positive_int(text: str) -> int:
-    """argparse type of --threads and --jobs: a whole number, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
-    return value
 
 
 def _split_overrides(args: argparse.Namespace) -> tuple[list[str], list[str]]:

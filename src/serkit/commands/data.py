@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ..errors import ConfigError
-from .parsing import parse_options
+from .parsing import add_corpus_arguments, parse_options
 from .registry import command
 
 
@@ -31,13 +31,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..data.corpora import CORPORA
 
     parser.add_argument("corpus", help=f"corpus registry key ({', '.join(CORPORA.names())})")
-    parser.add_argument("--root", required=True, help="the corpus folder (for manifest: the .csv/.jsonl file)")
+    add_corpus_arguments(parser)
     parser.add_argument("--fold", type=int, help="show only this fold (default: every fold)")
-    parser.add_argument("--labels", help="class set in index order, comma-separated (default: the corpus's)")
-    parser.add_argument("--label-map", help="rename/merge labels before filtering, e.g. exc:hap,sur:hap")
-    parser.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE", help="corpus option (repeatable): num_folds=6"
-    )
     parser.add_argument("--check", action="store_true",
                         help="decode every utterance and list every problem (exit code 1 when there are any)")
     parser.add_argument("--skip", metavar="FILE", help="with --check: leave out the files this skip list names")
@@ -94,24 +89,19 @@ def fold_table(corpus_data, folds: Sequence[int] | None = None) -> tuple[list[st
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> str:
     """Columns padded to their widest cell; the first `left` columns left-aligned, the rest right-aligned."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells) -> str:
-        cells = [str(cell) for cell in cells]
-        parts = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(header), *(line(row) for row in rows)])
+    table = [[str(cell) for cell in row] for row in (header, *rows)]
+    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
+    return "\n".join("  ".join(cell.ljust(width) if i < left else cell.rjust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in table)
 
 
 def format_skipped(skipped: Counter) -> str:
     if not skipped:
         return "skipped: none"
     width = len(str(max(skipped.values())))
-    lines = [f"skipped {sum(skipped.values())} rows:"]
     by_count = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
-    lines += [f"  {str(n).rjust(width)}  {reason}" for reason, n in by_count]
-    return "\n".join(lines)
+    lines = [f"  {n:>{width}}  {reason}" for reason, n in by_count]
+    return "\n".join([f"skipped {sum(skipped.values())} rows:", *lines])
 
 
 def _row(fold: str, split: str, utterances, columns: Sequence[str]) -> list[str]:

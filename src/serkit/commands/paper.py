@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .parsing import parse_numbers
+from .parsing import parse_numbers, positive_int
 from .registry import command
-from .cv import positive_int
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

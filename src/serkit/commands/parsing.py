@@ -1,10 +1,32 @@
-"""Command-line values the subcommands share: `--option KEY=VALUE` pairs and comma-separated number lists."""
+"""Command-line values the subcommands share: the corpus flags, `--option KEY=VALUE` pairs, comma-separated number
+lists and counts of 1 or more."""
 
 from __future__ import annotations
 
-from typing import Callable
+import argparse
+from collections.abc import Callable
 
 from ..errors import ConfigError
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """--root, --labels, --label-map, --option: the corpus as `serkit data` and `serkit baseline` read it."""
+    parser.add_argument("--root", required=True, help="the corpus folder (for manifest: the .csv/.jsonl file)")
+    parser.add_argument("--labels", help="class set in index order, comma-separated (default: the corpus's)")
+    parser.add_argument("--label-map", help="rename/merge labels before filtering, e.g. exc:hap,sur:hap")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="corpus option (repeatable), e.g. num_folds=6 or folds=emobox")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of --threads and --jobs: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
+    return value
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:

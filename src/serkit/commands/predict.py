@@ -5,7 +5,6 @@ and writes them to a folder of Parquet parts (inference/ray_batch.py)."""
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 from contextlib import contextmanager
@@ -14,14 +13,19 @@ from typing import Iterator, TextIO
 
 from .registry import command
 from ..errors import ConfigError
-from ..util.atomic import atomic_file
+from ..util.atomic import atomic_path
 
-# --option -> VadSettings field (the field's own check gives the limits; argparse names the option)
-VAD_OPTIONS = {"--vad-threshold": "threshold", "--min-speech": "min_speech_seconds",
-               "--max-pause": "max_pause_seconds", "--max-segment": "max_segment_seconds", "--vad-pad": "pad_seconds"}
-# --option -> its attribute, for the options only --engine ray takes
-RAY_OPTIONS = {"--address": "address", "--ray-actors": "ray_actors", "--ray-batch-size": "ray_batch_size",
-               "--ray-gpus": "ray_gpus", "--ray-decode-cpus": "ray_decode_cpus", "--embeddings": "embeddings"}
+# --option -> (VadSettings field, which is also its argparse dest; help): the field's own check gives the limits
+VAD_OPTIONS = {
+    "--vad-threshold": ("threshold", "speech probability where speech starts (default: 0.5)"),
+    "--min-speech": ("min_speech_seconds", "drop speech shorter than this, in seconds (default: 0.25)"),
+    "--max-pause": ("max_pause_seconds", "bridge pauses shorter than this, in seconds (default: 0.5)"),
+    "--max-segment": ("max_segment_seconds", ("cut segments longer than this at their quietest point, in seconds "
+                                              "(default: 10)")),
+    "--vad-pad": ("pad_seconds", "widen segments by this on each side, in seconds (default: 0.05)"),
+}
+# the options only --engine ray takes
+RAY_OPTIONS = ("--address", "--ray-actors", "--ray-batch-size", "--ray-gpus", "--ray-decode-cpus", "--embeddings")
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -46,15 +50,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                         "speech. FILE.rttm (a diarisation) or FILE.csv (start,end[,speaker][,file]): a row per "
                         "segment of the file, speaker kept. A segment longer than --window is predicted in windows")
     vad = p.add_argument_group("voice activity (--segments vad)")
-    for option, field, help_text in (
-        ("--vad-threshold", "threshold", "speech probability where speech starts (default: 0.5)"),
-        ("--min-speech", "min_speech_seconds", "drop speech shorter than this, in seconds (default: 0.25)"),
-        ("--max-pause", "max_pause_seconds", "bridge pauses shorter than this, in seconds (default: 0.5)"),
-        ("--max-segment", "max_segment_seconds", "cut segments longer than this at their quietest point, "
-                                                 "in seconds (default: 10)"),
-        ("--vad-pad", "pad_seconds", "widen segments by this on each side, in seconds (default: 0.05)"),
-    ):
-        vad.add_argument(option, type=_vad_value(field), default=None, metavar="X", help=help_text)
+    for option, (field, help_text) in VAD_OPTIONS.items():
+        vad.add_argument(option, dest=field, type=_vad_value(field), default=None, metavar="X", help=help_text)
     p.add_argument("--transcripts", metavar="FILE",
                    help="CSV or JSONL table of path,text for models with a text branch (default: each audio "
                         "file's sidecar <audio>.txt)")
@@ -91,27 +88,36 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("predict", "predict emotions of audio files with a trained model bundle or ONNX export (JSONL or CSV rows)",
          _arguments)
 def run(args: argparse.Namespace) -> int:
-    from ..inference import EmotionRecognizer, PredictionFailure
-    from ..inference.files import audio_paths
-    from ..inference.output import make_writer
-    from ..inference.runner import predict_files
+    from ..inference import EmotionRecognizer
     from ..inference.transcripts import Transcripts
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads is {args.threads}; expected a positive number of threads")
-    if args.engine == "ray":
-        return _run_ray(args)
-    given = [option for option, attr in RAY_OPTIONS.items() if getattr(args, attr) not in (None, False)]
-    if given:
+    ray = args.engine == "ray"
+    given = [option for option in RAY_OPTIONS if getattr(args, option[2:].replace("-", "_")) not in (None, False)]
+    if ray:
+        options = _ray_options(args)
+    elif given:
         raise ConfigError(f"{', '.join(given)} apply to --engine ray")
-    args.format = args.format or "jsonl"
     segments = _segments(args)  # before the model loads: a bad segments file or a missing extra fails at once
-    recognizer = EmotionRecognizer.load(args.model, device=args.device, threads=args.threads,
-                                        window_seconds=args.window, hop_seconds=args.hop,
-                                        batch_seconds=args.batch_seconds)
-    transcripts = None
-    if args.transcripts:
-        transcripts = Transcripts.from_file(args.transcripts, args.path_column, args.text_column)
+    # with --engine ray loaded here, on the CPU, only to fail early with the model's own error and to learn its
+    # labels: the actors load it again where they run
+    recognizer = EmotionRecognizer.load(args.model, device="cpu" if ray else args.device,
+                                        threads=None if ray else args.threads, window_seconds=args.window,
+                                        hop_seconds=args.hop, batch_seconds=args.batch_seconds)
+    transcripts = Transcripts.from_file(args.transcripts, args.path_column, args.text_column) if args.transcripts \
+        else None
+    if ray:
+        return _run_ray(args, options, segments, recognizer, transcripts)
+    return _run_local(args, segments, recognizer, transcripts)
+
+
+def _run_local(args: argparse.Namespace, segments, recognizer, transcripts) -> int:
+    from ..inference import PredictionFailure
+    from ..inference.files import audio_paths
+    from ..inference.output import make_writer
+    from ..inference.runner import predict_files
+
     unlisted = []  # folders that could not be listed (only with --skip-errors; otherwise the first one raises)
 
     def report_unlisted(problem) -> None:
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     # a reader of stdout that goes away (`serkit predict ... | head`) is handled by cli.main
     with output_stream(args.out) as stream:
-        writer = make_writer(args.format, stream, recognizer.labels, timeline=segments is not None)
+        writer = make_writer(args.format or "jsonl", stream, recognizer.labels, timeline=segments is not None)
         for result in predict_files(recognizer, paths, transcripts, skip_errors=args.skip_errors, segments=segments):
             failed += isinstance(result, PredictionFailure)
             writer.write(result)
@@ -138,14 +144,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if (paths or unlisted) and failed == len(paths) else 0
 
 
-def _run_ray(args: argparse.Namespace) -> int:
-    """--engine ray: the archive's rows to Parquet parts in --out (inference/ray_batch.py)."""
-    from ..inference import EmotionRecognizer
+def _ray_options(args: argparse.Namespace):
+    """--engine ray's checks, before anything loads -> ray_batch.RayOptions."""
     from ..inference.onnx_model import is_onnx_file
-    from ..inference.ray_batch import DEFAULT_BATCH_FILES, ArchiveJob, RayOptions, import_ray, predict_archive
-    from ..inference.ray_inputs import archive_inputs
+    from ..inference.ray_batch import DEFAULT_BATCH_FILES, RayOptions, import_ray
     from ..inference.recognizer import parse_device
-    from ..inference.transcripts import Transcripts
 
     if args.format is not None:
         raise ConfigError("--format applies to the local engine; --engine ray writes Parquet parts to --out")
@@ -166,24 +169,20 @@ def _run_ray(args: argparse.Namespace) -> int:
                          gpus_per_actor=1.0 if args.ray_gpus is None else args.ray_gpus,
                          decode_cpus=args.ray_decode_cpus)
     import_ray()  # a missing extra says how to install it before anything loads
-    segmenter = _segments(args)  # a bad segments file, or the vad extra missing, fails here and not per file
-    # loaded here, on the CPU, only to fail early with the model's own error and to learn its labels: the actors
-    # load it again where they run
-    recognizer = EmotionRecognizer.load(args.model, window_seconds=args.window, hop_seconds=args.hop,
-                                        batch_seconds=args.batch_seconds)
-    labels, needs_text = tuple(recognizer.labels), recognizer.needs_text
-    del recognizer
-    transcripts = None
-    if args.transcripts:
-        transcripts = Transcripts.from_file(args.transcripts, args.path_column, args.text_column)
+    return options
+
+
+def _run_ray(args: argparse.Namespace, options, segmenter, recognizer, transcripts) -> int:
+    """--engine ray: the archive's rows to Parquet parts in --out (inference/ray_batch.py)."""
+    from ..inference.ray_batch import ArchiveJob, predict_archive
+    from ..inference.ray_inputs import archive_inputs
+
     segments = "windows" if segmenter is None else "vad" if args.segments == "vad" else segmenter
-    job = ArchiveJob(model=os.path.abspath(args.model), out=os.path.abspath(args.out), labels=labels,
-                     cwd=os.getcwd(), device=device.type, threads=args.threads,
-                     window_seconds=args.window, hop_seconds=args.hop, batch_seconds=args.batch_seconds,
-                     segments=segments, vad=getattr(segmenter, "settings", None), embeddings=args.embeddings,
-                     needs_text=needs_text, transcripts=transcripts)
-    inputs = archive_inputs(args.paths, sys.stdin)
-    summary = predict_archive(job, inputs, options)
+    job = ArchiveJob(model=os.path.abspath(args.model), out=os.path.abspath(args.out), labels=tuple(recognizer.labels),
+                     device=args.device, threads=args.threads, window_seconds=args.window, hop_seconds=args.hop,
+                     batch_seconds=args.batch_seconds, segments=segments, vad=getattr(segmenter, "settings", None),
+                     embeddings=args.embeddings, needs_text=recognizer.needs_text, transcripts=transcripts)
+    summary = predict_archive(job, archive_inputs(args.paths, sys.stdin), options)
     print(f"serkit predict: {summary.predicted} files predicted ({summary.failed} of them error rows), "
           f"{summary.already_done} already in {args.out}; {summary.parts} parts there", file=sys.stderr)
     if summary.repeated:
@@ -198,15 +197,15 @@ def _segments(args: argparse.Namespace):
     """--segments and the VAD options -> None (fixed windows) or a Segmenter (inference.segments)."""
     from ..inference.segments import VadSettings, make_segmenter
 
-    given = {option: getattr(args, field_attr(option)) for option in VAD_OPTIONS}
-    given = {option: value for option, value in given.items() if value is not None}
+    given = {option: getattr(args, field) for option, (field, _) in VAD_OPTIONS.items()
+             if getattr(args, field) is not None}
     if args.segments == "windows":
         if given:
             raise ConfigError(f"{', '.join(given)} set how voice activity becomes segments: use them with "
                               "--segments vad")
         return None
     if args.segments == "vad":
-        return make_segmenter("vad", VadSettings(**{VAD_OPTIONS[option]: value for option, value in given.items()}))
+        return make_segmenter("vad", VadSettings(**{VAD_OPTIONS[option][0]: value for option, value in given.items()}))
     if given:
         raise ConfigError(f"{', '.join(given)} apply to --segments vad, not to segments read from {args.segments}")
     if not args.segments.lower().endswith((".rttm", ".csv")):
@@ -214,24 +213,18 @@ def _segments(args: argparse.Namespace):
     return make_segmenter(args.segments)
 
 
-def field_attr(option: str) -> str:
-    """argparse's attribute for an option: --max-pause -> max_pause."""
-    return option.lstrip("-").replace("-", "_")
-
-
 def _vad_value(field: str):
     """An argparse type: a float within VadSettings' limits for `field` (argparse names the option on error)."""
     from ..inference.segments import VadSettings
 
-    def parse(text: str) -> float:
+    def number(text: str) -> float:  # argparse calls the type by this name in its messages
         try:
             return VadSettings.check_field(field, float(text))
         except (ValueError, ConfigError) as error:
             lowest, highest, what = VadSettings.LIMITS[field]
             raise argparse.ArgumentTypeError(f"{text!r}: expected {what} from {lowest:g} to {highest:g}") from error
 
-    parse.__name__ = "number"  # what argparse calls the type in its messages
-    return parse
+    return number
 
 
 @contextmanager
@@ -244,17 +237,9 @@ def output_stream(out: str | None) -> Iterator[TextIO]:
     if out is None:
         yield sys.stdout
         return
-    with atomic_file(out) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        try:
-            yield text
-        except BaseException:
-            try:
-                text.detach()
-            except (OSError, ValueError):  # the failure may be the file's own (disk full): report that one
-                pass
-            raise
-        text.detach()  # flushes; atomic_file closes (and fsyncs, renames or removes) the file itself
+    # the text file is closed (flushed) before atomic_path fsyncs and renames, or removes, the temp file
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as text:
+        yield text
 
 
 def check_output(out: str, inputs: list[str]) -> None:

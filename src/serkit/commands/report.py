@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
-from .registry import command
 from ..errors import DataError
+from .registry import command
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +34,8 @@ def rebuild_cv_report(run_dir: Path, title: str | None = None) -> dict[str, Path
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError("run folder not found", run_dir)
-    result_files = sorted(run_dir.glob("fold_*/result.json"), key=_fold_number)
+    result_files = sorted(run_dir.glob("fold_*/result.json"),
+                          key=lambda path: (len(path.parent.name), path.parent.name))  # fold_2 before fold_10
     if not result_files:
         raise DataError("no fold_*/result.json here: not a `serkit cv` run folder, or no fold has finished", run_dir)
     results = []
@@ -47,29 +47,15 @@ def rebuild_cv_report(run_dir: Path, title: str | None = None) -> dict[str, Path
     return write_cv_report(run_dir, title or _run_name(run_dir), summarize(results))
 
 
-def _fold_number(path: Path) -> tuple[int, str]:
-    match = re.fullmatch(r"fold_(\d+)", path.parent.name)
-    return (int(match.group(1)) if match else 1 << 30, path.parent.name)
-
-
 def _run_name(run_dir: Path) -> str:
     """The config name recorded by `serkit cv` (run.json, else config.yaml), else the folder's name."""
-    facts = run_dir / "run.json"
-    if facts.is_file():
-        try:
-            name = json.loads(facts.read_text(encoding="utf-8")).get("name")
-            if isinstance(name, str) and name:
-                return name
-        except (json.JSONDecodeError, AttributeError):
-            pass
-    config = run_dir / "config.yaml"
-    if config.is_file():
-        import yaml
+    import yaml
 
+    for facts in (run_dir / "run.json", run_dir / "config.yaml"):  # YAML reads the JSON file too
         try:
-            name = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("name")
-            if isinstance(name, str) and name:
-                return name
-        except (yaml.YAMLError, AttributeError):
-            pass
+            name = (yaml.safe_load(facts.read_text(encoding="utf-8")) or {}).get("name")
+        except (OSError, yaml.YAMLError, AttributeError):  # absent, unreadable or not a mapping: the next one
+            continue
+        if isinstance(name, str) and name:
+            return name
     return run_dir.resolve().name

@@ -104,13 +104,8 @@ def audio_info(source: Source, name: str | None = None, max_seconds: float | Non
     return AudioInfo(sample_rate, frames, channels, frames / sample_rate)
 
 
-def load_audio(
-    source: Source,
-    start: float = 0.0,
-    end: float | None = None,
-    target_sr: int = TARGET_SAMPLE_RATE,
-    name: str | None = None,
-) -> np.ndarray:
+def load_audio(source: Source, start: float = 0.0, end: float | None = None, target_sr: int = TARGET_SAMPLE_RATE,
+               name: str | None = None) -> np.ndarray:
     """Samples [S] float32 at `target_sr`, mono, of `source` from `start` to `end` seconds (None: to the end)."""
     where = source_name(source, name)
     info = audio_info(source, where)
@@ -126,19 +121,7 @@ def read_mono(
     Only those frames are decoded, BLOCK_SAMPLES at a time; each block is checked for NaN/inf, clipped to
     [-1, 1] and mixed (as conform_samples does) before the next is read, so memory is n floats plus one block
     however many channels the file has. AudioError as for read_frames, or for NaN/inf samples."""
-    where = source_name(source, name)
-    info = info or audio_info(source, where)
-    stop = info.frames if stop is None else min(stop, info.frames)
-    pieces = []
-    for block in _decode_blocks(source, where, info, first, stop):
-        # Checked before mixing, which would smear a bad sample into the mean; clipped in place (the buffer
-        # is reused), pointwise as conform_samples does, so a window gets exactly the whole file's samples.
-        if not np.isfinite(block).all():
-            raise AudioError("holds NaN or infinite samples", where)
-        pieces.append(mix_to_mono(np.clip(block, -1.0, 1.0, out=block)))
-    samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    _check_decoded(where, info, first, stop, samples.shape[0])
-    return samples, info.sample_rate
+    return _read_span(source, first, stop, name, info, mono=True)
 
 
 def read_frames(
@@ -147,11 +130,27 @@ def read_frames(
     """Frames [first, stop) of `source` at its own rate -> (samples [n, C] float32, sample rate); only those
     frames are decoded (all channels: n x C floats; read_mono keeps n). AudioError if none decode or clearly
     fewer than the header promises (truncated file)."""
+    return _read_span(source, first, stop, name, info, mono=False)
+
+
+def _read_span(source: Source, first: int, stop: int | None, name: str | None, info: AudioInfo | None,
+               mono: bool) -> tuple[np.ndarray, int]:
+    """read_mono (mono) or read_frames: frames [first, stop) decoded block by block."""
     where = source_name(source, name)
     info = info or audio_info(source, where)
     stop = info.frames if stop is None else min(stop, info.frames)
-    pieces = [block.copy() for block in _decode_blocks(source, where, info, first, stop)]
-    samples = np.concatenate(pieces) if pieces else np.zeros((0, info.channels), np.float32)
+    pieces = []
+    for block in _decode_blocks(source, where, info.channels, first, stop):
+        if not mono:
+            pieces.append(block.copy())  # the buffer is reused for the next block
+            continue
+        # Checked before mixing, which would smear a bad sample into the mean; clipped in place (the buffer
+        # is reused), pointwise as conform_samples does, so a window gets exactly the whole file's samples.
+        if not np.isfinite(block).all():
+            raise AudioError("holds NaN or infinite samples", where)
+        pieces.append(mix_to_mono(np.clip(block, -1.0, 1.0, out=block)))
+    empty = np.zeros((0,) if mono else (0, info.channels), np.float32)
+    samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces) if pieces else empty
     _check_decoded(where, info, first, stop, samples.shape[0])
     return samples, info.sample_rate
 
@@ -160,8 +159,6 @@ def mix_to_mono(samples: np.ndarray) -> np.ndarray:
     """[n, C] float -> [n] float32, the mean of the channels. Summed one channel after another, so every frame
     gets the same arithmetic whatever n is: a file decoded block by block, a window of it and the same samples
     as an array all mix to the same floats."""
-    if samples.shape[1] == 1:
-        return samples[:, 0].astype(np.float32, copy=True)
     total = samples[:, 0].astype(np.float32, copy=True)
     for channel in range(1, samples.shape[1]):
         total += samples[:, channel]
@@ -180,18 +177,19 @@ class _BlockReader(sf.SoundFile):
         return False
 
 
-def _decode_blocks(source: Source, where: str, info: AudioInfo, first: int, stop: int):
-    """Yield frames [first, stop) as blocks [k, C] float32, each a view of one reused buffer (copy to keep)."""
+def _decode_blocks(source: Source, where: str, channels: int, first: int, stop: float):
+    """Yield frames [first, stop) as blocks [k, C] float32, each a view of one reused buffer (copy to keep);
+    stop may be math.inf (to the end of the file)."""
     if first >= stop:
         return
-    block = np.empty((min(stop - first, max(1, BLOCK_SAMPLES // info.channels)), info.channels), np.float32)
+    block = np.empty((int(min(stop - first, max(1, BLOCK_SAMPLES // channels))), channels), np.float32)
     try:
         with _BlockReader(_open_target(source, where)) as f:
             if first:
                 f.seek(first)
             position = first
             while position < stop:
-                got = f.read(min(len(block), stop - position), out=block)
+                got = f.read(int(min(len(block), stop - position)), out=block)
                 if got.shape[0] == 0:
                     return
                 position += got.shape[0]
@@ -203,14 +201,11 @@ def _decode_blocks(source: Source, where: str, info: AudioInfo, first: int, stop
 def _count_frames(source: Source, where: str, channels: int, limit: int | None = None) -> int:
     """Frames in the file, counted by decoding it block by block (for a header that cannot know them); once
     `limit` is reached, counting stops there (the file holds at least that many)."""
-    block = np.empty((max(1, BLOCK_SAMPLES // channels), channels), np.float32)
     frames = 0
-    try:
-        with _BlockReader(_open_target(source, where)) as f:
-            while (limit is None or frames < limit) and (got := f.read(out=block).shape[0]) > 0:
-                frames += got
-    except _DECODE_ERRORS as e:
-        raise AudioError(f"cannot decode audio ({_reason(e)})", where) from None
+    for block in _decode_blocks(source, where, channels, 0, math.inf):
+        frames += len(block)
+        if limit is not None and frames >= limit:
+            break
     return frames
 
 
@@ -258,9 +253,8 @@ def conform_samples(
     if mono.shape[0] == 0:
         raise AudioError(f"too short: {samples.shape[0]} samples at {sample_rate} Hz are less than one sample "
                          f"at {target_sr} Hz", where)
-    if np.may_share_memory(mono, given):  # float32 mono at the target rate, in range: nothing above copied it
-        return mono.copy()
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    # float32 mono at the target rate, in range: nothing above copied it
+    return mono.copy() if np.may_share_memory(mono, given) else mono
 
 
 def _frame_range(where: str, info: AudioInfo, start: float, end: float | None) -> tuple[int, int]:
@@ -270,9 +264,8 @@ def _frame_range(where: str, info: AudioInfo, start: float, end: float | None) -
     if end is None:
         return round(start * info.sample_rate), info.frames
     if not math.isfinite(end) or end <= start or end > info.duration + END_TOLERANCE_S:
-        raise AudioError(
-            f"end {end} s is outside the file or not after start {start} s (file is {info.duration:.3f} s)", where
-        )
+        raise AudioError(f"end {end} s is outside the file or not after start {start} s (file is "
+                         f"{info.duration:.3f} s)", where)
     return round(start * info.sample_rate), min(round(end * info.sample_rate), info.frames)
 
 

@@ -76,18 +76,17 @@ def check_files(prepared: Prepared, skip: str | Path | None = None, decode: bool
     through `load_audio`. `prepared` comes from a corpus read with keep_going (data/prepare.py read_corpus), so
     its unreadable files are among its problems. Never raises for a bad audio file: it is listed."""
     began = time.perf_counter()
-    problems = list(prepared.problems)
-    utterances, listed = prepared.utterances, 0
+    skip_paths = read_skip_list(skip) if skip else set()
+
+    def unlisted(path: str) -> bool:
+        return not skip_paths or _key(path) not in skip_paths
+
+    problems = [p for p in prepared.problems if unlisted(p.path)]  # files prepare could not read may be listed too
+    utterances = [u for u in prepared.utterances if unlisted(u.path)]
+    listed = len(prepared.utterances) - len(utterances) + len(prepared.problems) - len(problems)
     skipped = Counter(prepared.skipped)
-    if skip:
-        skip_paths = read_skip_list(skip)
-        unlisted = [p for p in problems if _key(p.path) not in skip_paths]
-        kept = [u for u in utterances if _key(u.path) not in skip_paths]
-        listed = len(utterances) - len(kept) + len(problems) - len(unlisted)  # files prepare could not read too
-        problems = unlisted
-        if listed:
-            skipped[f"audio listed in data.skip {skip}"] += listed
-        utterances = kept
+    if listed:
+        skipped[f"audio listed in data.skip {skip}"] += listed
     decoded = cached = 0
     if decode:
         reasons, cached = decode_all(utterances, cache, workers)
@@ -98,17 +97,15 @@ def check_files(prepared: Prepared, skip: str | Path | None = None, decode: bool
     return CheckResult(result_prepared, problems, decoded, cached, listed, time.perf_counter() - began)
 
 
-def decode_all(
-    utterances: Sequence[Utterance], cache: str | Path | None = None, workers: int | None = None
-) -> tuple[list[str | None], int]:
+def decode_all(utterances: Sequence[Utterance], cache: str | Path | None = None,
+               workers: int | None = None) -> tuple[list[str | None], int]:
     """Decode every utterance (its segment) through load_audio -> (per utterance: None if it decodes, else
     the reason; how many answers came from the cache). `cache`: JSON file of earlier results, rewritten."""
     entries = _read_cache(cache)
     stats = [_stat(u.path) for u in utterances]
-    keys = [_cache_key(u) for u in utterances]
+    keys = [json.dumps([u.path, u.start, u.end]) for u in utterances]
     todo = [i for i, (key, stat) in enumerate(zip(keys, stats)) if not _still_valid(entries.get(key), stat)]
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         for i, reason in zip(todo, pool.map(lambda i: _decode_problem(utterances[i]), todo)):
             entries[keys[i]] = {"stat": stats[i], "problem": reason}
     if cache is not None:  # only files that exist: a missing one is checked again next time
@@ -139,11 +136,10 @@ def write_skip_list(result: CheckResult, path: str | Path, command: str) -> None
     that found them, for the header."""
     lines = [f"# audio files that fail `{command}`",
              "# one path per line (TAB, then the reason); give this file as data.skip to train without them"]
-    seen = set()
+    first_reasons = {}
     for problem in result.problems:
-        if problem.path not in seen:
-            seen.add(problem.path)
-            lines.append(f"{problem.path}\t{problem.reason}")
+        first_reasons.setdefault(problem.path, problem.reason)
+    lines += [f"{path}\t{reason}" for path, reason in first_reasons.items()]
     write_text(path, "\n".join(lines) + "\n")
 
 
@@ -162,10 +158,6 @@ def _key(path: str | Path) -> str:
     return os.path.realpath(path)
 
 
-def _cache_key(utt: Utterance) -> str:
-    return json.dumps([utt.path, utt.start, utt.end])
-
-
 def _stat(path: str) -> list[int] | None:
     try:
         st = os.stat(path)
@@ -181,12 +173,8 @@ def _still_valid(entry, stat: list[int] | None) -> bool:
 
 
 def _read_cache(cache: str | Path | None) -> dict:
-    if cache is None or not Path(cache).is_file():
-        return {}
     try:
         obj = json.loads(Path(cache).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # a damaged cache only costs a re-check
-    if not isinstance(obj, dict) or obj.get("version") != CACHE_VERSION or not isinstance(obj.get("entries"), dict):
-        return {}
-    return obj["entries"]
+        return obj["entries"] if obj["version"] == CACHE_VERSION and isinstance(obj["entries"], dict) else {}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}  # none yet (or no cache file given); a damaged cache only costs a re-check

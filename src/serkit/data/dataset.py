@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from .audio import TARGET_SAMPLE_RATE, load_audio
 from .batch import Batch, pad_waves
-from .labels import label_index
 from .sampler import DEFAULT_NUM_BUCKETS, DurationBatchSampler
 from .utterance import Utterance
 
@@ -36,7 +35,7 @@ class UtteranceDataset(Dataset):
 
     def __init__(self, utterances: Sequence[Utterance], labels: Sequence[str], root: str | Path | None = None):
         self.utterances = list(utterances)
-        self.index = label_index(labels)
+        self.index = {label: i for i, label in enumerate(labels)}  # the classifier's output order
         self.root = None if root is None else Path(root)
 
     def __len__(self) -> int:
@@ -55,39 +54,17 @@ def collate(examples: Sequence[Example]) -> Batch:
     """Examples -> Batch: wavs [B, S] zero-padded; texts None when no example has one ("" fills gaps)."""
     wavs, wav_lens = pad_waves([e.wav for e in examples])
     labels = torch.tensor([e.label for e in examples], dtype=torch.long)
-    has_text = any(e.text is not None for e in examples)
-    texts = [e.text or "" for e in examples] if has_text else None
+    texts = [e.text or "" for e in examples] if any(e.text is not None for e in examples) else None
     return Batch(wavs, wav_lens, labels, [e.id for e in examples], texts)
 
 
-def build_loader(
-    utterances: Sequence[Utterance],
-    labels: Sequence[str],
-    max_batch_seconds: float,
-    shuffle: bool,
-    seed: int = 0,
-    num_workers: int = 0,
-    num_replicas: int = 1,
-    rank: int = 0,
-    root: str | Path | None = None,
-    num_buckets: int = DEFAULT_NUM_BUCKETS,
-) -> DataLoader:
+def build_loader(utterances: Sequence[Utterance], labels: Sequence[str], max_batch_seconds: float, shuffle: bool,
+                 seed: int = 0, num_workers: int = 0, num_replicas: int = 1, rank: int = 0,
+                 root: str | Path | None = None, num_buckets: int = DEFAULT_NUM_BUCKETS) -> DataLoader:
     """A DataLoader of Batch over `utterances`, batched by DurationBatchSampler. Outside Lightning (which
     does it by itself), call `loader.batch_sampler.set_epoch(epoch)` before each epoch."""
     dataset = UtteranceDataset(utterances, labels, root)
-    sampler = DurationBatchSampler(
-        [utt.duration for utt in dataset.utterances],
-        max_batch_seconds,
-        shuffle=shuffle,
-        seed=seed,
-        num_buckets=num_buckets,
-        num_replicas=num_replicas,
-        rank=rank,
-    )
-    return DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
+    sampler = DurationBatchSampler([utt.duration for utt in dataset.utterances], max_batch_seconds, shuffle=shuffle,
+                                   seed=seed, num_buckets=num_buckets, num_replicas=num_replicas, rank=rank)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)

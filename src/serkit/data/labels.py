@@ -8,7 +8,6 @@ then only labels in the class set are kept; every dropped row is counted by reas
     label_map = parse_label_map("exc:hap,sur:hap")      # or a dict
     check_vocabulary(labels, label_map, VOCAB, "ravdess")   # closed vocabularies only
     kept, skipped = apply_labels(utterances, labels, label_map)
-    index = label_index(labels)                          # {"neutral": 0, "happy": 1, ...}
 """
 
 from __future__ import annotations
@@ -57,14 +56,12 @@ def check_vocabulary(labels: Sequence[str], label_map: Mapping[str, str], vocabu
         raise ConfigError(f"label_map: {unknown_sources} are not {corpus} labels; known: {', '.join(vocabulary)}")
     unknown = [label for label in labels if label not in reachable]
     if unknown:
-        raise ConfigError(
-            f"labels: {unknown} never occur in {corpus} (after label_map); known: {', '.join(sorted(reachable))}"
-        )
+        raise ConfigError(f"labels: {unknown} never occur in {corpus} (after label_map); known: "
+                          f"{', '.join(sorted(reachable))}")
 
 
-def apply_labels(
-    utterances: Iterable[Utterance], labels: Sequence[str], label_map: Mapping[str, str]
-) -> tuple[list[Utterance], Counter]:
+def apply_labels(utterances: Iterable[Utterance], labels: Sequence[str],
+                 label_map: Mapping[str, str]) -> tuple[list[Utterance], Counter]:
     """Map each label through `label_map`, keep those in `labels` (empty: keep all).
 
     -> (kept utterances with mapped labels, in input order; Counter of skipped rows by reason)."""
@@ -79,9 +76,8 @@ def apply_labels(
     return kept, skipped
 
 
-def resolve_classes(
-    labels: Sequence[str], label_map: Mapping[str, str], default: Sequence[str], utterances: Iterable[Utterance]
-) -> list[str]:
+def resolve_classes(labels: Sequence[str], label_map: Mapping[str, str], default: Sequence[str],
+                    utterances: Iterable[Utterance]) -> list[str]:
     """The class list in index order: `labels` if given, else the corpus `default` (mapped, duplicates merged),
     else (open vocabularies such as a manifest) the sorted labels found in `utterances`."""
     if labels:
@@ -89,8 +85,3 @@ def resolve_classes(
     if default:
         return list(dict.fromkeys(label_map.get(label, label) for label in default))
     return sorted({utt.label for utt in utterances})
-
-
-def label_index(labels: Sequence[str]) -> dict[str, int]:
-    """{label: index} in class-list order (the classifier's output order)."""
-    return {label: i for i, label in enumerate(labels)}

@@ -97,11 +97,8 @@ def prepare_corpus(data: DataConfig, check_cache: str | Path | None = None) -> C
         return corpus_data
     result = check_files(corpus_data.prepared, skip=data.skip, decode=data.check, cache=check_cache)
     if not result.ok:
-        raise DataError(
-            f"{len(result.problems)} audio problems found (data.check={str(data.check).lower()}):\n"
-            f"{result.report(limit=MAX_LISTED)}\n"
-            f"List them all with `serkit data {data.corpus} --root {data.root} --check --write-skip skip.txt`; "
-            "fix those files, or set data.skip=skip.txt to train without them.",
-            data.root,
-        )
+        raise DataError(f"{len(result.problems)} audio problems found (data.check={str(data.check).lower()}):\n"
+                        f"{result.report(limit=MAX_LISTED)}\nList them all with `serkit data {data.corpus} --root "
+                        f"{data.root} --check --write-skip skip.txt`; fix those files, or set data.skip=skip.txt to "
+                        "train without them.", data.root)
     return replace(corpus_data, prepared=result.prepared)

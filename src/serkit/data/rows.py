@@ -43,16 +43,6 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
                         line) from None
 
 
-def parse_json_line(text: str, path: Path, line: int):
-    """One JSON value; DataError naming file and line if it is not valid (or nested beyond the parser)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON ({e.msg})", path, line) from None
-    except RecursionError:
-        raise DataError("JSON nested too deeply", path, line) from None
-
-
 def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     text = read_text(path, encoding="utf-8-sig")  # -sig: spreadsheets often write a BOM
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -79,7 +69,12 @@ def _jsonl_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, di
     for line, text in enumerate(read_text(path).split("\n"), 1):
         if not text.strip():
             continue
-        row = parse_json_line(text, path, line)
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"not valid JSON ({e.msg})", path, line) from None
+        except RecursionError:  # nested beyond the parser
+            raise DataError("JSON nested too deeply", path, line) from None
         if not isinstance(row, dict):
             raise DataError("expected a JSON object", path, line)
         missing = [c for c in required if c not in row]

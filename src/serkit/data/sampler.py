@@ -39,27 +39,15 @@ DEFAULT_NUM_BUCKETS = 30
 class DurationBatchSampler(Sampler[list[int]]):
     """Yields lists of dataset indices; `durations[i]` is utterance i's length in seconds."""
 
-    def __init__(
-        self,
-        durations: Sequence[float],
-        max_batch_seconds: float,
-        shuffle: bool = True,
-        seed: int = 0,
-        num_buckets: int = DEFAULT_NUM_BUCKETS,
-        num_replicas: int = 1,
-        rank: int = 0,
-    ):
+    def __init__(self, durations: Sequence[float], max_batch_seconds: float, shuffle: bool = True, seed: int = 0,
+                 num_buckets: int = DEFAULT_NUM_BUCKETS, num_replicas: int = 1, rank: int = 0):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be > 0, got {max_batch_seconds}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         self.durations = np.asarray(durations, dtype=np.float64)
-        self.max_batch_seconds = float(max_batch_seconds)
-        self.shuffle = shuffle
-        self.seed = seed
-        self.num_buckets = max(1, num_buckets)
-        self.num_replicas = num_replicas
-        self.rank = rank
+        self.max_batch_seconds, self.shuffle, self.seed = float(max_batch_seconds), shuffle, seed
+        self.num_buckets, self.num_replicas, self.rank = max(1, num_buckets), num_replicas, rank
         self.epoch = 0
         self._cache: tuple[int, list[list[int]]] | None = None
 

@@ -52,13 +52,7 @@ def read_jsonl(path: str | Path) -> list[Utterance]:
     path = Path(path)
     if not path.is_file():
         raise DataError("manifest not found", path)
-    rows = []
-    for lineno, obj in read_rows(path, sorted(_REQUIRED), fmt="jsonl"):
-        unknown = obj.keys() - _FIELDS
-        if unknown:
-            raise DataError(f"unknown fields {sorted(unknown)}", path, lineno)
-        rows.append(_typed_utterance(obj, path, lineno))
-    return rows
+    return [_typed_utterance(obj, path, lineno) for lineno, obj in read_rows(path, sorted(_REQUIRED), fmt="jsonl")]
 
 
 def _seconds(value) -> float | None:
@@ -74,6 +68,9 @@ def _seconds(value) -> float | None:
 
 def _typed_utterance(obj: dict, path: Path, lineno: int) -> Utterance:
     """Utterance(**obj) once every field has its documented type (a row from elsewhere may hold anything)."""
+    unknown = obj.keys() - _FIELDS
+    if unknown:
+        raise DataError(f"unknown fields {sorted(unknown)}", path, lineno)
     bad = [f for f in _TEXT_FIELDS if not isinstance(obj[f], str)]
     bad += [f for f in ("text",) if obj.get(f) is not None and not isinstance(obj[f], str)]
     numbers = {f: _seconds(obj.get(f, 0.0)) for f in ("duration", "start")}

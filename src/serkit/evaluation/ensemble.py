@@ -30,12 +30,8 @@ from .tables import CVSummary, FoldScores
 
 def fold_predictions(run: Path) -> dict[int, Path]:
     """{fold number: predictions.csv} of a finished run folder."""
-    found = {}
-    for path in run.glob("fold_*/predictions.csv"):
-        suffix = path.parent.name.removeprefix("fold_")
-        if suffix.isdigit():
-            found[int(suffix)] = path
-    return found
+    suffixes = {path: path.parent.name.removeprefix("fold_") for path in run.glob("fold_*/predictions.csv")}
+    return {int(suffix): path for path, suffix in suffixes.items() if suffix.isdigit()}
 
 
 def _align(member: SplitPredictions, reference: SplitPredictions, where: str) -> np.ndarray:
@@ -50,6 +46,24 @@ def _align(member: SplitPredictions, reference: SplitPredictions, where: str) ->
     if not np.array_equal(member.targets[order], reference.targets):
         raise DataError(f"{where}: the same utterances carry different true labels than in the first member")
     return member.probabilities[order]
+
+
+def _fold_members(runs: list[Path], files: list[dict[int, Path]], fold: int, part: str
+                  ) -> tuple[list[str], SplitPredictions, list[np.ndarray]]:
+    """One fold of every run -> (labels, the first member's `part` split, every member's probabilities [N, C] in
+    its utterance order); DataError naming the run when one differs in classes or utterances or lacks `part`."""
+    loaded = [read_predictions(found[fold]) for found in files]
+    labels = loaded[0][0]
+    for run, (member_labels, parts) in zip(runs, loaded):
+        if member_labels != labels:
+            raise DataError(f"{run} fold {fold}: classes {member_labels} differ from the first member's {labels}")
+        if part not in parts:  # every writer writes test rows; an ensemble's folds hold no validation rows
+            raise DataError(f"{run} fold {fold}: no validation predictions to select on (an ensemble's folds "
+                            "hold test predictions only: select among the runs themselves)")
+    reference = loaded[0][1][part]
+    where = " (validation)" if part == "valid" else ""
+    return labels, reference, [_align(parts[part], reference, f"{run} fold {fold}{where}")
+                               for run, (_, parts) in zip(runs, loaded)]
 
 
 def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequence[float] | None = None,
@@ -83,21 +97,12 @@ def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequ
     weights = weights / weights.sum()
     out_dir = Path(out_dir)
     scores, member_ua = [], {str(run): [] for run in runs}
-    labels = None
     for fold in folds:
-        loaded = [read_predictions(found[fold]) for found in files]
-        labels = loaded[0][0]
-        for run, (member_labels, _) in zip(runs, loaded):
-            if member_labels != labels:
-                raise DataError(f"{run} fold {fold}: classes {member_labels} differ from the first member's {labels}")
-        reference = loaded[0][1]["test"]
-        probs = np.zeros_like(reference.probabilities)
-        for run, weight, (_, parts) in zip(runs, weights, loaded):
-            member = _align(parts["test"], reference, f"{run} fold {fold}")
-            probs += weight * member
+        labels, reference, members = _fold_members(runs, files, fold, "test")
+        probs = sum(weight * member for weight, member in zip(weights, members))
+        for run, member in zip(runs, members):
             member_ua[str(run)].append(compute_metrics(member.argmax(-1), reference.targets, labels).ua)
-        metrics = compute_metrics(probs.argmax(-1), reference.targets, labels)
-        scores.append(FoldScores(fold=fold, metrics=metrics))
+        scores.append(FoldScores(fold=fold, metrics=compute_metrics(probs.argmax(-1), reference.targets, labels)))
         write_predictions(out_dir / f"fold_{fold}" / "predictions.csv", labels,
                           {"test": SplitPredictions(reference.ids, probs, reference.targets)})
     summary = CVSummary(scores)
@@ -115,47 +120,33 @@ def select_weights(runs: list[Path], files: list[dict[int, Path]], folds: list[i
     """Greedy forward selection with replacement (Caruana et al. 2004) on the validation predictions: each round
     adds the member whose addition gives the highest mean validation UA over the folds (ties: the earlier run);
     the weights are how often each was added, taken at the best round. Test labels are never read."""
-    valid = []  # per fold: (targets [N], labels, [member probabilities [N, C] in one utterance order])
-    for fold in folds:
-        loaded = [read_predictions(found[fold]) for found in files]
-        for run, (_, parts) in zip(runs, loaded):
-            if "valid" not in parts:
-                raise DataError(f"{run} fold {fold}: no validation predictions to select on (an ensemble's folds "
-                                "hold test predictions only: select among the runs themselves)")
-        reference = loaded[0][1]["valid"]
-        members = [_align(parts["valid"], reference, f"{run} fold {fold} (validation)")
-                   for run, (_, parts) in zip(runs, loaded)]
-        valid.append((reference.targets, loaded[0][0], members))
+    valid = [_fold_members(runs, files, fold, "valid") for fold in folds]
 
     def valid_ua(counts: np.ndarray) -> float:
         scores = []
-        for targets, labels, members in valid:
+        for labels, reference, members in valid:
             probs = sum(count * member for count, member in zip(counts, members) if count)
-            scores.append(compute_metrics(probs.argmax(-1), targets, labels).ua)
+            scores.append(compute_metrics(probs.argmax(-1), reference.targets, labels).ua)
         return float(np.mean(scores))
 
-    counts, history = np.zeros(len(runs)), []
+    counts, chosen, history = np.zeros(len(runs)), [], []
     for _ in range(rounds):
         tried = [valid_ua(counts + np.eye(len(runs))[index]) for index in range(len(runs))]
         best = int(np.argmax(tried))  # argmax takes the first of equals
         counts[best] += 1
+        chosen.append(counts.copy())
         history.append({"added": str(runs[best]), "valid_ua": tried[best]})
     best_round = int(np.argmax([step["valid_ua"] for step in history]))
-    chosen = np.zeros(len(runs))
-    for step in history[: best_round + 1]:
-        chosen[[str(r) for r in runs].index(step["added"])] += 1
-    return chosen, {"by": "mean validation UA over the folds (greedy forward selection with replacement)",
-                    "rounds": rounds, "best_round": best_round + 1, "history": history}
+    return chosen[best_round], {"by": "mean validation UA over the folds (greedy forward selection with replacement)",
+                                "rounds": rounds, "best_round": best_round + 1, "history": history}
 
 
 def _summed_cost(runs: Sequence[Path]) -> dict:
     """Trainable parameters and CPU seconds of the members, summed (None where a member did not record them)."""
     total = {"trainable_params": 0, "cpu_seconds": 0.0}
     for run in runs:
-        record = {}
-        for name in ("cost.json", "probe.json"):
-            if (run / name).is_file():
-                record = json.loads((run / name).read_text())
+        records = [json.loads(path.read_text()) for path in (run / "cost.json", run / "probe.json") if path.is_file()]
+        record = records[-1] if records else {}  # probe.json (a probe's own record) over cost.json
         for key in total:
             value = record.get(key)
             total[key] = None if value is None or total[key] is None else total[key] + value

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.metrics import confusion_matrix
 
 from ..errors import DataError
 
@@ -54,28 +54,16 @@ class Metrics:
     def to_dict(self) -> dict:
         """JSON-safe: plain floats, ints, lists and strings (recall/precision are included for readers,
         and recomputed, not read, by `from_dict`)."""
-        return {
-            "wa": float(self.wa),
-            "ua": float(self.ua),
-            "macro_f1": float(self.macro_f1),
-            "n": int(self.n),
-            "labels": list(self.labels),
-            "confusion": self.confusion.astype(int).tolist(),
-            "recall": self.per_class_recall(),
-            "precision": self.per_class_precision(),
-        }
+        return {"wa": float(self.wa), "ua": float(self.ua), "macro_f1": float(self.macro_f1), "n": int(self.n),
+                "labels": list(self.labels), "confusion": self.confusion.astype(int).tolist(),
+                "recall": self.per_class_recall(), "precision": self.per_class_precision()}
 
     @classmethod
     def from_dict(cls, obj: dict) -> "Metrics":
         try:
-            return cls(
-                wa=float(obj["wa"]),
-                ua=float(obj["ua"]),
-                macro_f1=float(obj["macro_f1"]),
-                confusion=np.asarray(obj["confusion"], dtype=np.int64),
-                labels=tuple(obj["labels"]),
-                n=int(obj["n"]),
-            )
+            return cls(wa=float(obj["wa"]), ua=float(obj["ua"]), macro_f1=float(obj["macro_f1"]),
+                       confusion=np.asarray(obj["confusion"], dtype=np.int64), labels=tuple(obj["labels"]),
+                       n=int(obj["n"]))
         except KeyError as e:
             raise DataError(f"metrics dict lacks key {e.args[0]!r}; "
                             "expected wa, ua, macro_f1, confusion, labels, n") from None
@@ -83,11 +71,9 @@ class Metrics:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Metrics):
             return NotImplemented
-        return (
-            (self.wa, self.ua, self.macro_f1, self.labels, self.n)
-            == (other.wa, other.ua, other.macro_f1, other.labels, other.n)
-            and np.array_equal(self.confusion, other.confusion)
-        )
+        fields = ("wa", "ua", "macro_f1", "labels", "n")
+        return ([getattr(self, f) for f in fields] == [getattr(other, f) for f in fields]
+                and np.array_equal(self.confusion, other.confusion))
 
 
 def compute_metrics(predictions: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray,
@@ -96,27 +82,17 @@ def compute_metrics(predictions: Sequence[int] | np.ndarray, targets: Sequence[i
 
     Raises DataError when the arrays differ in length, are empty, or hold an index outside [0, C).
     """
-    labels = tuple(labels)
     predictions = _as_index_array(predictions, "predictions", len(labels))
     targets = _as_index_array(targets, "targets", len(labels))
     if predictions.shape != targets.shape:
         raise DataError(f"predictions have {predictions.size} entries but targets have {targets.size}")
-    indices = list(range(len(labels)))
-    confusion = confusion_matrix(targets, predictions, labels=indices).astype(np.int64)
-    present = _present_classes(confusion, labels)
-    macro_f1 = float(f1_score(targets, predictions, labels=present, average="macro", zero_division=0))
-    return Metrics(
-        wa=_wa(confusion), ua=_ua(confusion, present), macro_f1=macro_f1,
-        confusion=confusion, labels=labels, n=int(confusion.sum()),
-    )
+    return metrics_from_confusion(confusion_matrix(targets, predictions, labels=range(len(labels))), labels)
 
 
 def metrics_from_confusion(confusion: np.ndarray, labels: Sequence[str]) -> Metrics:
-    """The same metrics from a confusion matrix [C, C] (rows = true), e.g. one summed over folds.
-
-    Gives exactly what `compute_metrics` gives on the predictions that produced the matrix (F1 is a function
-    of the matrix alone).
-    """
+    """The metrics of a confusion matrix [C, C] (rows = true), e.g. one summed over folds; `compute_metrics`
+    comes here too, so both routes give the same numbers (F1 is a function of the matrix alone, and
+    2 TP / (predicted + true) is scikit-learn's own formula)."""
     labels = tuple(labels)
     confusion = np.asarray(confusion)
     if confusion.shape != (len(labels), len(labels)):
@@ -125,14 +101,17 @@ def metrics_from_confusion(confusion: np.ndarray, labels: Sequence[str]) -> Metr
     if (confusion < 0).any() or not np.array_equal(confusion, np.round(confusion)):
         raise DataError("confusion matrix must hold non-negative integer counts")
     confusion = confusion.astype(np.int64)
-    present = _present_classes(confusion, labels)
-    hits = np.diag(confusion).astype(np.float64)
-    predicted = confusion.sum(axis=0).astype(np.float64)
-    true = confusion.sum(axis=1).astype(np.float64)
-    f1s = [2 * hits[c] / (predicted[c] + true[c]) for c in present]  # 2PR/(P+R) = 2TP/(pred+true)
+    hits, true, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    if true.sum() == 0:
+        raise DataError("confusion matrix is empty: nothing to score")
+    present = true > 0
+    if not present.all():
+        warnings.warn(f"classes {[label for label, p in zip(labels, present) if not p]} do not occur in the "
+                      f"targets; UA and macro-F1 average over the other {int(present.sum())} classes", stacklevel=2)
     return Metrics(
-        wa=_wa(confusion), ua=_ua(confusion, present), macro_f1=float(np.mean(f1s)),
-        confusion=confusion, labels=labels, n=int(confusion.sum()),
+        wa=float(hits.sum() / true.sum()), ua=float(np.mean(hits[present] / true[present])),
+        macro_f1=float(np.mean(2 * hits[present] / (predicted[present] + true[present]))),
+        confusion=confusion, labels=labels, n=int(true.sum()),
     )
 
 
@@ -148,27 +127,7 @@ def _as_index_array(values, name: str, num_classes: int) -> np.ndarray:
     if bad.any():
         raise DataError(f"{name} holds class index {int(array[bad][0])}, outside [0, {num_classes}) "
                         f"for {num_classes} labels")
-    return array.astype(np.int64)
-
-
-def _present_classes(confusion: np.ndarray, labels: tuple[str, ...]) -> list[int]:
-    support = confusion.sum(axis=1)
-    if support.sum() == 0:
-        raise DataError("confusion matrix is empty: nothing to score")
-    absent = [labels[c] for c in range(len(labels)) if support[c] == 0]
-    if absent:
-        warnings.warn(f"classes {absent} do not occur in the targets; UA and macro-F1 average over the "
-                      f"other {len(labels) - len(absent)} classes", stacklevel=3)
-    return [c for c in range(len(labels)) if support[c] > 0]
-
-
-def _wa(confusion: np.ndarray) -> float:
-    return float(np.trace(confusion) / confusion.sum())
-
-
-def _ua(confusion: np.ndarray, present: list[int]) -> float:
-    recalls = [confusion[c, c] / confusion[c].sum() for c in present]
-    return float(np.mean(recalls))
+    return array
 
 
 def _ratios(numerators: np.ndarray, denominators: np.ndarray, labels: tuple[str, ...]) -> dict[str, float | None]:

@@ -8,17 +8,13 @@ not run is "—" in the Markdown, an empty cell in the CSV and null in the JSON.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from ..errors import ConfigError
-from ..util.atomic import write_text
 from .metrics import Metrics
-from .tables import DASH, CVSummary, MeanStd
+from .tables import DASH, CVSummary, FoldScores, csv_text, markdown_table, write_tables
 
 PAPER = "Morais et al., Speech Emotion Recognition using Self-Supervised Features, ICASSP 2022"
 
@@ -73,76 +69,44 @@ def table1_rows(results: Mapping[int, CVSummary | Metrics]) -> list[dict]:
     for number, experiment in PAPER_TABLE1.items():
         row = {"number": number, "system": experiment.system, "config": experiment.config,
                "paper_wa_pct": experiment.wa, "paper_ua_pct": experiment.ua}
-        wa, ua = _ours(results.get(number))
-        row.update({
-            "ours_wa_mean_pct": _pct(None if wa is None else wa.mean),
-            "ours_wa_std_pct": _pct(None if wa is None else wa.std),
-            "ours_ua_mean_pct": _pct(None if ua is None else ua.mean),
-            "ours_ua_std_pct": _pct(None if ua is None else ua.std),
-            "delta_wa_pct": None if wa is None else round(100 * wa.mean - experiment.wa, 4),
-            "delta_ua_pct": None if ua is None else round(100 * ua.mean - experiment.ua, 4),
-            "folds_run": 0 if wa is None else wa.count,
-        })
-        rows.append(row)
+        result = results.get(number)
+        if isinstance(result, Metrics):
+            result = CVSummary([FoldScores("1", result)])
+        for score, published in (("wa", experiment.wa), ("ua", experiment.ua)):
+            ours = None if result is None else result.stat(score)
+            row[f"ours_{score}_mean_pct"] = None if ours is None else _pct(ours.mean)
+            row[f"ours_{score}_std_pct"] = None if ours is None or ours.std is None else _pct(ours.std)
+            row[f"delta_{score}_pct"] = None if ours is None else round(100 * ours.mean - published, 4)
+        row["folds_run"] = 0 if result is None else len(result.folds)
+        rows.append({key: row[key] for key in CSV_COLUMNS})
     return rows
 
 
 def table1_markdown(rows: list[dict]) -> str:
-    lines = [f"Table 1 of {PAPER}: published vs. ours (WA / UA in %; ours = mean ± sample std over folds; "
-             "Δ = ours − paper in points).", "",
-             "| # | system | paper WA | paper UA | ours WA (mean ± std) | ours UA (mean ± std) | ΔWA | ΔUA "
-             "| folds run |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(
-            f"| {r['number']} | {r['system']} | {r['paper_wa_pct']:.2f} | {r['paper_ua_pct']:.2f} | "
-            f"{_mean_std(r['ours_wa_mean_pct'], r['ours_wa_std_pct'])} | "
-            f"{_mean_std(r['ours_ua_mean_pct'], r['ours_ua_std_pct'])} | "
-            f"{_signed(r['delta_wa_pct'])} | {_signed(r['delta_ua_pct'])} | {r['folds_run'] or DASH} |"
-        )
-    return "\n".join(lines) + "\n"
+    header = ["#", "system", "paper WA", "paper UA", "ours WA (mean ± std)", "ours UA (mean ± std)", "ΔWA", "ΔUA",
+              "folds run"]
+    lines = markdown_table(header, [
+        [r["number"], r["system"], f"{r['paper_wa_pct']:.2f}", f"{r['paper_ua_pct']:.2f}",
+         _mean_std(r["ours_wa_mean_pct"], r["ours_wa_std_pct"]), _mean_std(r["ours_ua_mean_pct"], r["ours_ua_std_pct"]),
+         _signed(r["delta_wa_pct"]), _signed(r["delta_ua_pct"]), r["folds_run"] or DASH] for r in rows], left=(1,))
+    return "\n".join([f"Table 1 of {PAPER}: published vs. ours (WA / UA in %; ours = mean ± sample std over folds; "
+                      "Δ = ours − paper in points).", "", *lines]) + "\n"
 
 
 def table1_csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r[k] is None else (f"{r[k]:.2f}" if isinstance(r[k], float) else r[k]))
-                         for k in CSV_COLUMNS})
-    return out.getvalue()
+    return csv_text(CSV_COLUMNS, [["" if r[k] is None else (f"{r[k]:.2f}" if isinstance(r[k], float) else r[k])
+                                   for k in CSV_COLUMNS] for r in rows])
 
 
 def write_table1(results: Mapping[int, CVSummary | Metrics], out_dir: str | Path) -> dict[str, Path]:
     """Write table1.md, table1.csv, table1.json into out_dir (created); returns {"md"|"csv"|"json": path}."""
     rows = table1_rows(results)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    texts = {
-        "md": table1_markdown(rows),
-        "csv": table1_csv(rows),
-        "json": json.dumps({"source": f"{PAPER}, Table 1", "unit": "percent", "std_ddof": 1, "rows": rows},
-                           indent=2, ensure_ascii=False) + "\n",
-    }
-    paths = {}
-    for ext, text in texts.items():
-        paths[ext] = out_dir / f"table1.{ext}"
-        write_text(paths[ext], text)
-    return paths
+    return write_tables(out_dir, "table1", table1_markdown(rows), table1_csv(rows),
+                        {"source": f"{PAPER}, Table 1", "unit": "percent", "std_ddof": 1, "rows": rows})
 
 
-def _ours(result: CVSummary | Metrics | None) -> tuple[MeanStd | None, MeanStd | None]:
-    if result is None:
-        return None, None
-    if isinstance(result, CVSummary):
-        return result.stat("wa"), result.stat("ua")
-    if isinstance(result, Metrics):
-        return MeanStd(result.wa, None, 1), MeanStd(result.ua, None, 1)
-    raise ConfigError(f"expected a CVSummary or Metrics per experiment, got {type(result).__name__}")
-
-
-def _pct(fraction: float | None) -> float | None:
-    return None if fraction is None else round(100 * fraction, 4)
+def _pct(fraction: float) -> float:
+    return round(100 * fraction, 4)
 
 
 def _mean_std(mean: float | None, std: float | None) -> str:

@@ -35,9 +35,7 @@ def plot_confusion(confusion: np.ndarray, labels: Sequence[str], path: str | Pat
     # rows of classes absent from the targets stay 0 (blank) instead of dividing by zero
     rates = np.divide(confusion, support, out=np.zeros(confusion.shape, dtype=np.float64), where=support > 0)
 
-    fig = Figure(figsize=figsize or (1.1 * num_classes + 2.4, 1.0 * num_classes + 1.8), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _figure(figsize or (1.1 * num_classes + 2.4, 1.0 * num_classes + 1.8), dpi)
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     for true in range(num_classes):
@@ -47,12 +45,8 @@ def plot_confusion(confusion: np.ndarray, labels: Sequence[str], path: str | Pat
                     fontsize=8, color="white" if rates[true, predicted] > 0.5 else "black")
     ax.set_xticks(range(num_classes), labels=list(labels))
     ax.set_yticks(range(num_classes), labels=list(labels))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    ax.set(xlabel="predicted", ylabel="true")
+    return _save(fig, title, path)
 
 
 def plot_fold_scores(summary: CVSummary, path: str | Path, title: str = "",
@@ -62,9 +56,7 @@ def plot_fold_scores(summary: CVSummary, path: str | Path, title: str = "",
     folds = [f.fold for f in summary.folds]
     positions = np.arange(len(folds))
     width = 0.38
-    fig = Figure(figsize=figsize or (max(4.0, 1.1 * len(folds) + 2.0), 3.6), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _figure(figsize or (max(4.0, 1.1 * len(folds) + 2.0), 3.6), dpi)
     for offset, score, color in ((-width / 2, "wa", "tab:blue"), (width / 2, "ua", "tab:orange")):
         values = np.array([100 * getattr(f.metrics, score) for f in summary.folds])
         mean = summary.stat(score).mean * 100
@@ -76,18 +68,22 @@ def plot_fold_scores(summary: CVSummary, path: str | Path, title: str = "",
             ax.scatter(positions + offset, best, marker="_", s=300, color="black", zorder=3,
                        label="best single checkpoint" if score == "wa" else None)
     ax.set_xticks(positions, labels=folds)
-    ax.set_xlabel("fold")
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
+    ax.set(xlabel="fold", ylabel="%", ylim=(0, 105))
     # below the axes: inside, it would hide the bars, which fill the plot when scores are high
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=7, frameon=False)
+    return _save(fig, title, path)
+
+
+def _figure(figsize: tuple[float, float], dpi: int):
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Figure, title: str, path: str | Path) -> Path:
     if title:
-        ax.set_title(title)
+        fig.axes[0].set_title(title)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as f:

@@ -10,7 +10,6 @@ ensemble` reads several runs' files and combines them utterance by utterance.
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..util.atomic import write_text
+from .tables import csv_text
 
 PREFIX = "p_"
 
@@ -32,14 +32,10 @@ class SplitPredictions:
 
 
 def write_predictions(path: str | Path, labels: list[str], splits: dict[str, SplitPredictions]) -> None:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["split", "id", "label", *(PREFIX + label for label in labels)])
-    for name, part in splits.items():
-        for utt_id, probs, target in zip(part.ids, part.probabilities, part.targets):
-            writer.writerow([name, utt_id, labels[int(target)], *(f"{p:.6g}" for p in probs)])
+    rows = [[name, utt_id, labels[int(target)], *(f"{p:.6g}" for p in probs)] for name, part in splits.items()
+            for utt_id, probs, target in zip(part.ids, part.probabilities, part.targets)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, out.getvalue())
+    write_text(path, csv_text(["split", "id", "label", *(PREFIX + label for label in labels)], rows))
 
 
 def read_predictions(path: str | Path) -> tuple[list[str], dict[str, SplitPredictions]]:

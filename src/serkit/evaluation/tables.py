@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import DataError
-from ..util.atomic import write_text
+from ..util.atomic import write_json, write_text
 from .metrics import Metrics, metrics_from_confusion
 
 SCORES = ("wa", "ua", "macro_f1")
@@ -67,7 +65,7 @@ class MeanStd:
         return f"{100 * self.mean:{sign}.2f} ± {std}"
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "count": self.count}
+        return asdict(self)
 
 
 class CVSummary:
@@ -83,10 +81,9 @@ class CVSummary:
             raise DataError(f"fold names repeat: {names}")
         labels = folds[0].metrics.labels
         for f in folds:
-            for m in (f.metrics, f.best_single):
-                if m is not None and m.labels != labels:
-                    raise DataError(f"fold {f.fold} has labels {list(m.labels)}, fold {folds[0].fold} has "
-                                    f"{list(labels)}: folds must share one label list")
+            if any(m is not None and m.labels != labels for m in (f.metrics, f.best_single)):
+                raise DataError(f"fold {f.fold} has labels other than fold {folds[0].fold}'s {list(labels)}: folds "
+                                "must share one label list")
         with_best = [f.best_single is not None for f in folds]
         if any(with_best) and not all(with_best):
             missing = [str(f.fold) for f in folds if f.best_single is None]
@@ -98,7 +95,9 @@ class CVSummary:
     def stat(self, score: str, best_single: bool = False) -> MeanStd:
         """Mean ± std over folds of `score` ("wa", "ua" or "macro_f1") of the reported model, or of the
         best single checkpoints."""
-        return MeanStd.of([getattr(self._pick(f, best_single), score) for f in self.folds])
+        if best_single and not self.has_best_single:
+            raise DataError("these folds have no best-single-checkpoint metrics")
+        return MeanStd.of([getattr(f.best_single if best_single else f.metrics, score) for f in self.folds])
 
     def gain(self, score: str) -> MeanStd | None:
         """Averaged − best single, per fold, then mean ± std (a paired difference); None without best_single."""
@@ -118,20 +117,15 @@ class CVSummary:
 
     def to_dict(self) -> dict:
         """JSON-safe; fractions. `folds` is the source of truth, the rest is derived for readers."""
-        summary = {s: self.stat(s).to_dict() for s in SCORES}
-        pooled = self.pooled()
+        best, pooled = self.has_best_single, self.pooled()
         return {
             "labels": list(self.labels),
             "std_ddof": STD_DDOF,
-            "folds": [
-                {"fold": f.fold, "metrics": f.metrics.to_dict(),
-                 "best_single": None if f.best_single is None else f.best_single.to_dict()}
-                for f in self.folds
-            ],
-            "summary": summary,
-            "best_single": {s: self.stat(s, best_single=True).to_dict() for s in SCORES}
-            if self.has_best_single else None,
-            "gain": {s: self.gain(s).to_dict() for s in SCORES} if self.has_best_single else None,
+            "folds": [{"fold": f.fold, "metrics": f.metrics.to_dict(),
+                       "best_single": None if f.best_single is None else f.best_single.to_dict()} for f in self.folds],
+            "summary": {s: self.stat(s).to_dict() for s in SCORES},
+            "best_single": {s: self.stat(s, best_single=True).to_dict() for s in SCORES} if best else None,
+            "gain": {s: self.gain(s).to_dict() for s in SCORES} if best else None,
             "summed_confusion": self.summed_confusion().tolist(),
             "pooled": {s: getattr(pooled, s) for s in SCORES},
         }
@@ -139,44 +133,28 @@ class CVSummary:
     @classmethod
     def from_dict(cls, obj: dict) -> "CVSummary":
         try:
-            return cls([
-                FoldScores(
-                    fold=str(f["fold"]),
-                    metrics=Metrics.from_dict(f["metrics"]),
-                    best_single=None if f.get("best_single") is None else Metrics.from_dict(f["best_single"]),
-                )
-                for f in obj["folds"]
-            ])
+            return cls([FoldScores(str(f["fold"]), Metrics.from_dict(f["metrics"]),
+                                   None if f.get("best_single") is None else Metrics.from_dict(f["best_single"]))
+                        for f in obj["folds"]])
         except KeyError as e:
             raise DataError(f"cross-validation dict lacks key {e.args[0]!r}") from None
 
     def to_markdown(self) -> str:
-        lines = ["| fold | n | WA (%) | UA (%) | macro-F1 (%) |"
-                 + (" best-ckpt WA (%) | best-ckpt UA (%) |" if self.has_best_single else ""),
-                 "|---|---:|---:|---:|---:|" + ("---:|---:|" if self.has_best_single else "")]
-        for f in self.folds:
-            m = f.metrics
-            row = f"| {f.fold} | {m.n} | {_pct(m.wa)} | {_pct(m.ua)} | {_pct(m.macro_f1)} |"
-            if self.has_best_single:
-                row += f" {_pct(f.best_single.wa)} | {_pct(f.best_single.ua)} |"
-            lines.append(row)
-        total = sum(f.metrics.n for f in self.folds)
-        mean_row = f"| mean ± std | {total} | " + " | ".join(self.stat(s).format_pct() for s in SCORES) + " |"
-        if self.has_best_single:
-            mean_row += " " + " | ".join(self.stat(s, best_single=True).format_pct() for s in ("wa", "ua")) + " |"
-        lines.append(mean_row)
-        if self.has_best_single:
-            lines += ["", "| model | WA (%) | UA (%) | macro-F1 (%) |", "|---|---:|---:|---:|"]
-            lines.append("| best single checkpoint | "
-                         + " | ".join(self.stat(s, best_single=True).format_pct() for s in SCORES) + " |")
-            lines.append("| averaged checkpoints | " + " | ".join(self.stat(s).format_pct() for s in SCORES) + " |")
-            lines.append("| gain (averaged − best) | "
-                         + " | ".join(self.gain(s).format_pct(signed=True) for s in SCORES) + " |")
-        lines += ["", f"Summed confusion over {len(self.folds)} folds (rows = true, columns = predicted):", ""]
-        lines.append("| true \\ predicted | " + " | ".join(self.labels) + " |")
-        lines.append("|---|" + "---:|" * len(self.labels))
-        for label, row in zip(self.labels, self.summed_confusion()):
-            lines.append(f"| {label} | " + " | ".join(str(int(v)) for v in row) + " |")
+        best = self.has_best_single
+        rows = [[f.fold, f.metrics.n, *(_pct(getattr(f.metrics, s)) for s in SCORES)]
+                + ([_pct(f.best_single.wa), _pct(f.best_single.ua)] if best else []) for f in self.folds]
+        rows.append(["mean ± std", sum(f.metrics.n for f in self.folds), *self._formatted(SCORES)]
+                    + (self._formatted(("wa", "ua"), best_single=True) if best else []))
+        lines = markdown_table(["fold", "n", *(f"{_TITLES[s]} (%)" for s in SCORES)]
+                               + (["best-ckpt WA (%)", "best-ckpt UA (%)"] if best else []), rows)
+        if best:
+            lines += ["", *markdown_table(["model", *(f"{_TITLES[s]} (%)" for s in SCORES)], [
+                ["best single checkpoint", *self._formatted(SCORES, best_single=True)],
+                ["averaged checkpoints", *self._formatted(SCORES)],
+                ["gain (averaged − best)", *(self.gain(s).format_pct(signed=True) for s in SCORES)]])]
+        lines += ["", f"Summed confusion over {len(self.folds)} folds (rows = true, columns = predicted):", "",
+                  *markdown_table(["true \\ predicted", *self.labels],
+                                  [[label, *row] for label, row in zip(self.labels, self.summed_confusion())])]
         pooled = self.pooled()
         lines += ["", f"Pooled over all folds: WA {_pct(pooled.wa)} %, UA {_pct(pooled.ua)} %, "
                       f"macro-F1 {_pct(pooled.macro_f1)} %. Std over folds: sample std (ddof={STD_DDOF})."]
@@ -184,47 +162,51 @@ class CVSummary:
 
     def to_csv(self) -> str:
         """Rows: one per fold, then `mean` and `std` (std empty when undefined); percentages."""
-        header = ["fold", "n"] + [f"{s}_pct" for s in SCORES]
-        if self.has_best_single:
-            header += [f"best_{s}_pct" for s in SCORES]
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        for f in self.folds:
-            row = [f.fold, f.metrics.n] + [_pct(getattr(f.metrics, s)) for s in SCORES]
-            if self.has_best_single:
-                row += [_pct(getattr(f.best_single, s)) for s in SCORES]
-            writer.writerow(row)
-        stats = [self.stat(s) for s in SCORES]
-        if self.has_best_single:
-            stats += [self.stat(s, best_single=True) for s in SCORES]
-        writer.writerow(["mean", sum(f.metrics.n for f in self.folds)] + [_pct(m.mean) for m in stats])
-        writer.writerow(["std", ""] + ["" if m.std is None else _pct(m.std) for m in stats])
-        return out.getvalue()
+        columns = [(best, s) for best in ([False, True] if self.has_best_single else [False]) for s in SCORES]
+        header = ["fold", "n"] + [f"{'best_' if best else ''}{s}_pct" for best, s in columns]
+        rows = [[f.fold, f.metrics.n] + [_pct(getattr(f.best_single if best else f.metrics, s)) for best, s in columns]
+                for f in self.folds]
+        stats = [self.stat(s, best_single=best) for best, s in columns]
+        rows.append(["mean", sum(f.metrics.n for f in self.folds)] + [_pct(m.mean) for m in stats])
+        rows.append(["std", ""] + ["" if m.std is None else _pct(m.std) for m in stats])
+        return csv_text(header, rows)
 
     def write(self, out_dir: str | Path, stem: str = "cv") -> dict[str, Path]:
         """Write `<stem>.md`, `<stem>.csv`, `<stem>.json` into out_dir (created); returns {"md"|"csv"|"json": path}."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        texts = {"md": self.to_markdown(), "csv": self.to_csv(),
-                 "json": json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"}
-        paths = {}
-        for ext, text in texts.items():
-            paths[ext] = out_dir / f"{stem}.{ext}"
-            write_text(paths[ext], text)
-        return paths
+        return write_tables(out_dir, stem, self.to_markdown(), self.to_csv(), self.to_dict())
 
-    @staticmethod
-    def _pick(fold: FoldScores, best_single: bool) -> Metrics:
-        if best_single:
-            if fold.best_single is None:
-                raise DataError(f"fold {fold.fold} has no best-single-checkpoint metrics")
-            return fold.best_single
-        return fold.metrics
+    def _formatted(self, scores: Sequence[str], best_single: bool = False) -> list[str]:
+        return [self.stat(s, best_single).format_pct() for s in scores]
 
 
 def _pct(fraction: float) -> str:
-    if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):
-        return DASH
     return f"{100 * fraction:.2f}"
 
+
+def markdown_table(header: Sequence, rows: Sequence[Sequence], left: Sequence[int] = (0,)) -> list[str]:
+    """The lines of a Markdown table; the columns numbered in `left` are left-aligned, the rest (numbers) right."""
+    rule = "|" + "".join("---|" if i in left else "---:|" for i in range(len(header)))
+    return [_markdown_row(header), rule, *(_markdown_row(row) for row in rows)]
+
+
+def _markdown_row(cells: Sequence) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def csv_text(header: Sequence, rows: Sequence[Sequence]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_tables(out_dir: str | Path, stem: str, markdown: str, table_csv: str, obj: dict) -> dict[str, Path]:
+    """Write `<stem>.md`, `<stem>.csv` and `obj` as `<stem>.json` in out_dir (created) -> {"md"|"csv"|"json": path}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out_dir / f"{stem}.{ext}" for ext in ("md", "csv", "json")}
+    write_text(paths["md"], markdown)
+    write_text(paths["csv"], table_csv)
+    write_json(paths["json"], obj)
+    return paths

@@ -120,18 +120,15 @@ def _parquet_rows(manifest: Path) -> Iterator[tuple[int, dict]]:
                           "(or pip install pyarrow), or give a .csv / .jsonl manifest") from None
 
     try:
-        names = pq.read_schema(manifest).names
+        table = pq.ParquetFile(manifest)
     except (pa.ArrowException, OSError) as error:
         raise DataError(f"not a readable Parquet file ({error})", manifest) from None
+    names = table.schema_arrow.names
     if "path" not in names:
         raise DataError(f"missing columns ['path'] (columns: {names})", manifest)
-    table = pq.read_table(manifest, columns=[c for c in ("path", "id") if c in names])
-    row = 0
-    for batch in table.to_batches():  # a batch at a time: a big manifest is never a list of dicts at once
-        columns = batch.to_pydict()
-        for k in range(batch.num_rows):
-            row += 1
-            yield row, {name: values[k] for name, values in columns.items()}
+    # a batch at a time: a big manifest is never a list of dicts at once
+    batches = table.iter_batches(columns=[c for c in ("path", "id") if c in names])
+    yield from enumerate((row for batch in batches for row in batch.to_pylist()), start=1)
 
 
 def _text(value) -> str:

@@ -65,17 +65,15 @@ class OnnxModel:
         # a file that does not say is run one utterance per call: slower, never wrong
         self.padding_invariant = metadata.get("padding_invariant") == "true"
         self.quantization: str | None = metadata.get(QUANTIZATION_KEY)  # "int8", or None for float32
-        self._outputs = list(OUTPUT_NAMES)
 
     def __call__(self, wavs: np.ndarray, wav_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         wavs = np.ascontiguousarray(wavs, dtype=np.float32)
         wav_lens = np.asarray(wav_lens, dtype=np.int64)
-        if self.padding_invariant or len(wav_lens) == 1:
-            probabilities, embeddings = self.session.run(self._outputs, {"wavs": wavs, "wav_lens": wav_lens})
-            return probabilities, embeddings
-        # padding would leak into these upstreams' real frames: each row alone, cut to its own length
-        rows = [self.session.run(self._outputs, {"wavs": wavs[i : i + 1, : int(n)], "wav_lens": wav_lens[i : i + 1]})
-                for i, n in enumerate(wav_lens)]
+        # padding would leak into the real frames of upstreams that are not padding invariant: each row alone, cut
+        # to its own length
+        calls = [(wavs, wav_lens)] if self.padding_invariant else [
+            (wavs[i : i + 1, : int(n)], wav_lens[i : i + 1]) for i, n in enumerate(wav_lens)]
+        rows = [self.session.run(list(OUTPUT_NAMES), {"wavs": w, "wav_lens": n}) for w, n in calls]
         return np.concatenate([p for p, _ in rows]), np.concatenate([e for _, e in rows])
 
 

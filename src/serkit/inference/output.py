@@ -41,7 +41,6 @@ from typing import Sequence, TextIO
 from .results import Prediction, PredictionFailure
 from .timeline import Timeline
 
-FORMATS = ("jsonl", "csv")
 _FIXED = ("file", "window", "start", "end", "duration", "label")
 _TIMELINE_FIXED = ("file", "segment", "start", "end", "duration", "speech_seconds", "speaker", "label")
 
@@ -92,9 +91,8 @@ class CsvWriter:
         self.stream = stream
         self.labels = list(labels)
         self.fixed = _TIMELINE_FIXED if timeline else _FIXED
-        self.class_columns = [f"p_{label}" if label in (*self.fixed, "error") else label for label in self.labels]
         self.writer = csv.writer(stream, lineterminator="\n")
-        self.writer.writerow([*self.fixed, *map(csv_text, self.class_columns), "error"])
+        self.writer.writerow([*self.fixed, *map(csv_text, class_columns(self.labels, (*self.fixed, "error"))), "error"])
 
     def write(self, result: Prediction | Timeline | PredictionFailure) -> None:
         for row in prediction_rows(result):
@@ -107,6 +105,11 @@ class CsvWriter:
 
 def make_writer(fmt: str, stream: TextIO, labels: Sequence[str], timeline: bool = False) -> JsonlWriter | CsvWriter:
     return {"jsonl": JsonlWriter, "csv": CsvWriter}[fmt](stream, labels, timeline=timeline)
+
+
+def class_columns(labels: Sequence[str], fixed: Sequence[str]) -> list[str]:
+    """A column per class, named by the class, `p_<class>` if that name is one of the `fixed` columns."""
+    return [f"p_{label}" if label in fixed else label for label in labels]
 
 
 def printable(text: str | None) -> str | None:

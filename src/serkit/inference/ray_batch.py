@@ -50,9 +50,9 @@ from .ray_inputs import ArchiveInputs
 from .ray_parts import OutputFolder, probability_columns, write_part
 from .results import Prediction, PredictionFailure
 from .segments import VadSettings
-from .timeline import Timeline, combine_spans
-from .transcripts import Transcripts
-from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, weighted_mean
+from .timeline import SpanPlan, Timeline
+from .transcripts import Transcripts, missing_transcript
+from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
 
 INSTALL_HINT = "pip install 'serkit[ray]'"
 DEFAULT_BATCH_FILES = 64
@@ -299,49 +299,35 @@ def decode_batch(batch: dict[str, np.ndarray], job: ArchiveJob) -> dict[str, np.
 
     # "vad" builds a VadSegmenter on this worker (vad.load_vad keeps one Silero model per process)
     segmenter = make_segmenter(job.segments, job.vad) if job.timeline else None
-    columns: dict[str, list] = {name: [] for name in ("id", "path", "text", "error", "sample_rate", "frames",
-                                                      "plan", "wave")}
-    for file_id, path in zip(batch["id"], batch["path"]):
-        decoded = _decode_file(str(path), job, segmenter)
-        for name, value in (("id", str(file_id)), ("path", str(path)), *decoded.items()):
-            columns[name].append(value)
-    out = {name: np.array(values, dtype=object) for name, values in columns.items() if name != "wave"}
-    out["sample_rate"] = np.array(columns["sample_rate"], dtype=np.int64)
-    out["frames"] = np.array(columns["frames"], dtype=np.int64)
-    wave = np.empty(len(columns["wave"]), dtype=object)  # ragged: np.array would try to stack equal lengths
-    wave[:] = columns["wave"]
-    out["wave"] = wave
+    files = [{"id": str(file_id), "path": str(path), **_decode_file(str(path), job, segmenter)}
+             for file_id, path in zip(batch["id"], batch["path"])]
+    out = {name: np.array([file[name] for file in files], dtype=object) for name in ("id", "path", "text", "error",
+                                                                                     "plan")}
+    out.update({name: np.array([file[name] for file in files], dtype=np.int64) for name in ("sample_rate", "frames")})
+    out["wave"] = np.empty(len(files), dtype=object)  # ragged: np.array would try to stack equal lengths
+    out["wave"][:] = [file["wave"] for file in files]
     return out
 
 
 def _decode_file(path: str, job: ArchiveJob, segmenter) -> dict:
     from ..data.audio import audio_info
     from .inputs import FileSource, read_span
-    from .segments import region_spans
-    from .windows import plan_spans
+    from .segments import plan_source
 
     try:
         location = os.path.join(job.cwd, path)  # `path` itself when it is absolute
         source = FileSource(location, audio_info(location, path), path)  # named as given, as locally
-        text = None
-        if job.needs_text:
-            text = (job.transcripts or Transcripts()).text_for(location)
-            if text is None:
-                raise ConfigError(f"{path}: this model has a text branch and needs the transcript of every input "
-                                  "(a sidecar <audio>.txt, or --transcripts FILE)")
-        if segmenter is None:
-            spans, regions, owners = plan_spans(source.frames, source.sample_rate, job.window_seconds,
-                                                job.hop_seconds), None, None
-        else:
-            regions = segmenter(source)
-            spans, owners = region_spans(regions, source.sample_rate, job.window_seconds, job.hop_seconds)
-        pieces = [read_span(source, first, stop) for first, stop in spans]
+        text = (job.transcripts or Transcripts()).text_for(location) if job.needs_text else None
+        if job.needs_text and text is None:
+            raise missing_transcript(path)
+        plan = plan_source(source, job.window_seconds, job.hop_seconds, segmenter)
+        pieces = [read_span(source, first, stop) for first, stop in plan.spans]
     except SerkitError as error:  # names the file, as the local engine's error rows do
         return _failed(str(error))
     except Exception as error:  # noqa: BLE001  one odd file must not end a job over a million
         return _failed(f"{path}: {type(error).__name__}: {error}")
-    plan = {"spans": spans, "piece_lens": [len(piece) for piece in pieces],
-            "regions": [list(region) for region in regions] if regions is not None else None, "owners": owners}
+    plan = {"spans": plan.spans, "piece_lens": [len(piece) for piece in pieces], "regions": plan.regions,
+            "owners": plan.owners}
     wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return {"text": text, "error": None, "sample_rate": source.sample_rate, "frames": source.frames,
             "plan": json.dumps(plan), "wave": wave}
@@ -356,23 +342,21 @@ def _failed(message: str) -> dict:
 
 @dataclass
 class _File:
-    """One decoded file in the model stage; probabilities and embeddings are filled in per span."""
+    """One decoded file in the model stage: its pieces [S_k] float32 16 kHz, one per span of `plan`."""
 
     id: str
     path: str
     error: str | None
     text: str | None = None
-    sample_rate: int = 0
     frames: int = 0
-    spans: list[tuple[int, int]] = field(default_factory=list)
-    pieces: list[np.ndarray] = field(default_factory=list)  # per span, [S_k] float32 16 kHz
-    regions: list[Region] | None = None
-    owners: list[int] | None = None
-    probabilities: list[np.ndarray] = field(default_factory=list)  # per span, [C]
-    embeddings: list[np.ndarray] = field(default_factory=list)  # per span, [E]
+    plan: SpanPlan | None = None
+    pieces: list[np.ndarray] = field(default_factory=list)
 
-    def span_seconds(self) -> list[float]:
-        return [(stop - first) / self.sample_rate for first, stop in self.spans]
+    def result(self, labels: Sequence[str]) -> Prediction | Timeline | PredictionFailure:
+        """Combined as EmotionRecognizer combines its pieces (SpanPlan.result)."""
+        if self.error is not None:
+            return PredictionFailure(self.path, self.error)
+        return self.plan.result(labels, self.frames / self.plan.sample_rate, self.path)
 
 
 class ModelStage:
@@ -396,45 +380,27 @@ class ModelStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         files = [_decoded(batch, k) for k in range(len(batch["id"]))]
-        self._predict(files)
+        # every span of every file through the model, batched as EmotionRecognizer batches them
+        self.recognizer.predict_spans([file for file in files if file.error is None], lambda file, k: file.pieces[k])
         rows = [row for file in files for row in self._rows(file)]
         write_part(self.job.out, rows, self.record)
         return {"id": np.array([file.id for file in files], dtype=object),
                 "failed": np.array([file.error is not None for file in files], dtype=bool)}
 
-    def _predict(self, files: list[_File]) -> None:
-        """Every span of every file through the model, batched as EmotionRecognizer batches them."""
-        import torch
-
-        from ..data.batch import pad_waves
-        from ..data.sampler import DurationBatchSampler
-
-        pieces = [(file, k) for file in files if file.error is None for k in range(len(file.spans))]
-        durations = [seconds for file in files if file.error is None for seconds in file.span_seconds()]
-        for indices in DurationBatchSampler(durations, self.recognizer.batch_seconds, shuffle=False) if pieces else []:
-            chosen = [pieces[j] for j in indices]
-            wavs, wav_lens = pad_waves([torch.from_numpy(file.pieces[k]) for file, k in chosen])
-            texts = [file.text for file, _ in chosen] if self.recognizer.needs_text else None
-            probabilities, embeddings = self.recognizer.forward_batch(wavs, wav_lens, texts)
-            for row, (file, k) in enumerate(chosen):
-                file.probabilities[k] = probabilities[row]
-                file.embeddings[k] = embeddings[row]
-
     def _rows(self, file: _File) -> list[dict]:
-        """The file's rows as the local engine writes them (output.prediction_rows), keyed by part column."""
-        result = file_result(file, self.job.labels)
-        rows = []
-        embeddings = _row_embeddings(file, result) if self.job.embeddings else None
-        for index, row in enumerate(prediction_rows(result)):
+        """The file's rows as the local engine writes them (output.prediction_rows), keyed by part column; with
+        --embeddings each row's embedding (SpanPlan.row_embeddings)."""
+        rows = prediction_rows(file.result(self.job.labels))
+        if self.job.embeddings:
+            embeddings = [None] if file.error is not None else file.plan.row_embeddings()
+            for row, embedding in zip(rows, embeddings):
+                row["embedding"] = None if embedding is None else embedding.tolist()
+        for row in rows:
             row["id"] = printable(file.id)
             row["path"] = row.pop("file")
             for label, column in zip(self.job.labels, self.class_columns):
                 row[column] = (row.get("probabilities") or {}).get(label)
-            if embeddings is not None:
-                row["embedding"] = embeddings[index]
-            rows.append(row)
         return rows
-
 
 
 def _decoded(batch: dict[str, np.ndarray], k: int) -> _File:
@@ -443,46 +409,16 @@ def _decoded(batch: dict[str, np.ndarray], k: int) -> _File:
         return file
     plan = json.loads(batch["plan"][k])
     file.text = _text_or_none(batch["text"][k])
-    file.sample_rate, file.frames = int(batch["sample_rate"][k]), int(batch["frames"][k])
-    file.spans = [tuple(span) for span in plan["spans"]]
+    file.frames = int(batch["frames"][k])
+    regions = None if plan["regions"] is None else [Region(*region) for region in plan["regions"]]
+    file.plan = SpanPlan([tuple(span) for span in plan["spans"]], int(batch["sample_rate"][k]), regions,
+                         plan["owners"])
     bounds = np.cumsum([0, *plan["piece_lens"]])
     wave = np.asarray(batch["wave"][k], dtype=np.float32)
-    file.pieces = [wave[bounds[j]:bounds[j + 1]] for j in range(len(file.spans))]
-    if plan["regions"] is not None:
-        file.regions = [Region(*region) for region in plan["regions"]]
-        file.owners = plan["owners"]
-    file.probabilities = [None] * len(file.spans)
-    file.embeddings = [None] * len(file.spans)
+    file.pieces = [wave[bounds[j]:bounds[j + 1]] for j in range(len(file.plan.spans))]
     return file
 
 
 def _text_or_none(value) -> str | None:
     """A text cell of a batch: a column that held only None can come back as NaN from Arrow's nulls."""
     return value if isinstance(value, str) else None
-
-
-def file_result(file: _File, labels: Sequence[str]) -> Prediction | Timeline | PredictionFailure:
-    """A file's pieces' outputs -> its result, combined as EmotionRecognizer combines them: one span is the
-    file; several are windows whose duration-weighted mean is the file; segments make a Timeline."""
-    if file.error is not None:
-        return PredictionFailure(file.path, file.error)
-    return combine_spans(file.spans, file.probabilities, file.sample_rate, labels, file.frames / file.sample_rate,
-                         file.path, file.regions, file.owners)
-
-
-def _row_embeddings(file: _File, result) -> list[list[float] | None]:
-    """The embedding of each of the file's rows: whole file first (the duration-weighted mean over its spans,
-    as EmotionRecognizer.embed), then each window (its own) or segment (the mean over its spans)."""
-    if file.error is not None:
-        return [None]
-    seconds = file.span_seconds()
-    whole = weighted_mean(file.embeddings, seconds).astype(np.float32).tolist() if file.spans else None
-    if file.regions is not None:
-        per_segment = []
-        for index in range(len(file.regions)):
-            mine = [k for k, owner in enumerate(file.owners) if owner == index]
-            per_segment.append(weighted_mean([file.embeddings[k] for k in mine],
-                                             [seconds[k] for k in mine]).astype(np.float32).tolist())
-        return [whole, *per_segment]
-    windows = [embedding.tolist() for embedding in file.embeddings] if len(file.spans) > 1 else []
-    return [whole, *windows]

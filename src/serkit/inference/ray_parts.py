@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..util.atomic import atomic_path, write_json
+from .output import class_columns
 
 RUN_RECORD = "_serkit_run.json"
 LOCK = "_serkit.lock"
@@ -42,18 +43,6 @@ PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
 # what a restart must share with the run that wrote the folder: anything that changes the rows
 MATCHING_KEYS = ("model", "labels", "segments", "vad", "window_seconds", "hop_seconds", "embeddings")
-
-
-def class_columns(labels: Sequence[str], fixed: Sequence[str]) -> list[str]:
-    """A column per class, named by the class (as the local engine's CSV), `p_<class>` if that name is taken."""
-    return [f"p_{label}" if label in fixed else label for label in labels]
-
-
-def part_columns(record: dict) -> list[str]:
-    """The columns of a run's parts, in order: id, path, the local engine's row columns (window, or segment,
-    speech_seconds and speaker), a column per class, the embedding (with --embeddings), error."""
-    fixed, classes, tail = _column_groups(record)
-    return [*fixed, *classes, *tail]
 
 
 def probability_columns(record: dict) -> list[str]:

@@ -43,9 +43,9 @@ extra), read from a .rttm / .csv file, or given as (start, end[, speaker]) secon
 from __future__ import annotations
 
 from concurrent.futures import CancelledError
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -56,35 +56,30 @@ from ..data.batch import pad_waves
 from ..data.sampler import DurationBatchSampler
 from ..errors import ConfigError, SerkitError
 from ..model import SERModel
-from .inputs import AudioInput, AudioSource, Region, open_source, read_span
+from .inputs import AudioInput, AudioSource, open_source, read_span
 from .onnx_model import OnnxModel, is_onnx_file
 from .results import Prediction, PredictionFailure
-from .segments import VadSettings, make_segmenter, region_spans
-from .timeline import Segment, Timeline, combine_spans
-from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, check_windowing, plan_spans, weighted_mean
-
-# Padded audio per batch when none is given: batches pay off on a GPU; on a CPU a 60 s batch pushes the
-# convolutional front end's activations out of cache and runs slower per clip than ~10 s (benchmarks/inference.py).
-DEFAULT_BATCH_SECONDS = {"cpu": 10.0, "other": 60.0}
+from .segments import VadSettings, make_segmenter, plan_source
+from .timeline import Segment, SpanPlan, Timeline
+from .transcripts import missing_transcript
+from .windows import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, check_windowing
 
 
 def default_batch_seconds(device: torch.device) -> float:
-    return DEFAULT_BATCH_SECONDS["cpu" if device.type == "cpu" else "other"]
+    """Padded audio per batch when none is given: batches pay off on a GPU; on a CPU a 60 s batch pushes the
+    convolutional front end's activations out of cache and runs slower per clip than ~10 s
+    (benchmarks/inference.py)."""
+    return 10.0 if device.type == "cpu" else 60.0
 
 
 @dataclass
 class _Item:
-    """One input: its source, transcript and windows (native-rate frame spans); filled in as batches run.
-    For a timeline, regions are its segments and owners[k] the region that span k belongs to."""
+    """One input: its source, transcript and the pieces it is predicted in (filled in as batches run)."""
 
     source: AudioSource
     text: str | None
-    spans: list[tuple[int, int]]
-    probabilities: list[np.ndarray | None] = field(default_factory=list)  # per span, [C]
-    embeddings: list[np.ndarray | None] = field(default_factory=list)  # per span, [E]
+    plan: SpanPlan
     error: SerkitError | None = None
-    regions: list[Region] | None = None
-    owners: list[int] | None = None
 
 
 class EmotionRecognizer:
@@ -189,11 +184,11 @@ class EmotionRecognizer:
         with `predict(audio, segments=...)`, a Timeline."""
         return self.predict(audio, sample_rate, text, segments=segments, vad=vad, **settings).segments
 
-    def embed(self, audio: AudioInput, sample_rate: int | None = None, text: str | None = None, **settings) -> np.ndarray:
+    def embed(self, audio: AudioInput, sample_rate: int | None = None, text: str | None = None,
+              **settings) -> np.ndarray:
         """-> embedding [E] (float32): the classifier's input; for a windowed input the duration-weighted mean
         of the window embeddings."""
-        item = self._run([audio], [sample_rate], [text], skip_errors=False, **settings)[0]
-        return weighted_mean(item.embeddings, _span_seconds(item)).astype(np.float32)
+        return self._run([audio], [sample_rate], [text], skip_errors=False, **settings)[0].plan.embedding()
 
     # -- the batch loop ---------------------------------------------------------------------------------
 
@@ -211,69 +206,59 @@ class EmotionRecognizer:
         items: list[_Item | SerkitError] = []
         for audio, rate, text in zip(inputs, rates, texts):
             try:
-                items.append(self._plan(audio, rate, text, window, hop, segmenter))
+                source = open_source(audio, rate)
+                if self.needs_text and text is None:
+                    raise missing_transcript(source.name)
+                items.append(_Item(source, text, plan_source(source, window, hop, segmenter)))
             except SerkitError as error:
                 if not skip_errors:
                     raise
                 items.append(error)
-        pieces = [(i, k) for i, item in enumerate(items) if isinstance(item, _Item) for k in range(len(item.spans))]
-        durations = [_piece_seconds(items[i], k) for i, k in pieces]
-        # Sorted by length and cut by padded duration: the training sampler's rule, without shuffling.
-        for batch in DurationBatchSampler(durations, budget, shuffle=False) if pieces else []:
-            if cancel is not None and cancel.is_set():  # a thread cannot be killed: it is asked to stop
-                raise CancelledError("prediction cancelled by its caller")
-            self._run_batch([pieces[j] for j in batch], items, skip_errors)
 
+        def read(item: _Item, k: int) -> np.ndarray | None:
+            try:
+                return read_span(item.source, *item.plan.spans[k]) if item.error is None else None
+            except SerkitError as error:
+                if not skip_errors:
+                    raise
+                item.error = error
+
+        self.predict_spans([item for item in items if isinstance(item, _Item)], read, budget, cancel)
         results: list[_Item | PredictionFailure] = []
         for audio, item in zip(inputs, items):
             error = item if isinstance(item, SerkitError) else item.error
             results.append(item if error is None else PredictionFailure(source_name(audio, default=None), str(error)))
         return results
 
-    def _plan(self, audio, rate, text, window: float, hop: float, segmenter=None) -> _Item:
-        source = open_source(audio, rate)
-        if self.needs_text and text is None:
-            raise ConfigError(
-                f"{source.name or '<array>'}: this model has a text branch and needs the transcript of every "
-                "input (pass text=...; `serkit predict` reads a sidecar <audio>.txt or --transcripts FILE)"
-            )
-        if segmenter is None:
-            spans, regions, owners = plan_spans(source.frames, source.sample_rate, window, hop), None, None
-        else:
-            regions = segmenter(source)
-            spans, owners = region_spans(regions, source.sample_rate, window, hop)
-        return _Item(source, text, spans, [None] * len(spans), [None] * len(spans), regions=regions, owners=owners)
-
-    def _run_batch(self, pieces: list[tuple[int, int]], items: list, skip_errors: bool) -> None:
-        waves, kept = [], []
-        for i, k in pieces:
-            item = items[i]
-            if item.error is not None:
+    def predict_spans(self, inputs: Sequence, read: Callable[[object, int], np.ndarray | None],
+                      batch_seconds: float | None = None, cancel=None) -> None:
+        """Every span of every input through the model; the batch loop of this class and of the Ray engine's
+        actors (inference/ray_batch.py). inputs: objects with `plan` (SpanPlan, whose probabilities[k] and
+        embeddings[k] are filled in here), `text` and `error`; read(input, k) -> span k's samples [S] float32
+        mono 16 kHz, or None to leave it out (its input failed). Pieces are sorted by length and cut by padded
+        duration (batch_seconds): the training sampler's rule, without shuffling."""
+        pieces = [(one, k) for one in inputs for k in range(len(one.plan.spans))]
+        durations = [seconds for one in inputs for seconds in one.plan.seconds()]
+        budget = self.batch_seconds if batch_seconds is None else batch_seconds
+        for batch in DurationBatchSampler(durations, budget, shuffle=False):
+            if cancel is not None and cancel.is_set():  # a thread cannot be killed: it is asked to stop
+                raise CancelledError("prediction cancelled by its caller")
+            chosen = [(one, k, samples) for one, k in (pieces[j] for j in batch)
+                      if (samples := read(one, k)) is not None]
+            # a later span of an input may have failed after an earlier one was read into this batch
+            chosen = [(one, k, samples) for one, k, samples in chosen if one.error is None]
+            if not chosen:
                 continue
-            try:
-                waves.append(torch.from_numpy(read_span(item.source, *item.spans[k])))
-                kept.append((i, k))
-            except SerkitError as error:
-                if not skip_errors:
-                    raise
-                item.error = error
-        # a later window of an input may have failed after an earlier one was read into this batch
-        keep = [n for n, (i, _) in enumerate(kept) if items[i].error is None]
-        if not keep:
-            return
-        wavs, wav_lens = pad_waves([waves[n] for n in keep])
-        texts = [items[kept[n][0]].text for n in keep] if self.needs_text else None
-        probabilities, embeddings = self.forward_batch(wavs, wav_lens, texts)
-        for row, n in enumerate(keep):
-            i, k = kept[n]
-            items[i].probabilities[k] = probabilities[row]
-            items[i].embeddings[k] = embeddings[row]
+            wavs, wav_lens = pad_waves([torch.from_numpy(samples) for _, _, samples in chosen])
+            texts = [one.text for one, _, _ in chosen] if self.needs_text else None
+            probabilities, embeddings = self.forward_batch(wavs, wav_lens, texts)
+            for row, (one, k, _) in enumerate(chosen):
+                one.plan.probabilities[k], one.plan.embeddings[k] = probabilities[row], embeddings[row]
 
     def forward_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor, texts: list[str] | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """wavs [B, S] zero-padded, decoded at the model's rate, wav_lens [B] -> (probabilities [B, C],
-        embeddings [B, E]), float32 numpy: the model call every prediction goes through (bundle or ONNX), also
-        run by the Ray engine on pieces it decoded itself (inference/ray_batch.py)."""
+        embeddings [B, E]), float32 numpy: the model call every prediction goes through (bundle or ONNX)."""
         if isinstance(self.model, OnnxModel):
             return self.model(wavs.numpy(), wav_lens.numpy())
         with torch.inference_mode():
@@ -282,18 +267,7 @@ class EmotionRecognizer:
         return probabilities.cpu().numpy(), embeddings.float().cpu().numpy()
 
     def _prediction(self, item: _Item) -> Prediction | Timeline:
-        source = item.source
-        return combine_spans(item.spans, item.probabilities, source.sample_rate, self.labels, source.duration,
-                             source.name, item.regions, item.owners)
-
-
-def _span_seconds(item: _Item) -> list[float]:
-    return [(stop - first) / item.source.sample_rate for first, stop in item.spans]
-
-
-def _piece_seconds(item: _Item, k: int) -> float:
-    first, stop = item.spans[k]
-    return (stop - first) / item.source.sample_rate
+        return item.plan.result(self.labels, item.source.duration, item.source.name)
 
 
 def parse_device(device: str | torch.device) -> torch.device:

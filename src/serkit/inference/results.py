@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -29,7 +29,7 @@ class WindowPrediction:
     probabilities: dict[str, float]
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "label": self.label, "probabilities": dict(self.probabilities)}
+        return asdict(self)
 
 
 @dataclass
@@ -45,14 +45,8 @@ class Prediction:
     windows: list[WindowPrediction] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """JSON-safe: only str, float, list, dict and None."""
-        return {
-            "source": self.source,
-            "label": self.label,
-            "probabilities": dict(self.probabilities),
-            "duration": self.duration,
-            "windows": [window.to_dict() for window in self.windows],
-        }
+        """JSON-safe: only str, float, list, dict and None; source first."""
+        return {"source": self.source, **asdict(self)}
 
 
 @dataclass
@@ -64,7 +58,7 @@ class PredictionFailure:
     error: str
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "error": self.error}
+        return asdict(self)
 
 
 def probability_dict(labels: Sequence[str], probabilities: np.ndarray) -> dict[str, float]:

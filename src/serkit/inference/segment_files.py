@@ -22,13 +22,13 @@ last sample (by more than END_TOLERANCE_S) or an audio file with no segments in 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.audio import END_TOLERANCE_S
+from ..data.rows import read_rows, read_text
 from ..errors import ConfigError, DataError
 from .inputs import AudioSource, Region
 
@@ -64,11 +64,7 @@ class SegmentTable:
                               "[,file]) file")
         if not path.is_file():
             raise DataError("segments file not found", path)
-        try:
-            with path.open(encoding="utf-8", newline="") as f:
-                rows = _rttm_rows(f, path) if path.suffix.lower() == ".rttm" else _csv_rows(f, path)
-        except UnicodeDecodeError as error:
-            raise DataError(f"not UTF-8 text ({error.reason} at byte {error.start})", path) from None
+        rows = _rttm_rows(read_text(path).split("\n"), path) if path.suffix.lower() == ".rttm" else _csv_rows(path)
         if not rows:
             raise DataError("holds no segments", path)
         return cls(path, rows, match_stem_only=path.suffix.lower() == ".rttm")
@@ -78,10 +74,9 @@ class SegmentTable:
         rows = [row for row in self.rows if row.file is None or (name is not None and self._matches(row.file, name))]
         if not rows:
             files = sorted({row.file for row in self.rows if row.file is not None})
+            how = "file name without extension" if self.match_stem_only else "path, file name or name without extension"
             raise DataError(f"no segments for {name or 'this input'} (the table names: {', '.join(files[:10])}"
-                            f"{', ...' if len(files) > 10 else ''}; matched by "
-                            f"{'file name without extension' if self.match_stem_only else 'path, file name or name without extension'})",
-                            self.path)
+                            f"{', ...' if len(files) > 10 else ''}; matched by {how})", self.path)
         regions = []
         for row in sorted(rows, key=lambda row: (row.start, row.end)):
             if row.start >= source.duration or row.end > source.duration + END_TOLERANCE_S:
@@ -114,21 +109,17 @@ def _rttm_rows(lines, path: Path) -> list[SegmentRow]:
     return rows
 
 
-def _csv_rows(lines, path: Path) -> list[SegmentRow]:
-    reader = csv.DictReader(lines)
-    columns = [name.strip() for name in reader.fieldnames or []]
-    missing = [name for name in ("start", "end") if name not in columns]
-    if missing:
-        raise DataError(f"expected columns start,end (optional speaker, file); missing {', '.join(missing)} "
-                        f"(found: {', '.join(columns) or 'no header'})", path, 1)
-    reader.fieldnames = columns
+def _csv_rows(path: Path) -> list[SegmentRow]:
     rows = []
-    for row in reader:
-        line_number = reader.line_num
-        if all(not (value or "").strip() for value in row.values() if isinstance(value, str)):
+    for line_number, row in read_rows(path, fmt="csv"):  # the package's one CSV reader
+        missing = [name for name in ("start", "end") if name not in row]
+        if missing:
+            raise DataError(f"expected columns start,end (optional speaker, file); missing {', '.join(missing)} "
+                            f"(found: {', '.join(row)})", path, 1)
+        if not any((value or "").strip() for value in row.values()):
             continue  # a blank line
-        start = _seconds(row.get("start"), "start", path, line_number)
-        end = _seconds(row.get("end"), "end", path, line_number)
+        start = _seconds(row["start"], "start", path, line_number)
+        end = _seconds(row["end"], "end", path, line_number)
         speaker = (row.get("speaker") or "").strip() or None
         file = (row.get("file") or "").strip() or None
         rows.append(_row(start, end, speaker, file, path, line_number))

@@ -34,6 +34,7 @@ import numpy as np
 from ..data.audio import END_TOLERANCE_S
 from ..errors import ConfigError
 from .inputs import AudioSource, Region
+from .timeline import SpanPlan
 from .windows import plan_spans
 
 
@@ -107,8 +108,12 @@ class GivenRegions:
             start, end = float(region.start), float(region.end)
             if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
                 raise ConfigError(f"segment {index} ({start}, {end}) of {name}: expected 0 <= start < end seconds")
-            checked.append(Region(start, clamp_end(end, source.duration, f"segment {index} of {name}"),
-                                  region.speaker))
+            # timestamps are rounded (a diarisation writes 3 decimals): an end past the audio by up to
+            # END_TOLERANCE_S is its end, as manifests have it
+            if end > source.duration + END_TOLERANCE_S:
+                raise ConfigError(f"segment {index} of {name}: end {end:g} s is past the end of the audio "
+                                  f"({source.duration:.3f} s)")
+            checked.append(Region(start, min(end, source.duration), region.speaker))
         return checked
 
 
@@ -197,6 +202,15 @@ def pad_regions(regions: list[tuple[float, float]], pad: float, duration: float)
 
 # -- regions -> the pieces the model sees ------------------------------------------------------------------
 
+def plan_source(source: AudioSource, window_seconds: float, hop_seconds: float, segmenter: Segmenter | None = None
+                ) -> SpanPlan:
+    """The pieces `source` is predicted in: its windows (segmenter None), or its segments' (region_spans)."""
+    if segmenter is None:
+        return SpanPlan(plan_spans(source.frames, source.sample_rate, window_seconds, hop_seconds), source.sample_rate)
+    regions = segmenter(source)
+    spans, owners = region_spans(regions, source.sample_rate, window_seconds, hop_seconds)
+    return SpanPlan(spans, source.sample_rate, regions, owners)
+
 def region_spans(regions: Sequence[Region], sample_rate: int, window_seconds: float, hop_seconds: float
                  ) -> tuple[list[tuple[int, int]], list[int]]:
     """-> (spans [(first, stop)] native-rate frames, owners [index of each span's region]): a region not longer
@@ -210,10 +224,3 @@ def region_spans(regions: Sequence[Region], sample_rate: int, window_seconds: fl
             owners.append(index)
     return spans, owners
 
-
-def clamp_end(end: float, duration: float, where: str) -> float:
-    """end, or duration when end is past it by at most END_TOLERANCE_S (timestamps are rounded: a diarisation
-    writes 3 decimals, a transcript tool fewer; manifests get the same slack); ConfigError naming `where` beyond that."""
-    if end > duration + END_TOLERANCE_S:
-        raise ConfigError(f"{where}: end {end:g} s is past the end of the audio ({duration:.3f} s)")
-    return min(end, duration)

@@ -18,7 +18,7 @@ Overlapping segments (two speakers of a diarisation at once) each count for thei
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -42,8 +42,7 @@ class Segment:
         return self.end - self.start
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "speaker": self.speaker, "label": self.label,
-                "probabilities": dict(self.probabilities)}
+        return {"start": self.start, "end": self.end, "speaker": self.speaker, **asdict(self)}
 
 
 @dataclass
@@ -69,50 +68,66 @@ class Timeline:
                    round(float(sum(weights)), 6), source, list(segments))
 
     def to_dict(self) -> dict:
-        """JSON-safe: only str, float, list, dict and None."""
-        return {
-            "source": self.source,
-            "label": self.label,
-            "probabilities": dict(self.probabilities),
-            "duration": self.duration,
-            "speech_seconds": self.speech_seconds,
-            "segments": [segment.to_dict() for segment in self.segments],
-        }
+        """JSON-safe: only str, float, list, dict and None; source first."""
+        return {"source": self.source, **asdict(self), "segments": [segment.to_dict() for segment in self.segments]}
 
 
-def timeline_from_spans(regions, owners: Sequence[int], probabilities: Sequence[np.ndarray],
-                        span_seconds: Sequence[float], labels: Sequence[str], duration: float,
-                        source: str | None = None) -> Timeline:
-    """The recognizer's results -> a Timeline: regions (segments.Region), owners [N] (each predicted span's
-    region, in order), probabilities N x [C] and span_seconds [N] of the spans. A region's probabilities are
-    the duration-weighted mean of its spans' (one span unless it is longer than a window)."""
-    spans_of: dict[int, list[int]] = {}
-    for k, owner in enumerate(owners):
-        spans_of.setdefault(owner, []).append(k)
-    segments = []
-    for index, region in enumerate(regions):
-        mine = spans_of[index]
-        values = weighted_mean([probabilities[k] for k in mine], [span_seconds[k] for k in mine])
-        segments.append(Segment(region.start, region.end, argmax_label(labels, values),
-                                probability_dict(labels, values), region.speaker))
-    return Timeline.from_segments(segments, labels, duration, source)
+@dataclass
+class SpanPlan:
+    """The pieces an input is predicted in, and what the model said of each: one rule for `EmotionRecognizer`
+    and the Ray engine (segments.plan_source makes it).
 
+    spans: N (first, stop) frames at the input's native `sample_rate`. With segments, `regions` (segments.Region)
+    and owners [N]: the region each span belongs to (several spans when a region is longer than a window).
+    probabilities / embeddings: per span [C] / [E], filled in as batches run."""
 
-def combine_spans(spans: Sequence[tuple[int, int]], probabilities: Sequence[np.ndarray], sample_rate: int,
-                  labels: Sequence[str], duration: float, source: str | None = None, regions=None,
-                  owners: Sequence[int] | None = None) -> Prediction | Timeline:
-    """An input's predicted spans -> its result, one rule for `EmotionRecognizer` and the Ray engine.
+    spans: list[tuple[int, int]]
+    sample_rate: int
+    regions: list | None = None
+    owners: list[int] | None = None
+    probabilities: list = field(init=False)
+    embeddings: list = field(init=False)
 
-    spans: N (first, stop) samples at `sample_rate`; probabilities: N x [C]. With `regions` (and `owners`, each
-    span's region) the result is a Timeline; else one span is the whole input, and several are windows whose
-    duration-weighted mean is the whole."""
-    seconds = [(stop - first) / sample_rate for first, stop in spans]
-    if regions is not None:
-        return timeline_from_spans(regions, owners, probabilities, seconds, labels, duration, source)
-    if len(spans) == 1:
-        whole, windows = probabilities[0].astype(np.float64), []
-    else:
-        whole = weighted_mean(probabilities, seconds)
-        windows = [WindowPrediction(first / sample_rate, stop / sample_rate, argmax_label(labels, p),
-                                    probability_dict(labels, p)) for (first, stop), p in zip(spans, probabilities)]
-    return Prediction(argmax_label(labels, whole), probability_dict(labels, whole), duration, source, windows)
+    def __post_init__(self):
+        self.probabilities = [None] * len(self.spans)
+        self.embeddings = [None] * len(self.spans)
+
+    def seconds(self) -> list[float]:
+        return [(stop - first) / self.sample_rate for first, stop in self.spans]
+
+    def per_region(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """values N x [D], one per span -> one [D] per region: the duration-weighted mean of its spans'."""
+        seconds, groups = self.seconds(), [[] for _ in self.regions]
+        for k, owner in enumerate(self.owners):
+            groups[owner].append(k)
+        return [weighted_mean([values[k] for k in group], [seconds[k] for k in group]) for group in groups]
+
+    def result(self, labels: Sequence[str], duration: float, source: str | None = None) -> Prediction | Timeline:
+        """With regions a Timeline; else one span is the whole input, and several are windows whose
+        duration-weighted mean is the whole."""
+        if self.regions is not None:
+            segments = [Segment(region.start, region.end, argmax_label(labels, p), probability_dict(labels, p),
+                                region.speaker)
+                        for region, p in zip(self.regions, self.per_region(self.probabilities))]
+            return Timeline.from_segments(segments, labels, duration, source)
+        if len(self.spans) == 1:
+            whole, windows = self.probabilities[0].astype(np.float64), []
+        else:
+            whole = weighted_mean(self.probabilities, self.seconds())
+            windows = [WindowPrediction(first / self.sample_rate, stop / self.sample_rate, argmax_label(labels, p),
+                                        probability_dict(labels, p))
+                       for (first, stop), p in zip(self.spans, self.probabilities)]
+        return Prediction(argmax_label(labels, whole), probability_dict(labels, whole), duration, source, windows)
+
+    def embedding(self) -> np.ndarray:
+        """-> [E] float32: the duration-weighted mean of the spans' embeddings."""
+        return weighted_mean(self.embeddings, self.seconds()).astype(np.float32)
+
+    def row_embeddings(self) -> list[np.ndarray | None]:
+        """The embedding of each row of `result` as output.prediction_rows writes it: the whole input first
+        (None when it has no spans: no speech found), then each window (its own) or segment (per_region)."""
+        if self.regions is not None:
+            parts = self.per_region(self.embeddings)
+        else:
+            parts = self.embeddings if len(self.spans) > 1 else []
+        return [self.embedding() if self.spans else None, *(np.asarray(part, np.float32) for part in parts)]

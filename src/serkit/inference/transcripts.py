@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from ..data.rows import read_rows
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 
 class Transcripts:
@@ -58,3 +58,9 @@ class Transcripts:
 
 def _key(path: str | Path) -> str:
     return os.path.normpath(os.path.abspath(path))
+
+
+def missing_transcript(name: str | None) -> ConfigError:
+    """The error for an input without the transcript that a model with a text branch needs."""
+    return ConfigError(f"{name or '<array>'}: this model has a text branch and needs the transcript of every input "
+                       "(Python: text=...; `serkit predict`: a sidecar <audio>.txt or --transcripts FILE)")

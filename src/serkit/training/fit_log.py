@@ -51,7 +51,9 @@ class MetricsCSV(Logger):
         if not self.rows:
             return
         text = io.StringIO()
-        writer = csv.DictWriter(text, list(dict.fromkeys(key for row in self.rows for key in row)))
+        # epoch and step first, as Lightning's CSVLogger writes them; then the metrics in the order first logged
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        writer = csv.DictWriter(text, sorted(columns, key=lambda key: key not in ("epoch", "step")))  # stable sort
         writer.writeheader()
         writer.writerows(self.rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,19 +47,19 @@ def parse_count(value, key: str, minimum: int, maximum: int) -> int:
     return count
 
 
-def parse_valid(value: str) -> str:
-    if value not in VALID_RULES:
-        raise ConfigError(f"valid: expected one of {', '.join(VALID_RULES)}, got {value!r}")
-    return value
+def check_fold(fold: int, num_folds: int, corpus: str) -> None:
+    """ConfigError unless `fold` is one of 1..num_folds (split is also called directly, not only via select_folds)."""
+    if not isinstance(fold, int) or not 1 <= fold <= num_folds:
+        raise ConfigError(f"{corpus} fold: {fold!r}; expected 1..{num_folds}")
 
 
-def split_by_group(
-    utterances: list[Utterance], fold_of_group: Mapping[str, int], fold: int, num_folds: int, valid: str
-) -> FoldSplit:
+def split_by_group(utterances: list[Utterance], fold_of_group: Mapping[str, int], fold: int, num_folds: int,
+                   valid: str, corpus: str) -> FoldSplit:
     """Cut `utterances` (order kept) into train/valid/test by the fold of each one's `group`."""
-    if not 1 <= fold <= num_folds:
-        raise ConfigError(f"fold: expected 1..{num_folds}, got {fold}")
-    valid_fold = fold % num_folds + 1 if parse_valid(valid) == "next_fold" else None
+    check_fold(fold, num_folds, corpus)
+    if valid not in VALID_RULES:
+        raise ConfigError(f"valid: expected one of {', '.join(VALID_RULES)}, got {valid!r}")
+    valid_fold = fold % num_folds + 1 if valid == "next_fold" else None
     train, valid_list, test = [], [], []
     for utt in utterances:
         utt_fold = fold_of_group[utt.group]

@@ -40,6 +40,7 @@ from ..audio import audio_info
 from ..labels import check_vocabulary, parse_label_map, parse_labels
 from ..utterance import Utterance
 from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared, problem_from
+from .folds import check_fold
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ NUM_SESSIONS = 5
 IEMOCAP_LABELS = ("neu", "hap", "exc", "ang", "sad", "fru", "sur", "fea", "dis", "oth", "xxx")
 DEFAULT_LABELS = ("neu", "hap", "ang", "sad")
 DEFAULT_LABEL_MAP = {"exc": "hap"}
-VALID_RULES = ("superb", "speaker")
 SUPERB_VALID_RATIO = 0.2  # s3prl emotion config `valid_ratio`
 SPLIT_RESOURCE = "superb_iemocap_split.json.gz"
 
@@ -59,21 +59,6 @@ _LABEL_LINE = re.compile(
 _TRANSCRIPT_LINE = re.compile(r"^(?P<id>\S+?)\s*\[[^\]]*\]:\s?(?P<text>.*)$")
 _UTT_SUFFIX = re.compile(r"^[FM]\d+$")
 _DIALOG_FILE = re.compile(r"^Ses\d\d[FM]_.+\.txt$")
-
-
-# ----------------------------------------------------------------------------------------------- labels
-
-
-def resolve_classes(labels=None, label_map=None) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The class set and label map to use (lists/dicts, or text as in `labels=neu,hap` / `label_map=exc:hap`);
-    empty/None means the paper's default: 4 classes, exc -> hap.
-
-    To keep exc as its own class, map it to itself: `label_map={"exc": "exc"}, labels=[..., "exc"]`.
-    """
-    classes = tuple(parse_labels(labels)) or DEFAULT_LABELS
-    mapping = parse_label_map(label_map) or dict(DEFAULT_LABEL_MAP)
-    check_vocabulary(classes, mapping, IEMOCAP_LABELS, "iemocap")
-    return classes, mapping
 
 
 # ------------------------------------------------------------------------------------- the shipped split
@@ -154,12 +139,8 @@ def read_label_file(path: Path) -> list[tuple[int, str, str, float, float]]:
                 continue  # header (`% ...`), blank lines and per-evaluator lines (`C-E1:`, `A-E1:`)
             m = _LABEL_LINE.match(line.rstrip("\r\n"))
             if m is None:
-                raise DataError(
-                    f"malformed label line {line.strip()!r}; expected '[start - end]<TAB>utterance id<TAB>label"
-                    "<TAB>[v, a, d]'",
-                    path,
-                    lineno,
-                )
+                raise DataError(f"malformed label line {line.strip()!r}; expected '[start - end]<TAB>utterance id"
+                                "<TAB>label<TAB>[v, a, d]'", path, lineno)
             label = m["label"]
             if label not in IEMOCAP_LABELS:
                 raise DataError(f"unknown label {label!r}; IEMOCAP labels are {' '.join(IEMOCAP_LABELS)}", path, lineno)
@@ -225,7 +206,8 @@ class Iemocap(Corpus):
     @classmethod
     def prepare(cls, root: str | Path, *, keep_going: bool = False, **options) -> Prepared:
         """Read the release; keep the class set (`labels`, default neu hap ang sad) after `label_map`
-        (default exc -> hap).
+        (default exc -> hap); both lists/dicts or text (`labels=neu,hap`, `label_map=exc:hap`). To keep exc as
+        its own class, map it to itself: `label_map={"exc": "exc"}, labels=[..., "exc"]`.
 
         Returns utterances ordered by session, then dialog (SUPERB's order for dialogs it lists, else sorted),
         then label-file line order; `skipped` counts the label lines left out, by reason. Per utterance:
@@ -236,27 +218,25 @@ class Iemocap(Corpus):
         (strict on purpose: every utterance of the release has one, so a missing line means a damaged copy).
         keep_going: a missing or unreadable wav is recorded in `problems` and its utterance left out instead.
         """
-        classes, mapping = resolve_classes(options.get("labels"), options.get("label_map"))
+        classes = parse_labels(options.get("labels")) or DEFAULT_LABELS
+        mapping = parse_label_map(options.get("label_map")) or DEFAULT_LABEL_MAP
+        check_vocabulary(classes, mapping, IEMOCAP_LABELS, "iemocap")
         root = _find_root(root)
-        utterances: list[Utterance] = []
-        skipped: Counter = Counter()
+        utterances, skipped, seen = [], Counter(), {}  # seen: utterance id -> "label file:line"
         problems: list[FileProblem] | None = [] if keep_going else None
-        seen: dict[str, tuple[Path, int]] = {}
         for session in range(1, NUM_SESSIONS + 1):
             session_dir = root / f"Session{session}"
             for label_file in _order_dialogs(_dialog_files(session_dir)):
                 dialog = label_file.stem
                 if not dialog.startswith(f"Ses{session:02d}"):
                     raise DataError(f"dialog {dialog} does not belong to Session{session}", label_file)
-                rows = read_label_file(label_file)
                 transcript_file = session_dir / "dialog" / "transcriptions" / label_file.name
                 texts = None
-                for lineno, utt_id, raw, _start, _end in rows:
+                for lineno, utt_id, raw, _start, _end in read_label_file(label_file):
                     if utt_id in seen:
-                        first = seen[utt_id]
-                        raise DataError(f"utterance {utt_id} is labelled twice (first at {first[0]}:{first[1]})",
-                                        label_file, lineno)
-                    seen[utt_id] = (label_file, lineno)
+                        raise DataError(f"utterance {utt_id} is labelled twice (first at {seen[utt_id]})", label_file,
+                                        lineno)
+                    seen[utt_id] = f"{label_file}:{lineno}"
                     label = mapping.get(raw, raw)
                     if label not in classes:
                         skipped[f"label {label} not in class set"] += 1
@@ -270,38 +250,25 @@ class Iemocap(Corpus):
                     duration = _wav_duration(wav, label_file, lineno, problems)
                     if duration is None:
                         continue
-                    utterances.append(
-                        Utterance(
-                            id=utt_id,
-                            path=str(wav.resolve()),
-                            label=label,
-                            speaker=speaker_of(utt_id),
-                            group=str(session),
-                            duration=duration,
-                            text=texts[utt_id],
-                        )
-                    )
+                    utterances.append(Utterance(id=utt_id, path=str(wav.resolve()), label=label, group=str(session),
+                                                speaker=speaker_of(utt_id), duration=duration, text=texts[utt_id]))
         return Prepared(utterances, skipped, problems or [])
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
         """Fold `fold` (1..5): test = session `fold`; train/valid by `valid` ("superb" default, or "speaker")."""
-        rule = options.get("valid", "superb") or "superb"
-        if rule not in VALID_RULES:
-            raise ConfigError(f"iemocap option 'valid': {rule!r}; expected one of {', '.join(VALID_RULES)}")
-        if not isinstance(fold, int) or not 1 <= fold <= NUM_SESSIONS:
-            raise ConfigError(f"iemocap fold: {fold!r}; expected 1..{NUM_SESSIONS}")
+        rule = options.get("valid") or "superb"
+        valid_rules = {"superb": _superb_valid, "speaker": _speaker_valid}
+        if rule not in valid_rules:
+            raise ConfigError(f"iemocap option 'valid': {rule!r}; expected one of {', '.join(valid_rules)}")
+        check_fold(fold, NUM_SESSIONS, "iemocap")
         bad = sorted({u.group for u in utterances} - {str(s) for s in range(1, NUM_SESSIONS + 1)})
         if bad:
             raise DataError(f"iemocap utterances with groups {bad}; expected sessions 1..{NUM_SESSIONS}")
         test = [u for u in utterances if u.group == str(fold)]
         if not test:
             raise DataError(f"fold {fold}: no utterance of session {fold} to test on")
-        if rule == "speaker":
-            train, valid = _speaker_valid(utterances, fold)
-        else:
-            train, valid = _superb_valid(utterances, fold)
-        return FoldSplit(fold, train, valid, test)
+        return FoldSplit(fold, *valid_rules[rule](utterances, fold), test)
 
 
 # --------------------------------------------------------------------------------------- validation rules
@@ -318,9 +285,7 @@ def _superb_valid(utterances: list[Utterance], fold: int) -> tuple[list[Utteranc
     known = sum(u.id in session_of for u in utterances)
     if known == len(utterances):
         split = load_superb_split()
-        pool_ids = [
-            row[0] for s in range(1, NUM_SESSIONS + 1) if s != fold for row in split["sessions"][str(s)]
-        ]
+        pool_ids = [row[0] for s in range(1, NUM_SESSIONS + 1) if s != fold for row in split["sessions"][str(s)]]
         by_id = {u.id: u for u in utterances if session_of[u.id] != fold}
         entry = split["folds"][str(fold)]
 
@@ -329,10 +294,8 @@ def _superb_valid(utterances: list[Utterance], fold: int) -> tuple[list[Utteranc
 
         return pick(entry["train"]), pick(entry["valid"])
     if known:
-        log.warning(
-            "iemocap: %d of %d utterances are not in SUPERB's list; computing the SUPERB rule on the given order",
-            len(utterances) - known, len(utterances),
-        )
+        log.warning("iemocap: %d of %d utterances are not in SUPERB's list; computing the SUPERB rule on the given "
+                    "order", len(utterances) - known, len(utterances))
     pool = superb_train_pool(utterances, fold)
     train_idx, valid_idx = superb_random_split(len(pool))
     return [pool[i] for i in train_idx], [pool[i] for i in valid_idx]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -37,7 +36,7 @@ from ..audio import END_TOLERANCE_S, audio_info
 from ..labels import apply_labels, parse_label_map, parse_labels
 from ..rows import read_rows
 from ..utterance import Utterance
-from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared
+from .base import CORPORA, Corpus, FoldSplit, Prepared, problem_from
 from .folds import deal, natural_sorted, parse_count, split_by_group
 
 REQUIRED_COLUMNS = ("path", "label", "speaker")
@@ -69,14 +68,16 @@ class Manifest(Corpus):
         manifest = Path(root)
         if not manifest.is_file():
             raise DataError("manifest file not found (expected a .csv or .jsonl file)", manifest)
+        if manifest.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+            raise DataError(f"unknown manifest format {manifest.suffix.lower()!r} (expected .csv or .jsonl)", manifest)
         utterances, seen_ids, has_fold_key, problems = [], {}, None, []
-        for line, row in _rows(manifest):
+        for line, row in read_rows(manifest, REQUIRED_COLUMNS):  # missing required columns name the line
             try:
                 utt, row_has_fold_key = _utterance(manifest, line, row)
             except _UnusableAudio as e:
                 if not keep_going:
                     raise
-                problems.append(FileProblem(str(e.audio), f"{e.reason} ({manifest}:{line})"))
+                problems.append(problem_from(e.audio, e, f"{manifest}:{line}"))
                 continue
             if utt.id in seen_ids:
                 raise DataError(f"duplicate id {utt.id!r} (first on line {seen_ids[utt.id]})", manifest, line)
@@ -102,7 +103,7 @@ class Manifest(Corpus):
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
         num_folds = cls.fold_count(utterances, **options)
         fold_of_group = deal(natural_sorted(utt.group for utt in utterances), num_folds)
-        return split_by_group(utterances, fold_of_group, fold, num_folds, options.get("valid", "next_fold"))
+        return split_by_group(utterances, fold_of_group, fold, num_folds, options.get("valid", "next_fold"), cls.name)
 
     @classmethod
     def fold_count(cls, utterances: list[Utterance], **options) -> int:
@@ -119,15 +120,7 @@ class _UnusableAudio(AudioError):
 
     def __init__(self, reason: str, manifest: Path, line: int, audio: Path):
         super().__init__(reason, manifest, line)
-        self.reason, self.audio = reason, audio
-
-
-def _rows(manifest: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, {column: value}) for each data row; missing required columns name the line."""
-    suffix = manifest.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise DataError(f"unknown manifest format {suffix!r} (expected .csv or .jsonl)", manifest)
-    yield from read_rows(manifest, REQUIRED_COLUMNS, "csv" if suffix == ".csv" else "jsonl")
+        self.audio = audio
 
 
 def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
@@ -155,17 +148,9 @@ def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
     fold_column = "fold" if "fold" in row else "group" if "group" in row else None
     if fold_column is not None and not text(fold_column):
         raise DataError(f"empty {fold_column}", manifest, line)
-    utt = Utterance(
-        id=text("id") or _default_id(manifest, audio, start, end),
-        path=str(audio),
-        label=text("label"),
-        speaker=text("speaker"),
-        group=text(fold_column) if fold_column else "",
-        duration=duration,
-        start=start,
-        end=end,
-        text=text("text") or None,
-    )
+    utt = Utterance(id=text("id") or _default_id(manifest, audio, start, end), path=str(audio), label=text("label"),
+                    speaker=text("speaker"), group=text(fold_column) if fold_column else "", duration=duration,
+                    start=start, end=end, text=text("text") or None)
     return utt, fold_column is not None
 
 

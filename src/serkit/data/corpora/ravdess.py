@@ -41,16 +41,8 @@ from ..utterance import Utterance
 from .base import CORPORA, Corpus, FoldSplit, Prepared, problem_from
 from .folds import deal, parse_count, split_by_group
 
-EMOTIONS = {
-    "01": "neutral",
-    "02": "calm",
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fearful",
-    "07": "disgust",
-    "08": "surprised",
-}
+EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful", "07": "disgust",
+            "08": "surprised"}
 STATEMENTS = {"01": "Kids are talking by the door.", "02": "Dogs are sitting by the door."}
 NUM_ACTORS = 24
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -114,7 +106,7 @@ class Ravdess(Corpus):
         num_folds = cls.fold_count(utterances, **options)
         fold_of_actor = _fold_of_actor(options.get("folds", "balanced"), num_folds)
         fold_of_group = {utt.group: fold_of_actor[_actor(utt)] for utt in utterances}
-        return split_by_group(utterances, fold_of_group, fold, num_folds, options.get("valid", "next_fold"))
+        return split_by_group(utterances, fold_of_group, fold, num_folds, options.get("valid", "next_fold"), cls.name)
 
     @classmethod
     def fold_count(cls, utterances: list[Utterance], **options) -> int:
@@ -147,15 +139,8 @@ def _utterance(path: Path, folder_actor: str) -> Utterance | None:
     if channel == "02":
         return None
     speaker = f"Actor_{actor}"
-    return Utterance(
-        id=path.stem,
-        path=str(path.absolute()),
-        label=EMOTIONS[emotion],
-        speaker=speaker,
-        group=speaker,
-        duration=audio_info(path).duration,
-        text=STATEMENTS[statement],
-    )
+    return Utterance(id=path.stem, path=str(path.absolute()), label=EMOTIONS[emotion], speaker=speaker, group=speaker,
+                     duration=audio_info(path).duration, text=STATEMENTS[statement])
 
 
 def _actor(utt: Utterance) -> int:
