@@ -123,3 +123,13 @@ def test_an_unknown_name_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"model\.aggregators\.0\.name.*unknown aggregator 'attentive'; "
                                           r"known: ecapa, mean, stats"):
         load_config({"model": {"aggregators": [{"name": "attentive"}]}})
+
+
+def test_a_registry_whose_package_failed_to_import_raises_again_not_unknown_name():
+    """A failed first import must not leave a half-loaded registry that later calls "unknown <name>"."""
+    from serkit.registry import Registry
+
+    registry = Registry("thing", "serkit_no_such_package_for_this_test", "serkit.things")
+    for _ in range(2):
+        with pytest.raises(ModuleNotFoundError):
+            registry.get("anything")

@@ -48,7 +48,14 @@ class Registry(Generic[T]):
         """Import the package's modules and the entry points' once (lazily: the package may still be importing)."""
         if self._loaded:
             return
-        self._loaded = True
+        self._loaded = True  # first: the package's modules register into this registry while importing
+        try:
+            self._import_all()
+        except BaseException:
+            self._loaded = False  # a failed import is retried (and raised again) at the next lookup
+            raise
+
+    def _import_all(self) -> None:
         package = importlib.import_module(self.package)
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{self.package}.{module.name}")

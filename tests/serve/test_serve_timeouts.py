@@ -240,3 +240,37 @@ def test_connections_past_limit_concurrency_get_503_until_they_go(recognizer, li
             connection.close()
     wait_until(lambda: httpx.get(f"{server.url}/health", timeout=5).status_code == 200, 5,
                "/health to answer again once they hang up")
+
+
+def test_a_stopped_inference_is_logged_as_stopped_and_its_threads_never_block_exit(caplog):
+    """Unit level: the inference threads are daemons (one that never returns cannot keep the process alive), and
+    an inference that stops when asked (CancelledError) is logged as stopped, not as failed."""
+    import asyncio
+    import logging
+    import threading
+    from concurrent.futures import CancelledError
+
+    from starlette.exceptions import HTTPException
+
+    from serkit.serve.slots import InferenceSlots
+
+    def stops_when_asked(cancel):
+        cancel.wait(5)
+        raise CancelledError("prediction cancelled by its caller")
+
+    async def scenario():
+        slots = InferenceSlots(max_concurrent=2, max_waiting=0)
+        with pytest.raises(HTTPException) as timeout:
+            await slots.run(slots.admit(), 0.05, stops_when_asked)
+        for _ in range(100):
+            if slots.running == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await slots.run(slots.admit(), 5, lambda cancel: 42) == 42
+        return timeout.value.status_code, slots.running
+
+    with caplog.at_level(logging.INFO, logger="serkit.serve"):
+        assert asyncio.run(scenario()) == (504, 0)
+    assert "a timed-out inference has stopped" in caplog.text and "failed" not in caplog.text
+    workers = [t for t in threading.enumerate() if t.name.startswith("serkit-inference")]
+    assert workers and all(t.daemon for t in workers)

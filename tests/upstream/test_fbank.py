@@ -171,3 +171,12 @@ def test_its_onnx_graph_computes_the_same_features_at_other_lengths(cmn, wave, b
         assert frame_lens.tolist() == expected[1].tolist() and feats.shape == tuple(expected[0].shape)
         for row, n in enumerate(frame_lens.tolist()):
             np.testing.assert_allclose(feats[row, :n], expected[0][row, :n].numpy(), atol=1e-4, rtol=0)
+
+
+def test_a_cast_to_bfloat16_moves_the_constants_but_never_rounds_them():
+    """Lightning's "bf16-true" casts the module: the features must stay those of the float32 module."""
+    wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    expected = FbankUpstream().log_mel(wavs)
+    cast = FbankUpstream().to(torch.bfloat16)
+    assert (cast.window.dtype, cast.dft.dtype, cast.mel.dtype) == (torch.float32, torch.float64, torch.float64)
+    assert torch.equal(cast.log_mel(wavs), expected)

@@ -139,7 +139,7 @@ class OutputFolder:
 
 
 def write_part(folder: str | os.PathLike, rows: Sequence[dict], record: dict) -> Path:
-    """Write `rows` (dicts keyed by part_columns' names; missing keys are null) as one part, atomically, under
+    """Write `rows` (dicts keyed by the run's part column names; missing keys are null) as one part, atomically, under
     a name made from their ids (see the module docstring). Returns the part's path."""
     import pyarrow as pa
     import pyarrow.parquet as pq

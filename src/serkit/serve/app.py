@@ -61,7 +61,7 @@ ERROR_RESPONSES = {
 
 
 def create_app(recognizer, limits: ServeLimits | None = None):
-    """`recognizer`: an EmotionRecognizer (anything with `.labels` and `.predict(binary_file, text=)`); it is
+    """`recognizer`: an EmotionRecognizer (anything with `.labels` and `.predict(binary_file, text=, cancel=)`); it is
     called from worker threads, at most `limits.max_concurrent` at a time. Run it with
     `uvicorn.run(app, host=, port=, **limits.uvicorn_options())` for the connection limits."""
     limits = limits or ServeLimits()

@@ -7,9 +7,11 @@ a temporary file), so a waiting request holds about 1 MiB.
 
 Inference (`run`): at most `max_concurrent` inferences run, off the event loop, so /health and uploads keep
 being answered; only a running inference reads its upload into memory. They run on a pool of as many
-threads that live as long as the app: a thread keeps its malloc arena, so freed upload and window buffers
-are reused. With a fresh thread per inference glibc spread them over many arenas, each keeping what was
-freed in it: 64 large uploads at once left +370 MiB resident, +72 to +83 with the pool (test_serve_burst).
+daemon threads that live as long as the app: a thread keeps its malloc arena, so freed upload and window
+buffers are reused, and an inference that never returns cannot keep the process from exiting (a
+ThreadPoolExecutor's threads are joined at exit). With a fresh thread per inference glibc spread them over
+many arenas, each keeping what was freed in it: 64 large uploads at once left +370 MiB resident, +72 to +83
+with the pool (test_serve_burst).
 
 Timeouts: a request whose inference takes longer than `timeout_seconds` gets 504. A Python thread cannot be
 killed, so the inference is asked to stop: the `cancel` event passed to it is set, and the recognizer raises
@@ -25,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import CancelledError
 from typing import TypeVar
 
 from starlette.exceptions import HTTPException
@@ -52,6 +55,35 @@ class Ticket:
             self.slots.admitted -= 1
 
 
+class DaemonThreads:
+    """`size` daemon threads running submitted calls in order; each call's outcome goes to an asyncio future."""
+
+    def __init__(self, size: int) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        for index in range(size):
+            threading.Thread(target=self._work, name=f"serkit-inference-{index}", daemon=True).start()
+
+    def submit(self, function: Callable[..., T], *args) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._calls.put((loop, future, function, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, function, args = self._calls.get()
+            try:
+                outcome = (function(*args), None)
+            except BaseException as error:  # handed to the waiting request, as an executor would
+                outcome = (None, error)
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if not future.cancelled():
+        future.set_result(result) if error is None else future.set_exception(error)
+
+
 class InferenceSlots:
     def __init__(self, max_concurrent: int, max_waiting: int) -> None:
         self.max_concurrent = max_concurrent
@@ -59,7 +91,7 @@ class InferenceSlots:
         self.admitted = 0  # tickets out
         self.running = 0   # inference threads alive, timed-out ones still stopping included
         self._free = asyncio.Semaphore(max_concurrent)
-        self._threads = ThreadPoolExecutor(max_concurrent, thread_name_prefix="serkit-inference")
+        self._threads = DaemonThreads(max_concurrent)
 
     @property
     def waiting(self) -> int:
@@ -84,7 +116,7 @@ class InferenceSlots:
         cancel = threading.Event()
         ticket.hold()
         self.running += 1
-        done = asyncio.get_running_loop().run_in_executor(self._threads, function, *args, cancel)
+        done = self._threads.submit(function, *args, cancel)
         done.add_done_callback(lambda future: self._finished(future, ticket, cancel))  # on the loop's thread
         try:
             return await asyncio.wait_for(asyncio.shield(done), timeout_seconds)
@@ -105,7 +137,7 @@ class InferenceSlots:
         # Retrieving the error also keeps asyncio from reporting it as lost when nobody waits (after a 504).
         error = None if future.cancelled() else future.exception()
         if cancel.is_set():
-            if error is None or isinstance(error, CancelledError):
+            if error is None or isinstance(error, (CancelledError, asyncio.CancelledError)):
                 log.info("a timed-out inference has stopped; its slot is free")
             else:
                 log.warning("a timed-out inference failed: %s: %s", type(error).__name__, error)

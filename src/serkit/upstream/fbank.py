@@ -97,6 +97,16 @@ class FbankUpstream(Upstream):
                              persistent=False)  # [400, 514] float64: real and imaginary parts
         self.register_buffer("mel", torch.from_numpy(mel_matrix(num_mel_bins)).double(), persistent=False)
         self.register_buffer("taps", torch.arange(WINDOW), persistent=False)  # frame t, tap i: sample 160 t + i
+        self._constants = {name: getattr(self, name).clone() for name in ("window", "dft", "mel")}  # see _apply
+
+    def _apply(self, fn, recurse=True):
+        # .to(bfloat16) (Lightning's "bf16-true") must move the constants, never round them: the features would
+        # then differ from the same bundle's at inference
+        super()._apply(fn, recurse)
+        device = self.taps.device  # an integer buffer: moved, never cast
+        for name, constant in self._constants.items():
+            setattr(self, name, constant.to(device))
+        return self
 
     @classmethod
     def from_config(cls, cfg: FbankConfig, pretrained: bool = True) -> "FbankUpstream":
