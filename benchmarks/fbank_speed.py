@@ -14,25 +14,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import kaldi_native_fbank as knf
 import numpy as np
 import torch
 
-from serkit.upstream.fbank import FbankUpstream
-
-
-def kaldi_fbank(samples: np.ndarray) -> np.ndarray:
-    opts = knf.FbankOptions()
-    opts.frame_opts.dither = 0.0
-    opts.frame_opts.window_type = "povey"
-    opts.mel_opts.num_bins = 80
-    opts.mel_opts.low_freq = 20.0
-    opts.mel_opts.high_freq = 0.0
-    opts.use_energy = False
-    computer = knf.OnlineFbank(opts)
-    computer.accept_waveform(16000, (samples * 32768.0).tolist())
-    computer.input_finished()
-    return np.stack([computer.get_frame(i) for i in range(computer.num_frames_ready)])
+from serkit.upstream.fbank import FbankUpstream, kaldi_reference
 
 
 def best_of(repeats: int, run) -> float:
@@ -71,11 +56,11 @@ def main() -> None:
     batches_of_8 = [padded(ordered[i: i + 8]) for i in range(0, len(ordered), 8)]
 
     with torch.inference_mode():
-        kaldi = [kaldi_fbank(w) for w in waves]
+        kaldi = [kaldi_reference(w) for w in waves]
         out = upstream(*one_batch)
         diff = max(float(np.abs(out.hidden[0][row, : len(k)].numpy() - k).max()) for row, k in enumerate(kaldi))
         rows = [
-            ("kaldi-native-fbank, per utterance", best_of(args.repeats, lambda: [kaldi_fbank(w) for w in waves])),
+            ("kaldi-native-fbank, per utterance", best_of(args.repeats, lambda: [kaldi_reference(w) for w in waves])),
             ("torch, one padded batch", best_of(args.repeats, lambda: upstream(*one_batch))),
             ("torch, sorted batches of 8", best_of(args.repeats, lambda: [upstream(*b) for b in batches_of_8])),
         ]

@@ -68,6 +68,24 @@ def mel_matrix(num_bins: int = NUM_MEL_BINS) -> np.ndarray:
     return np.concatenate([banks, np.zeros((1, num_bins), f32)]).astype(f32)  # [257, num_bins]
 
 
+def kaldi_reference(samples: np.ndarray, num_bins: int = NUM_MEL_BINS) -> np.ndarray:
+    """The oracle FbankUpstream is measured against (tests, benchmarks/fbank_speed.py): kaldi-native-fbank with
+    the same settings, samples [S] in [-1, 1] at 16 kHz -> log-mel [T, num_bins] float32. Needs the `test` extra."""
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.window_type = "povey"
+    opts.mel_opts.num_bins = num_bins
+    opts.mel_opts.low_freq = LOW_FREQ
+    opts.mel_opts.high_freq = 0.0
+    opts.use_energy = False
+    computer = knf.OnlineFbank(opts)
+    computer.accept_waveform(SAMPLE_RATE, (np.asarray(samples, dtype=np.float32) * INT16_SCALE).tolist())
+    computer.input_finished()
+    return np.stack([computer.get_frame(i) for i in range(computer.num_frames_ready)]).astype(np.float32)
+
+
 def fbank_frame_lens(wav_lens: torch.Tensor) -> torch.Tensor:
     """[B] samples -> [B] Kaldi frames (snip_edges; at least 1)."""
     return torch.div(wav_lens.clamp(min=WINDOW) - WINDOW, HOP, rounding_mode="floor") + 1
