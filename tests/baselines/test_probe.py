@@ -86,12 +86,35 @@ def test_probe_shares_the_cv_feature_cache(manifest, encoder, tmp_path, monkeypa
     assert np.array_equal(probe.pooled_layers(utterances, _cfg(encoder), cache), first)
 
 
+def test_stats_pooling_is_mean_then_std_of_the_real_frames(manifest, encoder):
+    from serkit.errors import ConfigError
+    from serkit.upstream import build_upstream
+
+    utterances = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False)).prepared.utterances[:4]
+    mean = probe.pooled_layers(utterances, _cfg(encoder))
+    stats = probe.pooled_layers(utterances, _cfg(encoder), pooling="stats")
+    assert stats.shape == (4, 3, 64)
+    np.testing.assert_allclose(stats[..., :32], mean, atol=1e-5)
+    # the std half, against numpy on one clip encoded alone (no padding: every frame is real)
+    from serkit.data.audio import load_audio
+    upstream = build_upstream(_cfg(encoder))
+    wav = torch.from_numpy(load_audio(utterances[0].path))
+    with torch.no_grad():
+        hidden, _ = upstream(wav[None], torch.tensor([len(wav)]))
+    expected = np.stack([layer[0].numpy().std(axis=0) for layer in hidden])
+    np.testing.assert_allclose(stats[0, :, 32:], expected, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ConfigError, match="probe pooling 'max': expected one of mean, stats"):
+        probe.pooled_layers(utterances, _cfg(encoder), pooling="max")
+
+
 def test_probe_command(manifest, encoder, tmp_path, capsys):
     out = tmp_path / "probe"
     assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--encoder", str(encoder),
-                 "--folds", "1,2", "--c", "0.1", "--no-cache", "--out", str(out)]) == 0
+                 "--folds", "1,2", "--c", "0.1", "--no-cache", "--pooling", "stats", "--out", str(out)]) == 0
     assert "layer view and C chosen per fold" in capsys.readouterr().out
-    assert json.loads((out / "probe.json").read_text())["folds"] == [1, 2]
+    record = json.loads((out / "probe.json").read_text())
+    assert record["folds"] == [1, 2] and record["pooling"] == "stats"
+    assert record["trainable_params"] == (2 * 32 + 1) * 2
     assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--out", str(out)]) != 0
     assert "--encoder is required" in capsys.readouterr().err
     # a bad C grid is refused before any clip is encoded (the encoder below does not even exist)

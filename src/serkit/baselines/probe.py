@@ -1,10 +1,11 @@
-"""The linear probe: a frozen encoder's layers, mean-pooled, and a logistic regression (SUPERB / EmoBox style).
+"""The linear probe: a frozen encoder's layers, pooled, and a logistic regression (SUPERB / EmoBox style).
 
 The first check a SER researcher runs on any encoder, scored on exactly the folds and test sets `serkit cv`
 uses (corpus.split), so a trained system and the probe of its encoder compare fold by fold.
 
-Per utterance: every hidden layer of the frozen encoder (input embedding first), each mean-pooled over the
-utterance's real frames -> [L, D]. Frames come through the same feature cache as `serkit cv` (same key:
+Per utterance: every hidden layer of the frozen encoder (input embedding first), each pooled over the
+utterance's real frames -> [L, D] (pooling "mean", SUPERB's and EmoBox's probe) or [L, 2 D] ("stats": mean and
+standard deviation, the statistics pooling of serkit's heads, so a head and a probe see the same summary). Frames come through the same feature cache as `serkit cv` (same key:
 weights, config and the samples), so a probe after a cv run (or the reverse) encodes nothing twice.
 
 Per fold, chosen on the VALIDATION actors only (test labels are never read before the choice is made):
@@ -29,6 +30,7 @@ from ..data.audio import TARGET_SAMPLE_RATE, load_audio
 from ..data.config import DataConfig
 from ..data.utterance import Utterance
 from ..downstream.mean_pool import MeanPooling
+from ..downstream.stats_pool import StatisticsPooling
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
 from ..evaluation.prediction_table import SplitPredictions, write_predictions
@@ -39,16 +41,19 @@ from ..util.progress import CountLines
 from .folds import C_GRID, PARTS, BaselineFolds, choose_on_validation
 
 ENCODE_BATCH = 8  # utterances per encoder call (sorted by length, so little padding)
+POOLINGS = {"mean": MeanPooling, "stats": StatisticsPooling}
 
 
 def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
-                  cache_dir: str | Path | None = None, cache_dtype: str = "float16", progress: bool = False
-                  ) -> np.ndarray:
-    """-> [N, L, D] float32: row i holds every layer of utterances[i], mean-pooled over its real frames.
-    cache_dir: the feature cache shared with `serkit cv` (None: encode without caching). progress: a line on
+                  cache_dir: str | Path | None = None, cache_dtype: str = "float16", progress: bool = False,
+                  pooling: str = "mean") -> np.ndarray:
+    """-> [N, L, D] float32 (pooling "mean") or [N, L, 2 D] ("stats": mean then std): row i holds every layer
+    of utterances[i], pooled over its real frames. cache_dir: the feature cache shared with `serkit cv` (None: encode without caching). progress: a line on
     stderr every 30 s (clips done, rate, ETA, how many the cache held)."""
     from ..upstream.cache import FeatureCache
 
+    if pooling not in POOLINGS:
+        raise ConfigError(f"probe pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
     upstream_cfg = replace(upstream_cfg, layers="weighted", freeze="all")
     upstream = build_upstream(upstream_cfg)
     if upstream.modality != "audio":
@@ -57,8 +62,8 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
     cache = None if cache_dir is None else FeatureCache.for_upstream(upstream, upstream_cfg, selector, cache_dir,
                                                                      cache_dtype)
     order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration or 0.0)
-    pooled = np.zeros((len(utterances), upstream.num_layers, upstream.hidden_size), dtype=np.float32)
-    mean_pool = MeanPooling(upstream.hidden_size)
+    pool = POOLINGS[pooling](upstream.hidden_size)
+    pooled = np.zeros((len(utterances), upstream.num_layers, pool.output_dim), dtype=np.float32)
     lines = CountLines("encoding", len(order), enabled=progress)
     with torch.no_grad():
         for start in range(0, len(order), ENCODE_BATCH):
@@ -69,7 +74,7 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
             batch = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
             hidden, frame_lens = cache(upstream, batch, wav_lens) if cache else upstream(batch, wav_lens)
             for layer, frames in enumerate(hidden):  # frames [B, T, D]
-                pooled[rows, layer] = mean_pool(frames.float(), frame_lens).numpy()
+                pooled[rows, layer] = pool(frames.float(), frame_lens).numpy()
             lines.update(start + len(rows), f", {cache.hits} read from the feature cache" if cache else "")
     return pooled
 
@@ -114,12 +119,13 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
 
 def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig,
               folds: Sequence[int] | None = None, c_grid: Sequence[float] = C_GRID,
-              cache_dir: str | Path | None = None, progress: bool = False) -> tuple[CVSummary, list[ProbeFit]]:
+              cache_dir: str | Path | None = None, progress: bool = False, pooling: str = "mean"
+              ) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
     started = time.process_time()
     data = BaselineFolds(data_cfg, folds)
-    pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress)
+    pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling)
     fits = []
     for fold, features, targets in data.split(pooled):
         view, c, valid, test, grid, probabilities = fit_probe(features, targets, data.classes, c_grid)
@@ -129,7 +135,8 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
             part: SplitPredictions(ids[part], probabilities[part], targets[part]) for part in ("valid", "test")})
     summary = data.write_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})",
                                 [(f.fold, f.test) for f in fits], "probe.json", {
-        "upstream": upstream_cfg.__dict__, "features": "every layer mean-pooled over real frames",
+        "upstream": upstream_cfg.__dict__, "pooling": pooling,
+        "features": f"every layer pooled over real frames ({'mean and std' if pooling == 'stats' else 'mean'})",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),
         # the logistic regression's weights and biases; CPU seconds of this process (encoding included on a cold cache)
