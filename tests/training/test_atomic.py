@@ -14,7 +14,7 @@ import torch
 
 from serkit.bundle import load_bundle, save_bundle
 from serkit.config import load_config, save_config
-from serkit.data.utterance import Utterance, read_jsonl, write_jsonl
+from serkit.data.utterance import Utterance, write_jsonl
 from serkit import checkpoint
 from serkit.checkpoint import load_state_dict, save_checkpoint
 from serkit.training.checkpoints import CheckpointFiles
@@ -67,6 +67,7 @@ def test_manifest_and_config_writes_are_atomic(tmp_path, monkeypatch):
     manifest = tmp_path / "m.jsonl"
     utts = [Utterance("u1", "a.wav", "neu", "s1", "1", 1.0)]
     write_jsonl(utts, manifest)
+    written = manifest.read_bytes()
 
     def rows():
         yield utts[0]
@@ -74,7 +75,7 @@ def test_manifest_and_config_writes_are_atomic(tmp_path, monkeypatch):
 
     with pytest.raises(Boom):
         write_jsonl(rows(), manifest)
-    assert read_jsonl(manifest) == utts and hidden_leftovers(tmp_path) == []
+    assert manifest.read_bytes() == written and hidden_leftovers(tmp_path) == []
 
     config = tmp_path / "config.yaml"
     save_config(load_config({"name": "first"}), config)

@@ -147,7 +147,7 @@ def _run_local(args: argparse.Namespace, segments, recognizer, transcripts) -> i
 def _ray_options(args: argparse.Namespace):
     """--engine ray's checks, before anything loads -> ray_batch.RayOptions."""
     from ..inference.onnx_model import is_onnx_file
-    from ..inference.ray_batch import DEFAULT_BATCH_FILES, RayOptions, import_ray
+    from ..inference.ray_batch import RayOptions, import_ray
     from ..inference.recognizer import parse_device
 
     if args.format is not None:
@@ -164,10 +164,9 @@ def _ray_options(args: argparse.Namespace):
     if device.type == "cuda" and is_onnx_file(args.model):
         raise ConfigError(f"{args.model}: an ONNX model runs on the CPU (ONNX Runtime); for --device cuda give the "
                           "model bundle it was exported from")
-    options = RayOptions(address=args.address, actors=args.ray_actors,
-                         batch_files=DEFAULT_BATCH_FILES if args.ray_batch_size is None else args.ray_batch_size,
-                         gpus_per_actor=1.0 if args.ray_gpus is None else args.ray_gpus,
-                         decode_cpus=args.ray_decode_cpus)
+    fields = {"address": args.address, "actors": args.ray_actors, "batch_files": args.ray_batch_size,
+              "gpus_per_actor": args.ray_gpus, "decode_cpus": args.ray_decode_cpus}
+    options = RayOptions(**{name: value for name, value in fields.items() if value is not None})  # else its defaults
     import_ray()  # a missing extra says how to install it before anything loads
     return options
 
@@ -178,8 +177,9 @@ def _run_ray(args: argparse.Namespace, options, segmenter, recognizer, transcrip
     from ..inference.ray_inputs import archive_inputs
 
     segments = "windows" if segmenter is None else "vad" if args.segments == "vad" else segmenter
-    job = ArchiveJob(model=os.path.abspath(args.model), out=os.path.abspath(args.out), labels=tuple(recognizer.labels),
-                     device=args.device, threads=args.threads, window_seconds=args.window, hop_seconds=args.hop,
+    # model and out are taken from this folder (ArchiveJob makes them absolute for the workers)
+    job = ArchiveJob(model=args.model, out=args.out, labels=tuple(recognizer.labels), device=args.device,
+                     threads=args.threads, window_seconds=args.window, hop_seconds=args.hop,
                      batch_seconds=args.batch_seconds, segments=segments, vad=getattr(segmenter, "settings", None),
                      embeddings=args.embeddings, needs_text=recognizer.needs_text, transcripts=transcripts)
     summary = predict_archive(job, archive_inputs(args.paths, sys.stdin), options)

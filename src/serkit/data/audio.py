@@ -149,9 +149,8 @@ def _read_span(source: Source, first: int, stop: int | None, name: str | None, i
         if not np.isfinite(block).all():
             raise AudioError("holds NaN or infinite samples", where)
         pieces.append(mix_to_mono(np.clip(block, -1.0, 1.0, out=block)))
-    empty = np.zeros((0,) if mono else (0, info.channels), np.float32)
-    samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces) if pieces else empty
-    _check_decoded(where, info, first, stop, samples.shape[0])
+    _check_decoded(where, info, first, stop, sum(len(piece) for piece in pieces))  # refuses an empty span
+    samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     return samples, info.sample_rate
 
 

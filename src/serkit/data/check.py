@@ -30,7 +30,7 @@ from ..errors import AudioError, ConfigError, DataError
 from ..util.atomic import write_json, write_text
 from .audio import load_audio
 from .corpora import Prepared
-from .corpora.base import FileProblem
+from .corpora.base import FileProblem, reason_of
 from .utterance import Utterance
 
 CACHE_NAME = "audio_check.json"
@@ -148,8 +148,7 @@ def _decode_problem(utt: Utterance) -> str | None:
     try:
         load_audio(utt.path, utt.start, utt.end)
     except AudioError as e:
-        prefix = f"{e.path}: "
-        return str(e).removeprefix(prefix)
+        return reason_of(e)
     return None
 
 

@@ -6,6 +6,7 @@ object store holds the archive):
     (id, path) blocks of --ray-batch-size files                       ray_inputs.archive_inputs
       -> decode: open, segment (windows, VAD or a segments file),     CPU tasks, one block each:
          read each piece and conform it to 16 kHz mono                decode_batch
+      -> each file's plan and pieces, as one object (_File)           Ray carries it pickled
       -> model: batch the pieces by padded duration, run the model,   an actor pool: ModelStage
          combine pieces into the file's rows, write them as one part  (ray_parts.write_part)
       -> the driver counts the files each part held                   predict_archive
@@ -30,7 +31,6 @@ The output folder, resume and why a killed job leaves only whole parts: ray_part
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -44,7 +44,6 @@ import numpy as np
 
 from ..errors import ConfigError, SerkitError
 from ..util.progress import CountLines
-from .inputs import Region
 from .output import prediction_rows, printable
 from .ray_inputs import ArchiveInputs
 from .ray_parts import OutputFolder, probability_columns, write_part
@@ -98,12 +97,9 @@ class ArchiveJob:
         for name in ("model", "out"):  # frozen: set once, here
             object.__setattr__(self, name, os.path.normpath(os.path.join(self.cwd, os.fspath(getattr(self, name)))))
 
-    @property
-    def timeline(self) -> bool:
-        return not (isinstance(self.segments, str) and self.segments == "windows")
-
     def record(self) -> dict:
-        """The run record (ray_parts): what a restart into the same folder must share with this run."""
+        """The run record (ray_parts): what a restart into the same folder must share with this run, every key
+        of it (anything that changes the rows)."""
         segments = self.segments if isinstance(self.segments, str) else os.path.abspath(self.segments.path)
         return {"model": self.model, "labels": list(self.labels), "segments": segments,
                 "vad": asdict(self.vad) if self.vad is not None else None,
@@ -158,13 +154,13 @@ def predict_archive(job: ArchiveJob, inputs: ArchiveInputs, options: RayOptions 
     folder = OutputFolder.open(job.out, job.record())
     try:
         done, _ = folder.written_ids()
-        todo = [k for k, file_id in enumerate(inputs.ids) if printable(file_id) not in done]
+        todo = [{"id": file_id, "path": path} for file_id, path in zip(inputs.ids, inputs.paths)
+                if printable(file_id) not in done]
         summary = ArchiveSummary(total=len(inputs), already_done=len(inputs) - len(todo))
         if todo:
             started_here = _connect(ray, options.address)
             try:
-                dataset = _pipeline(ray, job, options, [inputs.ids[k] for k in todo], [inputs.paths[k] for k in todo])
-                _drive(dataset, summary, progress)
+                _drive(_pipeline(ray, job, options, todo), summary, progress)
             except Exception as error:  # Ray wraps what a worker raised: give the user serkit's own message
                 cause = _serkit_cause(error)
                 if cause is not None:
@@ -210,19 +206,21 @@ def _chain_text(error: BaseException) -> str:
     return " ".join(texts)
 
 
-def _pipeline(ray, job: ArchiveJob, options: RayOptions, ids: list[str], paths: list[str]):
+def _pipeline(ray, job: ArchiveJob, options: RayOptions, files: list[dict]):
+    """files: {"id", "path"} each -> the dataset of the model stage's per-file summaries."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # our own progress lines (util.progress), as every serkit command
+    # a decoded file crosses to the model stage as one pickled object (_File): say so, and Ray does not warn
+    context.enable_fallback_to_arrow_object_ext_type = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no "starting execution" lines per dataset
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # nor "progress bars disabled"
     step = options.batch_files
-    blocks = math.ceil(len(ids) / step)
+    blocks = math.ceil(len(files) / step)
     actors, actor_resources, decode_cpus = _resources(ray, job, options, blocks)
     # One block per batch of files (at most `step` files each): a block is what a decode task takes, so this is
     # the job's parallelism, and a model batch (and so a part) never mixes two blocks' files. from_items builds
     # the blocks here; from_arrow would start a Ray task per block just to read back its schema.
-    dataset = ray.data.from_items([{"id": file_id, "path": path} for file_id, path in zip(ids, paths)],
-                                  override_num_blocks=blocks)
+    dataset = ray.data.from_items(files, override_num_blocks=blocks)
     dataset = dataset.map_batches(decode_batch, fn_kwargs={"job": job}, batch_size=None, batch_format="numpy",
                                   num_cpus=decode_cpus)
     return dataset.map_batches(ModelStage, fn_constructor_kwargs={"job": job}, batch_size=step,
@@ -240,17 +238,17 @@ def _resources(ray, job: ArchiveJob, options: RayOptions, blocks: int) -> tuple[
         if gpus == 0:
             raise ConfigError(f"--device cuda, but the Ray cluster has no GPU (it has {cpus:g} CPUs); join GPU "
                               "machines to it (`ray start --address ...` on each), or use --device cpu")
-        actors = min(blocks, options.actors or max(1, math.floor(gpus / options.gpus_per_actor)))
         # Ray Data holds one CPU per GPU actor (for the CPU side of its work); decoding needs CPUs beside those
         actor_cpus, decode_cpus, resources = 1.0, options.decode_cpus or 1.0, {"num_gpus": options.gpus_per_actor}
         fused = False
+        fitting = gpus / options.gpus_per_actor  # actors the GPUs hold
     else:
         actor_cpus = float(job.threads or 1)
         decode_cpus = options.decode_cpus or actor_cpus
         fused = decode_cpus == actor_cpus  # Ray runs both stages in the actors: no CPU to set aside for decoding
-        spare = 0.0 if fused else decode_cpus
-        actors = min(blocks, options.actors or max(1, math.floor((cpus - spare) / actor_cpus)))
+        fitting = (cpus - (0.0 if fused else decode_cpus)) / actor_cpus  # actors that leave a decoder its CPUs
         resources = {"num_cpus": actor_cpus}
+    actors = min(blocks, options.actors or max(1, math.floor(fitting)))
     left = cpus - actors * actor_cpus
     if left < 0 or (not fused and left < decode_cpus):
         print(f"serkit predict: {actors} actors hold {actors * actor_cpus:g} of the Ray cluster's {cpus:g} CPUs, "
@@ -261,10 +259,9 @@ def _resources(ray, job: ArchiveJob, options: RayOptions, blocks: int) -> tuple[
 
 def _drive(dataset, summary: ArchiveSummary, progress: bool) -> None:
     """Pull the model stage's per-file summaries (the parts are written by the actors) and count them."""
-    todo = summary.total - summary.already_done
-    lines = CountLines("serkit predict", todo, enabled=progress)
+    lines = CountLines("serkit predict", summary.total - summary.already_done, enabled=progress)
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        summary.predicted += len(batch["id"])
+        summary.predicted += len(batch["failed"])
         summary.failed += int(np.sum(batch["failed"]))
         lines.update(summary.predicted, f", {summary.failed} failed" if summary.failed else "")
 
@@ -291,25 +288,38 @@ def _serkit_cause(error: BaseException) -> SerkitError | None:
 
 # -- stage 1: decode (CPU) ---------------------------------------------------------------------------------
 
+@dataclass
+class _File:
+    """One file as the decode stage hands it to the model stage (Ray carries it whole, pickled: no columns to
+    pack and parse): its plan (native-rate spans, segments and which segment each span belongs to) and pieces
+    [S_k] float32 16 kHz mono, one per span; or the error that stopped it, and nothing else."""
+
+    id: str
+    path: str
+    error: str | None = None
+    text: str | None = None
+    duration: float = 0.0
+    plan: SpanPlan | None = None
+    pieces: list[np.ndarray] = field(default_factory=list)
+
+    def result(self, labels: Sequence[str]) -> Prediction | Timeline | PredictionFailure:
+        """Combined as EmotionRecognizer combines its pieces (SpanPlan.result)."""
+        if self.error is not None:
+            return PredictionFailure(self.path, self.error)
+        return self.plan.result(labels, self.duration, self.path)
+
+
 def decode_batch(batch: dict[str, np.ndarray], job: ArchiveJob) -> dict[str, np.ndarray]:
-    """Files [N] (id, path) -> per file: its pieces at 16 kHz mono, concatenated in `wave` ([sum of piece
-    lengths] float32, lengths in `plan`), the plan (native-rate spans, segments and which segment each span
-    belongs to), its native sample rate and frame count, transcript, and error (None, or the message)."""
+    """Files [N] (id, path) -> `file` [N]: each a _File, read and planned, or failed."""
     from .segments import make_segmenter
 
     # "vad" builds a VadSegmenter on this worker (vad.load_vad keeps one Silero model per process)
-    segmenter = make_segmenter(job.segments, job.vad) if job.timeline else None
-    files = [{"id": str(file_id), "path": str(path), **_decode_file(str(path), job, segmenter)}
-             for file_id, path in zip(batch["id"], batch["path"])]
-    out = {name: np.array([file[name] for file in files], dtype=object) for name in ("id", "path", "text", "error",
-                                                                                     "plan")}
-    out.update({name: np.array([file[name] for file in files], dtype=np.int64) for name in ("sample_rate", "frames")})
-    out["wave"] = np.empty(len(files), dtype=object)  # ragged: np.array would try to stack equal lengths
-    out["wave"][:] = [file["wave"] for file in files]
-    return out
+    segmenter = None if job.segments == "windows" else make_segmenter(job.segments, job.vad)
+    files = [_decode_file(str(file_id), str(path), job, segmenter) for file_id, path in zip(batch["id"], batch["path"])]
+    return {"file": np.array(files, dtype=object)}
 
 
-def _decode_file(path: str, job: ArchiveJob, segmenter) -> dict:
+def _decode_file(file_id: str, path: str, job: ArchiveJob, segmenter) -> _File:
     from ..data.audio import audio_info
     from .inputs import FileSource, read_span
     from .segments import plan_source
@@ -323,54 +333,25 @@ def _decode_file(path: str, job: ArchiveJob, segmenter) -> dict:
         plan = plan_source(source, job.window_seconds, job.hop_seconds, segmenter)
         pieces = [read_span(source, first, stop) for first, stop in plan.spans]
     except SerkitError as error:  # names the file, as the local engine's error rows do
-        return _failed(str(error))
+        return _File(file_id, path, str(error))
     except Exception as error:  # noqa: BLE001  one odd file must not end a job over a million
-        return _failed(f"{path}: {type(error).__name__}: {error}")
-    plan = {"spans": plan.spans, "piece_lens": [len(piece) for piece in pieces], "regions": plan.regions,
-            "owners": plan.owners}
-    wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return {"text": text, "error": None, "sample_rate": source.sample_rate, "frames": source.frames,
-            "plan": json.dumps(plan), "wave": wave}
-
-
-def _failed(message: str) -> dict:
-    return {"text": None, "error": message, "sample_rate": 0, "frames": 0, "plan": "{}",
-            "wave": np.zeros(0, np.float32)}
+        return _File(file_id, path, f"{path}: {type(error).__name__}: {error}")
+    return _File(file_id, path, None, text, source.duration, plan, pieces)
 
 
 # -- stage 2: model (actors) -----------------------------------------------------------------------------
 
-@dataclass
-class _File:
-    """One decoded file in the model stage: its pieces [S_k] float32 16 kHz, one per span of `plan`."""
-
-    id: str
-    path: str
-    error: str | None
-    text: str | None = None
-    frames: int = 0
-    plan: SpanPlan | None = None
-    pieces: list[np.ndarray] = field(default_factory=list)
-
-    def result(self, labels: Sequence[str]) -> Prediction | Timeline | PredictionFailure:
-        """Combined as EmotionRecognizer combines its pieces (SpanPlan.result)."""
-        if self.error is not None:
-            return PredictionFailure(self.path, self.error)
-        return self.plan.result(labels, self.frames / self.plan.sample_rate, self.path)
-
-
 class ModelStage:
     """A Ray Data actor: loads the model once, then per batch of decoded files predicts, writes one part, and
-    returns per file its id and whether it failed."""
+    returns per file whether it failed (all the driver counts)."""
 
     def __init__(self, job: ArchiveJob):
         from .recognizer import EmotionRecognizer
 
         self.job = job
-        # one thread unless told: Ray counts an actor's CPUs (one), torch would take every core of the machine
-        threads = job.threads or 1
         try:
-            self.recognizer = EmotionRecognizer.load(job.model, device=job.device, threads=threads,
+            # one thread unless told: Ray counts an actor's CPUs (one), torch would take every core of the machine
+            self.recognizer = EmotionRecognizer.load(job.model, device=job.device, threads=job.threads or 1,
                                                      window_seconds=job.window_seconds, hop_seconds=job.hop_seconds,
                                                      batch_seconds=job.batch_seconds)
         except SerkitError as error:  # on a cluster: which machine lacks the model, or the device
@@ -379,13 +360,11 @@ class ModelStage:
         self.class_columns = probability_columns(self.record)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        files = [_decoded(batch, k) for k in range(len(batch["id"]))]
+        files: list[_File] = list(batch["file"])
         # every span of every file through the model, batched as EmotionRecognizer batches them
         self.recognizer.predict_spans([file for file in files if file.error is None], lambda file, k: file.pieces[k])
-        rows = [row for file in files for row in self._rows(file)]
-        write_part(self.job.out, rows, self.record)
-        return {"id": np.array([file.id for file in files], dtype=object),
-                "failed": np.array([file.error is not None for file in files], dtype=bool)}
+        write_part(self.job.out, [row for file in files for row in self._rows(file)], self.record)
+        return {"failed": np.array([file.error is not None for file in files], dtype=bool)}
 
     def _rows(self, file: _File) -> list[dict]:
         """The file's rows as the local engine writes them (output.prediction_rows), keyed by part column; with
@@ -401,24 +380,3 @@ class ModelStage:
             for label, column in zip(self.job.labels, self.class_columns):
                 row[column] = (row.get("probabilities") or {}).get(label)
         return rows
-
-
-def _decoded(batch: dict[str, np.ndarray], k: int) -> _File:
-    file = _File(str(batch["id"][k]), str(batch["path"][k]), _text_or_none(batch["error"][k]))
-    if file.error is not None:
-        return file
-    plan = json.loads(batch["plan"][k])
-    file.text = _text_or_none(batch["text"][k])
-    file.frames = int(batch["frames"][k])
-    regions = None if plan["regions"] is None else [Region(*region) for region in plan["regions"]]
-    file.plan = SpanPlan([tuple(span) for span in plan["spans"]], int(batch["sample_rate"][k]), regions,
-                         plan["owners"])
-    bounds = np.cumsum([0, *plan["piece_lens"]])
-    wave = np.asarray(batch["wave"][k], dtype=np.float32)
-    file.pieces = [wave[bounds[j]:bounds[j + 1]] for j in range(len(file.plan.spans))]
-    return file
-
-
-def _text_or_none(value) -> str | None:
-    """A text cell of a batch: a column that held only None can come back as NaN from Arrow's nulls."""
-    return value if isinstance(value, str) else None

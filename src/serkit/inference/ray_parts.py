@@ -41,8 +41,6 @@ RUN_RECORD = "_serkit_run.json"
 LOCK = "_serkit.lock"
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
-# what a restart must share with the run that wrote the folder: anything that changes the rows
-MATCHING_KEYS = ("model", "labels", "segments", "vad", "window_seconds", "hop_seconds", "embeddings")
 
 
 def probability_columns(record: dict) -> list[str]:
@@ -77,15 +75,15 @@ def _column_groups(record: dict) -> tuple[list[str], list[str], list[str]]:
 class OutputFolder:
     """An --out folder of parts. `open` checks it (or makes it), takes the lock, and writes the run record."""
 
-    def __init__(self, path: Path, record: dict, lock_fd: int):
+    def __init__(self, path: Path, lock_fd: int):
         self.path = path
-        self.record = record
         self._lock_fd = lock_fd
 
     @classmethod
     def open(cls, out: str | os.PathLike, record: dict) -> OutputFolder:
         """ConfigError when `out` is a file, a folder not made by this engine, a folder of rows made with other
-        settings (naming the setting), or locked by a running job."""
+        settings (naming the setting), or locked by a running job. record: what the rows are made with
+        (ArchiveJob.record), every key of which a restart must match once there are parts."""
         path = Path(out)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {out} is a file; --engine ray writes a folder of Parquet parts there "
@@ -97,19 +95,19 @@ class OutputFolder:
                               "written by `serkit predict --engine ray`; refusing to write parts among them: "
                               "give a new folder name")
         path.mkdir(exist_ok=True)
-        lock_fd = _lock(path / LOCK)
+        folder = cls(path, _lock(path / LOCK))
         try:
-            previous = _read_record(path / RUN_RECORD)
-            if previous is not None and any(path.glob(f"{PART_PREFIX}*{PART_SUFFIX}")):
+            previous = _read_record(path / RUN_RECORD, keys=list(record))
+            if previous is not None and folder.parts():
                 _check_same_run(path, previous, record)
             elif previous != record:  # no rows yet (a run that stopped before its first part): nothing to mix
                 write_json(path / RUN_RECORD, record)
             for stale in path.glob(f".{PART_PREFIX}*.tmp"):  # parts a killed run was writing
                 stale.unlink(missing_ok=True)
         except BaseException:
-            os.close(lock_fd)
+            folder.close()
             raise
-        return cls(path, record, lock_fd)
+        return folder
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -178,7 +176,7 @@ def _lock(path: Path) -> int:
     return fd
 
 
-def _read_record(path: Path) -> dict | None:
+def _read_record(path: Path, keys: list[str]) -> dict | None:
     if not path.exists():
         return None
     try:
@@ -186,16 +184,16 @@ def _read_record(path: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"cannot read the run record ({error}); it says what the parts were made with",
                         path) from None
-    if not isinstance(record, dict) or any(key not in record for key in MATCHING_KEYS):
-        raise DataError(f"not a run record of `serkit predict --engine ray` (expected the keys "
-                        f"{', '.join(MATCHING_KEYS)})", path)
+    if not isinstance(record, dict) or any(key not in record for key in keys):
+        raise DataError(f"not a run record of `serkit predict --engine ray` (expected the keys {', '.join(keys)})",
+                        path)
     return record
 
 
 def _check_same_run(folder: Path, previous: dict, record: dict) -> None:
-    for key in MATCHING_KEYS:
-        if previous[key] != record[key]:
+    for key, value in record.items():
+        if previous[key] != value:
             raise ConfigError(
                 f"--out {folder} holds rows made with {key} = {json.dumps(previous[key])}; this run has "
-                f"{json.dumps(record[key])}. Resuming would mix rows of both: run with the same options to "
+                f"{json.dumps(value)}. Resuming would mix rows of both: run with the same options to "
                 "resume, or give another --out")

@@ -76,14 +76,27 @@ class Corpus:
         return cls.num_folds
 
 
-def problem_from(path: str | Path, error: DataError, where: str = "") -> FileProblem:
-    """A FileProblem for `path` from the error that reading it raised (its reason without its location
-    prefix), plus where the file is referenced (e.g. "labelled at Ses01F_impro01.txt:12")."""
-    reason = str(error)
-    if error.path is not None:
-        prefix = f"{error.path}:{error.line}: " if error.line is not None else f"{error.path}: "
-        reason = reason.removeprefix(prefix)
-    return FileProblem(str(path), f"{reason} ({where})" if where else reason)
+def reason_of(error: DataError) -> str:
+    """The message of `error` without the location prefix (`path: ` or `path:line: `) that DataError puts first."""
+    if error.path is None:
+        return str(error)
+    return str(error).removeprefix(f"{error.path}:{error.line}: " if error.line is not None else f"{error.path}: ")
+
+
+class Problems(list):
+    """The FileProblems of one `prepare`, one helper for every corpus: with keep_going `add` records an unusable
+    audio file (its utterance is left out), without it `add` raises the file's error."""
+
+    def __init__(self, keep_going: bool):
+        super().__init__()
+        self.keep_going = keep_going
+
+    def add(self, path: str | Path, error: DataError, where: str = "") -> None:
+        """Record audio file `path` with the reason of `error` (met reading it) and, if given, where the file is
+        referenced (e.g. "labelled at Ses01F_impro01.txt:12"); without keep_going, raise `error` instead."""
+        if not self.keep_going:
+            raise error
+        self.append(FileProblem(str(path), f"{reason_of(error)} ({where})" if where else reason_of(error)))
 
 
 CORPORA: Registry[type[Corpus]] = Registry("corpus", "serkit.data.corpora", "serkit.corpora")

@@ -39,7 +39,7 @@ from ...errors import ConfigError, DataError
 from ..audio import audio_info
 from ..labels import check_vocabulary, parse_label_map, parse_labels
 from ..utterance import Utterance
-from .base import CORPORA, Corpus, FileProblem, FoldSplit, Prepared, problem_from
+from .base import CORPORA, Corpus, FoldSplit, Prepared, Problems
 from .folds import check_fold
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,12 @@ def load_superb_split() -> dict:
 
 
 @functools.lru_cache(maxsize=1)
-def _superb_index() -> tuple[dict[str, int], dict[str, int]]:
-    """(utterance id -> session, dialog -> rank in SUPERB's order)."""
-    split = load_superb_split()
-    session_of, dialog_rank = {}, {}
-    for session, rows in sorted(split["sessions"].items(), key=lambda kv: int(kv[0])):
-        for utt_id, _label in rows:
-            session_of[utt_id] = int(session)
-            dialog_rank.setdefault(utt_id.rsplit("_", 1)[0], len(dialog_rank))
-    return session_of, dialog_rank
+def _superb_index() -> tuple[frozenset[str], dict[str, int]]:
+    """(SUPERB's utterance ids, dialog -> rank in SUPERB's order)."""
+    sessions = load_superb_split()["sessions"]
+    ids = [utt_id for session in sorted(sessions, key=int) for utt_id, _label in sessions[session]]
+    dialogs = dict.fromkeys(utt_id.rsplit("_", 1)[0] for utt_id in ids)  # in order of first appearance
+    return frozenset(ids), {dialog: rank for rank, dialog in enumerate(dialogs)}
 
 
 def superb_random_split(n: int) -> tuple[list[int], list[int]]:
@@ -114,6 +111,7 @@ def _find_root(root: str | Path) -> Path:
 
 
 def _dialog_files(session_dir: Path) -> list[Path]:
+    """The session's label files, in reading order."""
     folder = session_dir / "dialog" / "EmoEvaluation"
     if not folder.is_dir():
         raise DataError("missing label folder dialog/EmoEvaluation", folder)
@@ -121,13 +119,8 @@ def _dialog_files(session_dir: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and _DIALOG_FILE.match(p.name)]
     if not files:
         raise DataError("no <dialog>.txt label files", folder)
-    return files
-
-
-def _order_dialogs(files: list[Path]) -> list[Path]:
-    _, rank = _superb_index()
-    known = sorted((p for p in files if p.stem in rank), key=lambda p: rank[p.stem])
-    return known + sorted((p for p in files if p.stem not in rank), key=lambda p: p.stem)
+    _, rank = _superb_index()  # SUPERB's order for the dialogs it lists, then any others by name
+    return sorted(files, key=lambda p: (p.stem not in rank, rank.get(p.stem, 0), p.stem))
 
 
 def read_label_file(path: Path) -> list[tuple[int, str, str, float, float]]:
@@ -171,20 +164,6 @@ def speaker_of(utt_id: str) -> str:
     return utt_id[:5] + utt_id.rpartition("_")[2][0]
 
 
-def _wav_duration(wav: Path, label_file: Path, lineno: int, problems: list[FileProblem] | None) -> float | None:
-    """Seconds of `wav` from its header. A missing or unreadable file raises, or with `problems` (keep_going)
-    is recorded there and gives None."""
-    try:
-        if not wav.is_file():
-            raise DataError(f"missing audio {wav} for the utterance labelled here", label_file, lineno)
-        return audio_info(wav).duration  # AudioError naming the wav if its header is unreadable
-    except DataError as e:
-        if problems is None:
-            raise
-        problems.append(problem_from(wav.resolve(), e, f"labelled at {label_file}:{lineno}"))
-        return None
-
-
 # ------------------------------------------------------------------------------------------------ corpus
 
 
@@ -223,10 +202,10 @@ class Iemocap(Corpus):
         check_vocabulary(classes, mapping, IEMOCAP_LABELS, "iemocap")
         root = _find_root(root)
         utterances, skipped, seen = [], Counter(), {}  # seen: utterance id -> "label file:line"
-        problems: list[FileProblem] | None = [] if keep_going else None
+        problems = Problems(keep_going)
         for session in range(1, NUM_SESSIONS + 1):
             session_dir = root / f"Session{session}"
-            for label_file in _order_dialogs(_dialog_files(session_dir)):
+            for label_file in _dialog_files(session_dir):
                 dialog = label_file.stem
                 if not dialog.startswith(f"Ses{session:02d}"):
                     raise DataError(f"dialog {dialog} does not belong to Session{session}", label_file)
@@ -247,12 +226,16 @@ class Iemocap(Corpus):
                         raise DataError(f"no transcript line for {utt_id} (labelled at {label_file}:{lineno})",
                                         transcript_file)
                     wav = session_dir / "sentences" / "wav" / dialog / f"{utt_id}.wav"
-                    duration = _wav_duration(wav, label_file, lineno, problems)
-                    if duration is None:
+                    try:
+                        if not wav.is_file():
+                            raise DataError(f"missing audio {wav} for the utterance labelled here", label_file, lineno)
+                        duration = audio_info(wav).duration  # AudioError naming the wav if its header is unreadable
+                    except DataError as e:
+                        problems.add(wav.resolve(), e, f"labelled at {label_file}:{lineno}")
                         continue
                     utterances.append(Utterance(id=utt_id, path=str(wav.resolve()), label=label, group=str(session),
                                                 speaker=speaker_of(utt_id), duration=duration, text=texts[utt_id]))
-        return Prepared(utterances, skipped, problems or [])
+        return Prepared(utterances, skipped, problems)
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
@@ -281,12 +264,12 @@ def superb_train_pool(utterances: list[Utterance], fold: int) -> list[Utterance]
 
 
 def _superb_valid(utterances: list[Utterance], fold: int) -> tuple[list[Utterance], list[Utterance]]:
-    session_of, _ = _superb_index()
-    known = sum(u.id in session_of for u in utterances)
+    superb_ids, _ = _superb_index()
+    known = sum(u.id in superb_ids for u in utterances)
     if known == len(utterances):
         split = load_superb_split()
         pool_ids = [row[0] for s in range(1, NUM_SESSIONS + 1) if s != fold for row in split["sessions"][str(s)]]
-        by_id = {u.id: u for u in utterances if session_of[u.id] != fold}
+        by_id = {u.id: u for u in utterances}  # an id of session `fold` is never among pool_ids
         entry = split["folds"][str(fold)]
 
         def pick(indices: list[int]) -> list[Utterance]:  # SUPERB's order; ids absent from `utterances` drop out

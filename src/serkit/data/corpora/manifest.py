@@ -36,7 +36,7 @@ from ..audio import END_TOLERANCE_S, audio_info
 from ..labels import apply_labels, parse_label_map, parse_labels
 from ..rows import read_rows
 from ..utterance import Utterance
-from .base import CORPORA, Corpus, FoldSplit, Prepared, problem_from
+from .base import CORPORA, Corpus, FoldSplit, Prepared, Problems
 from .folds import deal, natural_sorted, parse_count, split_by_group
 
 REQUIRED_COLUMNS = ("path", "label", "speaker")
@@ -70,27 +70,25 @@ class Manifest(Corpus):
             raise DataError("manifest file not found (expected a .csv or .jsonl file)", manifest)
         if manifest.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
             raise DataError(f"unknown manifest format {manifest.suffix.lower()!r} (expected .csv or .jsonl)", manifest)
-        utterances, seen_ids, has_fold_key, problems = [], {}, None, []
+        utterances, seen_ids, problems = [], {}, Problems(keep_going)
         for line, row in read_rows(manifest, REQUIRED_COLUMNS):  # missing required columns name the line
             try:
-                utt, row_has_fold_key = _utterance(manifest, line, row)
+                utt = _utterance(manifest, line, row)
             except _UnusableAudio as e:
-                if not keep_going:
-                    raise
-                problems.append(problem_from(e.audio, e, f"{manifest}:{line}"))
+                problems.add(e.audio, e, f"{manifest}:{line}")
                 continue
             if utt.id in seen_ids:
                 raise DataError(f"duplicate id {utt.id!r} (first on line {seen_ids[utt.id]})", manifest, line)
-            if has_fold_key is not None and row_has_fold_key != has_fold_key:
+            # group is "" exactly when the row has no fold/group key (an empty one is refused)
+            if utterances and bool(utt.group) != bool(utterances[-1].group):
                 raise DataError("fold/group key present on some rows only (give it on all or none)", manifest, line)
             seen_ids[utt.id] = line
             utterances.append(utt)
-            has_fold_key = row_has_fold_key
         if not utterances:
             if problems:
                 return Prepared([], Counter(), problems)
             raise DataError("manifest has no rows", manifest)
-        if not has_fold_key:
+        if not utterances[0].group:
             utterances = _deal_speakers(utterances, options.get("num_folds"))
         mapped = {label_map.get(utt.label, utt.label) for utt in utterances}
         absent = [label for label in labels if label not in mapped]
@@ -123,8 +121,8 @@ class _UnusableAudio(AudioError):
         self.audio = audio
 
 
-def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
-    """One row -> (Utterance, whether the row carries a fold/group key); group is "" when it does not."""
+def _utterance(manifest: Path, line: int, row: dict) -> Utterance:
+    """One row -> its Utterance; group is "" when the row carries no fold/group key."""
 
     def text(column: str) -> str:
         value = row.get(column)
@@ -148,10 +146,9 @@ def _utterance(manifest: Path, line: int, row: dict) -> tuple[Utterance, bool]:
     fold_column = "fold" if "fold" in row else "group" if "group" in row else None
     if fold_column is not None and not text(fold_column):
         raise DataError(f"empty {fold_column}", manifest, line)
-    utt = Utterance(id=text("id") or _default_id(manifest, audio, start, end), path=str(audio), label=text("label"),
-                    speaker=text("speaker"), group=text(fold_column) if fold_column else "", duration=duration,
-                    start=start, end=end, text=text("text") or None)
-    return utt, fold_column is not None
+    return Utterance(id=text("id") or _default_id(manifest, audio, start, end), path=str(audio), label=text("label"),
+                     speaker=text("speaker"), group=text(fold_column) if fold_column else "", duration=duration,
+                     start=start, end=end, text=text("text") or None)
 
 
 def _audio_path(manifest: Path, line: int, value: str) -> Path:

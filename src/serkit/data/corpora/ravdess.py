@@ -38,7 +38,7 @@ from ...errors import AudioError, ConfigError, DataError
 from ..audio import audio_info
 from ..labels import apply_labels, check_vocabulary, parse_label_map, parse_labels
 from ..utterance import Utterance
-from .base import CORPORA, Corpus, FoldSplit, Prepared, problem_from
+from .base import CORPORA, Corpus, FoldSplit, Prepared, Problems
 from .folds import deal, parse_count, split_by_group
 
 EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful", "07": "disgust",
@@ -79,7 +79,7 @@ class Ravdess(Corpus):
         root = Path(root)
         if not root.is_dir():
             raise DataError("RAVDESS folder not found (expected Actor_01 ... Actor_24 inside)", root)
-        utterances, skipped, problems = [], Counter(), []
+        utterances, skipped, problems = [], Counter(), Problems(keep_going)
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Actor_")):
             folder_match = _FOLDER.match(folder.name)
             if folder_match is None:
@@ -88,9 +88,7 @@ class Ravdess(Corpus):
                 try:
                     utt = _utterance(path, folder_match.group(1))
                 except AudioError as e:  # a well-named file whose header is unreadable
-                    if not keep_going:
-                        raise
-                    problems.append(problem_from(path.absolute(), e))
+                    problems.add(path.absolute(), e)
                     continue
                 if utt is None:
                     skipped["song file (vocal channel 02), not speech"] += 1
