@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 
 import numpy as np
@@ -150,3 +151,17 @@ def test_transcripts_table_errors_name_file_and_line(text_only_bundle, tmp_path,
     table.write_text('{"path": "a.wav", "text": "hi"}\n{"path": "b.wav"}\n')
     assert main(["predict", str(text_only_bundle), str(tmp_path / "a.wav"), "--transcripts", str(table)]) == 1
     assert f"{table}:2:" in capsys.readouterr().err
+
+
+def test_predict_caps_onednn_primitive_cache_unless_the_user_set_it(tiny_bundle, odd_audio_dir, monkeypatch, capsys):
+    from serkit.util.onednn import ENV, PREDICT_CACHE_CAPACITY
+
+    path = str(odd_audio_dir / "phone_8k.wav")
+    monkeypatch.setenv(ENV, "unset below")  # so that the test's end restores the variable's absence
+    monkeypatch.delenv(ENV)
+    assert main(["predict", str(tiny_bundle), path]) == 0
+    assert os.environ[ENV] == str(PREDICT_CACHE_CAPACITY)  # without a cap, memory grows with the file count
+    monkeypatch.setenv(ENV, "512")
+    assert main(["predict", str(tiny_bundle), path]) == 0
+    assert os.environ[ENV] == "512"  # the user's own setting wins
+    assert len(jsonl(capsys.readouterr().out)) == 2

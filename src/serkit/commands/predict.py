@@ -90,7 +90,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..inference import EmotionRecognizer
     from ..inference.transcripts import Transcripts
+    from ..util.onednn import cap_primitive_cache
 
+    cap_primitive_cache()  # files of every length: without a cap, memory grows with the number of files
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads is {args.threads}; expected a positive number of threads")
     ray = args.engine == "ray"

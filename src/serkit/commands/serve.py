@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise ConfigError(f"serkit serve needs the 'serve' extra ({e}): pip install 'serkit[serve]'") from None
     from .. import EmotionRecognizer
+    from ..util.onednn import cap_primitive_cache
 
+    cap_primitive_cache()  # uploads of every length: without a cap, memory grows with the number served
     limits = ServeLimits.from_cli(args.max_upload_mb, args.max_seconds, args.max_concurrent, args.max_waiting,
                                   timeout_seconds=args.timeout_seconds,
                                   upload_timeout_seconds=args.upload_timeout_seconds)

@@ -346,8 +346,10 @@ class ModelStage:
     returns per file whether it failed (all the driver counts)."""
 
     def __init__(self, job: ArchiveJob):
+        from ..util.onednn import cap_primitive_cache
         from .recognizer import EmotionRecognizer
 
+        cap_primitive_cache()  # an actor's own process: files of every length (util/onednn.py)
         self.job = job
         try:
             # one thread unless told: Ray counts an actor's CPUs (one), torch would take every core of the machine
