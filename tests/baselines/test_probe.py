@@ -68,6 +68,32 @@ def test_the_choice_never_reads_test_labels(manifest, encoder):
     assert first[3].ua != second[3].ua  # the test score did see the (flipped) labels, after the choice
 
 
+def test_refit_keeps_the_choice_and_tests_a_model_that_also_learned_the_validation_rows(manifest, encoder):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False))
+    prepared, classes = data.prepared, data.classes
+    pooled = probe.pooled_layers(prepared.utterances, _cfg(encoder))
+    parts = {"train": np.arange(0, 10), "valid": np.arange(10, 18), "test": np.arange(18, 24)}
+    targets = {name: np.array([classes.index(prepared.utterances[i].label) for i in rows]) for name, rows in parts.items()}
+    features = {name: pooled[rows] for name, rows in parts.items()}
+    grid = (1e-3, 1e-1, 10.0)
+    plain = probe.fit_probe(features, targets, classes, c_grid=grid)
+    refit = probe.fit_probe(features, targets, classes, c_grid=grid, refit=True)
+    assert refit[:3] == plain[:3] and refit[4] == plain[4]  # same view, C, validation metrics and grid
+    np.testing.assert_array_equal(refit[5]["valid"], plain[5]["valid"])  # validation: the training-only model
+    # the tested model: the chosen view and C trained on train + valid, as scikit-learn fits it here
+    view, c = refit[0], refit[1]
+    views = {part: probe.layer_views(features[part])[view] for part in parts}
+    expected = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000,
+                                                                  random_state=0))
+    expected.fit(np.concatenate([views["train"], views["valid"]]), np.concatenate([targets["train"], targets["valid"]]))
+    np.testing.assert_allclose(refit[5]["test"][:, expected.classes_], expected.predict_proba(views["test"]), atol=1e-9)
+    assert not np.allclose(refit[5]["test"], plain[5]["test"])  # 8 more rows did change the model
+
+
 def test_probe_shares_the_cv_feature_cache(manifest, encoder, tmp_path, monkeypatch):
     from serkit.model import ModelConfig, build_model
     from serkit.upstream.cache import install_feature_cache
@@ -110,10 +136,10 @@ def test_stats_pooling_is_mean_then_std_of_the_real_frames(manifest, encoder):
 def test_probe_command(manifest, encoder, tmp_path, capsys):
     out = tmp_path / "probe"
     assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--encoder", str(encoder),
-                 "--folds", "1,2", "--c", "0.1", "--no-cache", "--pooling", "stats", "--out", str(out)]) == 0
+                 "--folds", "1,2", "--c", "0.1", "--no-cache", "--pooling", "stats", "--refit", "--out", str(out)]) == 0
     assert "layer view and C chosen per fold" in capsys.readouterr().out
     record = json.loads((out / "probe.json").read_text())
-    assert record["folds"] == [1, 2] and record["pooling"] == "stats"
+    assert record["folds"] == [1, 2] and record["pooling"] == "stats" and record["refit_on_train_and_valid"]
     assert record["trainable_params"] == (2 * 32 + 1) * 2
     assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--out", str(out)]) != 0
     assert "--encoder is required" in capsys.readouterr().err

@@ -5,15 +5,18 @@ uses (corpus.split), so a trained system and the probe of its encoder compare fo
 
 Per utterance: every hidden layer of the frozen encoder (input embedding first), each pooled over the
 utterance's real frames -> [L, D] (pooling "mean", SUPERB's and EmoBox's probe) or [L, 2 D] ("stats": mean and
-standard deviation, the statistics pooling of serkit's heads, so a head and a probe see the same summary). Frames come through the same feature cache as `serkit cv` (same key:
-weights, config and the samples), so a probe after a cv run (or the reverse) encodes nothing twice.
+standard deviation, the statistics pooling of serkit's heads, so a head and a probe see the same summary).
+Frames come through the same feature cache as `serkit cv` (same key: weights, config and the samples), so a
+probe after a cv run (or the reverse) encodes nothing twice.
 
 Per fold, chosen on the VALIDATION actors only (test labels are never read before the choice is made):
 - the layer view: "last", "mean" (the average of all layers' pooled vectors) or one single layer "layer_<i>";
 - C of an L2 logistic regression (scikit-learn, lbfgs, multinomial, class_weight="balanced" so every class
   counts alike, as in UA) on features standardised with the training actors' mean and std.
 The pair with the best validation UA is kept (ties: the earlier view in the order above, then the smaller C);
-the model trained on the training actors is scored on the test actors.
+the model trained on the training actors is scored on the test actors. With refit, the chosen view and C are
+trained again on the training and validation actors together, and that model is the one tested (validation
+predictions stay the training-only model's, so they remain out-of-sample for `serkit ensemble --select`).
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
                   cache_dir: str | Path | None = None, cache_dtype: str = "float16", progress: bool = False,
                   pooling: str = "mean") -> np.ndarray:
     """-> [N, L, D] float32 (pooling "mean") or [N, L, 2 D] ("stats": mean then std): row i holds every layer
-    of utterances[i], pooled over its real frames. cache_dir: the feature cache shared with `serkit cv` (None: encode without caching). progress: a line on
-    stderr every 30 s (clips done, rate, ETA, how many the cache held)."""
+    of utterances[i], pooled over its real frames. cache_dir: the feature cache shared with `serkit cv` (None:
+    encode without caching). progress: a line on stderr every 30 s (clips done, rate, ETA, cache reads)."""
     from ..upstream.cache import FeatureCache
 
     if pooling not in POOLINGS:
@@ -97,30 +100,36 @@ class ProbeFit:
 
 
 def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], labels: list[str],
-              c_grid: Sequence[float] = C_GRID, seed: int = 0
+              c_grid: Sequence[float] = C_GRID, seed: int = 0, refit: bool = False
               ) -> tuple[str, float, Metrics, Metrics, dict, dict[str, np.ndarray]]:
     """pooled/targets: {"train"|"valid"|"test": [N, L, D] / [N]} -> (view, C, valid metrics, test metrics,
     validation UA of every (view, C), {"valid"|"test": probabilities [N, C]} of the chosen model). The choice
-    sees train and valid only; the test set is scored once, after."""
+    sees train and valid only; the test set is scored once, after (refit: by the chosen view and C trained on
+    train and valid together)."""
+    from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
 
     views = {part: layer_views(pooled[part]) for part in PARTS}
     regression = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
     view, c, valid, model, grid = choose_on_validation(
         regression, {v: (views["train"][v], views["valid"][v]) for v in views["train"]}, targets, labels, c_grid)
-    test = compute_metrics(model.predict(views["test"][view]), targets["test"], labels)
+    tested = model
+    if refit:
+        tested = clone(model).fit(np.concatenate([views["train"][view], views["valid"][view]]),
+                                  np.concatenate([targets["train"], targets["valid"]]))
+    test = compute_metrics(tested.predict(views["test"][view]), targets["test"], labels)
     # class-index order: LogisticRegression orders its columns by the classes it saw in training
     probabilities = {}
-    for part in ("valid", "test"):
+    for part, fitted in (("valid", model), ("test", tested)):
         probabilities[part] = np.zeros((len(targets[part]), len(labels)))
-        probabilities[part][:, model.classes_] = model.predict_proba(views[part][view])
+        probabilities[part][:, fitted.classes_] = fitted.predict_proba(views[part][view])
     return view, c, valid, test, grid, probabilities
 
 
 def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig,
               folds: Sequence[int] | None = None, c_grid: Sequence[float] = C_GRID,
-              cache_dir: str | Path | None = None, progress: bool = False, pooling: str = "mean"
-              ) -> tuple[CVSummary, list[ProbeFit]]:
+              cache_dir: str | Path | None = None, progress: bool = False, pooling: str = "mean",
+              refit: bool = False) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
     started = time.process_time()
@@ -128,14 +137,14 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling)
     fits = []
     for fold, features, targets in data.split(pooled):
-        view, c, valid, test, grid, probabilities = fit_probe(features, targets, data.classes, c_grid)
+        view, c, valid, test, grid, probabilities = fit_probe(features, targets, data.classes, c_grid, refit=refit)
         fits.append(ProbeFit(fold, view, c, valid, test, grid))
         ids = data.part_ids(fold)
         write_predictions(Path(out_dir) / f"fold_{fold}" / "predictions.csv", data.classes, {
             part: SplitPredictions(ids[part], probabilities[part], targets[part]) for part in ("valid", "test")})
     summary = data.write_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})",
                                 [(f.fold, f.test) for f in fits], "probe.json", {
-        "upstream": upstream_cfg.__dict__, "pooling": pooling,
+        "upstream": upstream_cfg.__dict__, "pooling": pooling, "refit_on_train_and_valid": refit,
         "features": f"every layer pooled over real frames ({'mean and std' if pooling == 'stats' else 'mean'})",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),

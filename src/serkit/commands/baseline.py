@@ -3,8 +3,9 @@
 
 - `opensmile-svm [--features FILE]`: openSMILE eGeMAPSv02 + linear SVM (needs `pip install serkit[baseline]`);
 - `probe --encoder SOURCE [--upstream hf|whisper] [--whisper-input pad|crop] [--pooling mean|stats]
-  [--cache DIR | --no-cache]`: the linear probe of a frozen encoder (every layer pooled, logistic regression; layer and C chosen on
-  validation), reading and filling the same feature cache as `serkit cv`."""
+  [--refit] [--cache DIR | --no-cache]`: the linear probe of a frozen encoder (every layer pooled, logistic
+  regression; layer and C chosen on validation; --refit: trained again on training + validation actors before
+  the test), reading and filling the same feature cache as `serkit cv`."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--whisper-input", default="pad", choices=("pad", "crop"), help="probe: Whisper input mode")
     p.add_argument("--pooling", default="mean", choices=("mean", "stats"),
                    help="probe: pool each layer's frames by their mean (default, as SUPERB and EmoBox) or mean + std")
+    p.add_argument("--refit", action="store_true", help="probe: train the chosen layer view and C again on the "
+                                                         "training and validation actors together before testing")
     p.add_argument("--cache", default=DEFAULT_CACHE, help=f"probe: feature cache folder (default {DEFAULT_CACHE})")
     p.add_argument("--no-cache", action="store_true", help="probe: encode without the feature cache")
     p.add_argument("--quiet", action="store_true", help="probe: no progress lines on stderr while encoding")
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         upstream_cfg = upstream_config({"name": args.upstream, "source": args.encoder, "layers": "weighted",
                                         "freeze": "all", **whisper_input}, "upstream")
         summary, fits = run_probe(data, out, upstream_cfg, folds, c_grid, None if args.no_cache else args.cache,
-                                  progress=not args.quiet, pooling=args.pooling)
+                                  progress=not args.quiet, pooling=args.pooling, refit=args.refit)
         chosen = "layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits)
     else:
         from ..baselines.opensmile_svm import run_opensmile_svm
