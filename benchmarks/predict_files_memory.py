@@ -54,7 +54,7 @@ def main() -> int:
             for count, folder in ((args.few_files, few), (args.files, tmp / "all")):
                 for side, extra in SIDES.items():
                     env = {k: v for k, v in _common.thread_env(args.threads).items()
-                           if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"} | extra
+                           if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")} | extra
                     run = run_measured([sys.executable, "-m", "serkit", "predict", str(bundle), str(folder),
                                         "--threads", str(args.threads), "--out", str(tmp / "rows.jsonl")], env)
                     peaks.setdefault((side, count), []).append(run.peak_mb)

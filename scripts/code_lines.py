@@ -3,7 +3,7 @@
     python scripts/code_lines.py                 # total for src/serkit
     python scripts/code_lines.py --by-folder     # and per sub-package, largest first
     python scripts/code_lines.py --by-file 20    # and the 20 largest files
-    python scripts/code_lines.py --history b59c086~1..HEAD   # the total at every commit of a range that moved it
+    python scripts/code_lines.py --history b59c086~1..HEAD   # the range's first total, then each commit that moved it
 
 A line counts when it holds at least one token that is not a comment, and is not part of a docstring (the string
 that opens a module, class or function body). A statement spanning several lines counts each of them.
@@ -50,18 +50,29 @@ def package_lines(files: dict[Path, str]) -> int:
     return sum(code_lines(source) for source in files.values())
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git(*args: str) -> bytes:
+    """Output of `git ARGS` run in the repository; its own message on failure."""
+    done = subprocess.run(["git", *args], capture_output=True, cwd=REPO)
+    if done.returncode:
+        raise SystemExit(f"git {' '.join(args)}: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
 def lines_at(commit: str, package: str = "src/serkit") -> int:
     """Code lines of `package` as committed at `commit` (read from `git archive`, the work tree untouched)."""
-    archive = subprocess.run(["git", "archive", commit, package], capture_output=True, check=True).stdout
+    archive = git("archive", commit, package)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         return package_lines({Path(m.name): tar.extractfile(m).read().decode("utf-8") for m in tar.getmembers()
                               if m.isfile() and m.name.endswith(".py")})
 
 
 def history(revisions: str) -> None:
-    """One line per commit of `revisions` (oldest first) that changed the count: hash, total, change, subject."""
-    log = subprocess.run(["git", "log", "--reverse", "--format=%h %s", revisions], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    """The first commit of `revisions` (oldest first), then one line per commit that changed the count: hash,
+    total, change, subject."""
+    log = git("log", "--reverse", "--format=%h %s", revisions).decode().splitlines()
     previous = None
     for line in log:
         commit, subject = line.split(" ", 1)
@@ -74,7 +85,7 @@ def history(revisions: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", nargs="?", default=str(Path(__file__).resolve().parents[1] / "src" / "serkit"))
+    parser.add_argument("root", nargs="?", default=str(REPO / "src" / "serkit"))
     parser.add_argument("--by-folder", action="store_true", help="print a line per sub-package")
     parser.add_argument("--by-file", type=int, default=0, metavar="N", help="print the N largest files")
     parser.add_argument("--history", metavar="REVS", help="git revision range: the total at each commit that moved it")

@@ -29,6 +29,20 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _onednn_cache_variable_restored(monkeypatch):
+    """`serkit predict` and `serkit serve` set ONEDNN_PRIMITIVE_CACHE_CAPACITY for their process
+    (serkit.util.onednn): a test that calls them in-process must not hand it to the tests after it."""
+    from serkit.util.onednn import ENV
+
+    value = os.environ.get(ENV)
+    monkeypatch.setenv(ENV, "")  # recorded: the undo puts back the value from before the test, or its absence
+    if value is None:
+        monkeypatch.delenv(ENV)
+    else:
+        monkeypatch.setenv(ENV, value)
+
+
 @pytest.fixture
 def superb_split_dir() -> Path:
     return shared_path("data", "superb_iemocap_split")

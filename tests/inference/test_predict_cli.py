@@ -154,14 +154,18 @@ def test_transcripts_table_errors_name_file_and_line(text_only_bundle, tmp_path,
 
 
 def test_predict_caps_onednn_primitive_cache_unless_the_user_set_it(tiny_bundle, odd_audio_dir, monkeypatch, capsys):
-    from serkit.util.onednn import ENV, PREDICT_CACHE_CAPACITY
+    from serkit.util.onednn import ENV, LEGACY_ENV, PREDICT_CACHE_CAPACITY
 
     path = str(odd_audio_dir / "phone_8k.wav")
-    monkeypatch.setenv(ENV, "unset below")  # so that the test's end restores the variable's absence
-    monkeypatch.delenv(ENV)
+    monkeypatch.delenv(ENV, raising=False)  # conftest restores it after the test
+    monkeypatch.delenv(LEGACY_ENV, raising=False)
     assert main(["predict", str(tiny_bundle), path]) == 0
     assert os.environ[ENV] == str(PREDICT_CACHE_CAPACITY)  # without a cap, memory grows with the file count
     monkeypatch.setenv(ENV, "512")
     assert main(["predict", str(tiny_bundle), path]) == 0
     assert os.environ[ENV] == "512"  # the user's own setting wins
-    assert len(jsonl(capsys.readouterr().out)) == 2
+    monkeypatch.delenv(ENV)
+    monkeypatch.setenv(LEGACY_ENV, "256")
+    assert main(["predict", str(tiny_bundle), path]) == 0
+    assert ENV not in os.environ  # oneDNN's older name counts as the user's setting too
+    assert len(jsonl(capsys.readouterr().out)) == 3

@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..baselines.opensmile_svm import run_opensmile_svm
 
+        if args.refit or args.pooling != "mean":  # the probe's options: silently ignored, they would mislead
+            raise ConfigError("--refit and --pooling apply to the probe; opensmile-svm has neither")
+
         summary, fits = run_opensmile_svm(data, out, folds, c_grid, args.features)
         chosen = "C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits)
     print(f"{summary.to_markdown()}\n{chosen}\nreport: {out}")

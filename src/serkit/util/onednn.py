@@ -14,10 +14,12 @@ import os
 
 PREDICT_CACHE_CAPACITY = 64
 ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+LEGACY_ENV = "DNNL_PRIMITIVE_CACHE_CAPACITY"  # oneDNN reads this name when the first is not set
 
 
 def cap_primitive_cache(capacity: int = PREDICT_CACHE_CAPACITY) -> None:
-    """Ask oneDNN for at most `capacity` cached primitives unless the user set $ONEDNN_PRIMITIVE_CACHE_CAPACITY.
-    oneDNN reads the variable once, when this process builds its first primitive: call this before any model
-    runs (it is a no-op afterwards)."""
-    os.environ.setdefault(ENV, str(capacity))
+    """Ask oneDNN for at most `capacity` cached primitives, unless the user set either of its variables.
+    oneDNN reads them once, when this process builds its first primitive: call this before any model runs
+    (later, it changes only what child processes inherit)."""
+    if ENV not in os.environ and LEGACY_ENV not in os.environ:
+        os.environ[ENV] = str(capacity)

@@ -85,7 +85,8 @@ def reason_of(error: DataError) -> str:
 
 class Problems(list):
     """The FileProblems of one `prepare`, one helper for every corpus: with keep_going `add` records an unusable
-    audio file (its utterance is left out), without it `add` raises the file's error."""
+    audio file (its utterance is left out), without it `add` raises the file's error. Prepared gets a plain
+    list(...) of it (dataclasses.asdict could not rebuild this class)."""
 
     def __init__(self, keep_going: bool):
         super().__init__()

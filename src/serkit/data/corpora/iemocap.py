@@ -235,7 +235,7 @@ class Iemocap(Corpus):
                         continue
                     utterances.append(Utterance(id=utt_id, path=str(wav.resolve()), label=label, group=str(session),
                                                 speaker=speaker_of(utt_id), duration=duration, text=texts[utt_id]))
-        return Prepared(utterances, skipped, problems)
+        return Prepared(utterances, skipped, list(problems))
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:

@@ -86,7 +86,7 @@ class Manifest(Corpus):
             utterances.append(utt)
         if not utterances:
             if problems:
-                return Prepared([], Counter(), problems)
+                return Prepared([], Counter(), list(problems))
             raise DataError("manifest has no rows", manifest)
         if not utterances[0].group:
             utterances = _deal_speakers(utterances, options.get("num_folds"))
@@ -95,7 +95,7 @@ class Manifest(Corpus):
         if absent:
             raise ConfigError(f"labels: {absent} never occur in {manifest}; found: {', '.join(sorted(mapped))}")
         kept, skipped = apply_labels(utterances, labels, label_map)
-        return Prepared(kept, skipped, problems)
+        return Prepared(kept, skipped, list(problems))
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:

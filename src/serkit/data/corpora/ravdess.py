@@ -97,7 +97,7 @@ class Ravdess(Corpus):
         if not utterances and not problems:
             raise DataError("no RAVDESS speech files found under Actor_XX/03-01-*.wav|flac", root)
         kept, label_skipped = apply_labels(utterances, labels, label_map)
-        return Prepared(kept, skipped + label_skipped, problems)
+        return Prepared(kept, skipped + label_skipped, list(problems))
 
     @classmethod
     def split(cls, utterances: list[Utterance], fold: int, **options) -> FoldSplit:
