@@ -3,8 +3,8 @@
 oneDNN (torch's CPU convolutions) keeps the kernels it built for each input shape, up to 1024 of them by
 default. A process that predicts files of every length meets a new shape with nearly every file (group-norm
 wav2vec2 models even run one utterance per call), so that cache only grows, and each entry holds memory:
-`serkit predict --threads 1` over 600 short files of a wav2vec2-shaped model peaked at 1.2-1.3 GB, against
-~0.6 GB with 64 entries, at the same speed (benchmarks/predict_files_memory.py). Training keeps the default:
+`serkit predict --threads 1` over 600 short files of a wav2vec2-shaped model peaked at ~1.2 GB, against
+~0.65 GB with 64 entries, at the same speed (benchmarks/predict_files_memory.py). Training keeps the default:
 its batches come from a fixed set of length buckets.
 """
 
