@@ -196,6 +196,20 @@ def write_clips(directory: Path, seconds: Sequence[float], seed: int) -> list[Pa
     return paths
 
 
+def short_archive(directory: Path, files: int, seed: int, subsets: dict[str, int]) -> dict[str, Path]:
+    """An archive of `files` short clips (0.5-3 s, each of its own length) in directory/"all", and for each
+    {name: n} of subsets a folder directory/name holding hard links to its first n -> {"all" | name: folder}."""
+    lengths = np.random.default_rng(seed).uniform(0.5, 3.0, files)
+    clips = write_clips(directory / "all", lengths, seed)
+    folders = {"all": directory / "all"}
+    for name, count in subsets.items():
+        folders[name] = directory / name
+        folders[name].mkdir()
+        for clip in clips[:count]:
+            os.link(clip, folders[name] / clip.name)
+    return folders
+
+
 def ravdess_files(root: Path, count: int | None = None) -> list[Path]:
     """RAVDESS audio files under root (sorted); `count` of them spread evenly over the list."""
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".flac", ".wav"))

@@ -14,7 +14,6 @@ peak(N files) <= 1.2 x peak(N/4 files).
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -37,21 +36,15 @@ def main() -> int:
     if not 0 < args.few_files < args.files:
         sys.exit("--few-files must be between 0 and --files")
     _common.setup(args)
-    import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="serkit_bench_files_memory_") as tmp:
         tmp = Path(tmp)
         bundle = make_bundle(tmp, args.encoder, args.seed)
-        lengths = np.random.default_rng(args.seed).uniform(0.5, 3.0, args.files)
-        clips = _common.write_clips(tmp / "all", lengths, args.seed)
-        few = tmp / "few"
-        few.mkdir()
-        for clip in clips[:args.few_files]:
-            os.link(clip, few / clip.name)
+        folders = _common.short_archive(tmp, args.files, args.seed, {"few": args.few_files})
         peaks: dict[tuple[str, int], list[float]] = {}
         seconds: dict[tuple[str, int], list[float]] = {}
         for _ in range(args.repeats):  # sides and sizes take turns
-            for count, folder in ((args.few_files, few), (args.files, tmp / "all")):
+            for count, folder in ((args.few_files, folders["few"]), (args.files, folders["all"])):
                 for side, extra in SIDES.items():
                     env = {k: v for k, v in _common.thread_env(args.threads).items()
                            if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")} | extra

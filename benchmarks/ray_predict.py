@@ -177,15 +177,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="serkit_bench_ray_") as tmp:
         tmp = Path(tmp)
         bundle = make_bundle(tmp, args.encoder, args.seed)
-        import numpy as np
-
-        lengths = np.random.default_rng(args.seed).uniform(0.5, 3.0, args.files)
-        clips = _common.write_clips(tmp / "all", lengths, args.seed)
-        few, warm = tmp / "few", tmp / "warm"
-        for folder, count in ((few, args.few_files), (warm, 20)):
-            folder.mkdir()
-            for clip in clips[:count]:
-                os.link(clip, folder / clip.name)
+        folders = _common.short_archive(tmp, args.files, args.seed, {"few": args.few_files, "warm": 20})
+        few, warm = folders["few"], folders["warm"]
         head = RayHead(args.cores, tmp / "ray")
         out = tmp / "rows.parquet"
         try:
@@ -210,7 +203,7 @@ def main() -> int:
                     run(warm)
             runs: dict[tuple[str, int], list[Run]] = {(side, n): [] for side in sides for n in (args.few_files, args.files)}
             for _ in range(args.repeats):  # the sides and sizes take turns
-                for n, folder in ((args.few_files, few), (args.files, tmp / "all")):
+                for n, folder in ((args.few_files, few), (args.files, folders["all"])):
                     for side, run in sides.items():
                         runs[side, n].append(run(folder))
         finally:
