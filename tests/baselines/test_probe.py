@@ -77,7 +77,8 @@ def test_refit_keeps_the_choice_and_tests_a_model_that_also_learned_the_validati
     prepared, classes = data.prepared, data.classes
     pooled = probe.pooled_layers(prepared.utterances, _cfg(encoder))
     parts = {"train": np.arange(0, 10), "valid": np.arange(10, 18), "test": np.arange(18, 24)}
-    targets = {name: np.array([classes.index(prepared.utterances[i].label) for i in rows]) for name, rows in parts.items()}
+    targets = {name: np.array([classes.index(prepared.utterances[i].label) for i in rows])
+               for name, rows in parts.items()}
     features = {name: pooled[rows] for name, rows in parts.items()}
     grid = (1e-3, 1e-1, 10.0)
     plain = probe.fit_probe(features, targets, classes, c_grid=grid)
