@@ -64,6 +64,8 @@ class TrainConfig:
     label_smoothing: of the cross-entropy's targets (0: none). early_stopping: stop a fold after this many
     validation epochs without a better monitored score (0: off; the top-k kept so far are averaged as usual).
     augment: frame masks and mixup while training (training/augment.py; all off by default).
+    refit: once validation has chosen the top-k epochs, train a fresh model on train + valid for those epochs
+    and test and bundle it instead (training/refit.py; one device; about twice a fold's training time).
     Every field is checked against its range when the config is built: a bad value names its key."""
 
     max_epochs: int = 10
@@ -90,6 +92,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     early_stopping: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    refit: bool = False
 
     def __post_init__(self):
         ranges = {  # key -> (check, what is expected)

@@ -5,7 +5,8 @@ the next call; an interrupted one resumes from `checkpoints/last.ckpt` (Lightnin
 scheduler, epoch, the top-k ModelCheckpoint's state and our RNG states from it). Once `result.json` is
 written, the fold's `checkpoints/` (top-k files, last.ckpt) is removed unless `train.keep_checkpoints` (nothing
 reads it any more: the bundle holds the reported model); a crash between the two leaves a finished fold whose
-next call removes them.
+next call removes them. With `train.refit`, a second fit on train + valid follows the first and its model is
+the one tested and bundled (training/refit.py).
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import torch
 import yaml
 
 from ..bundle import save_bundle
-from ..checkpoint import CONFIG_HASH, load_state_dict, load_trained_state_dict
+from ..checkpoint import CONFIG_HASH, load_state_dict, load_trained_state_dict, read_metadata
 from ..config import ExperimentConfig, config_hash, save_config
 from ..data.corpora import FoldSplit
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics
-from ..evaluation.prediction_table import write_predictions
-from ..model import build_model
+from ..evaluation.prediction_table import SplitPredictions, read_predictions, write_predictions
+from ..model import SERModel, build_model
 from ..upstream.cache import install_feature_cache, installed_caches
 from ..util.atomic import write_json
 from .averaging import average_checkpoints
@@ -36,41 +37,39 @@ from .fit_log import FitLog, MetricsCSV
 from .module import SERModule
 from .predictions import evaluate_splits
 from .progress import ProgressLines
+from .refit import refit_and_test
 from .rng_state import RNGState
 
 
 @dataclass
 class FoldResult:
     """Metrics of one fold: `best` = the single best checkpoint, `averaged` = the top-k average (None when
-    averaging is off); each maps split name ("valid", "test") -> Metrics. `reported` names the model that
-    went into the bundle and the tables: "averaged" or "best"."""
+    averaging is off); each maps split name ("valid", "test") -> Metrics. `refit` (train.refit only): {"test":
+    Metrics} of the model trained again on train + valid (training/refit.py). `reported` names the model that
+    went into the bundle and the tables: "refit", "averaged" or "best"."""
 
     fold: int
     best: dict[str, Metrics]
     averaged: dict[str, Metrics] | None
     reported: str
+    refit: dict[str, Metrics] | None = None
 
     @property
     def test(self) -> Metrics:
-        return (self.averaged if self.reported == "averaged" else self.best)["test"]
+        return {"refit": self.refit, "averaged": self.averaged}.get(self.reported, self.best)["test"]
 
     def to_dict(self) -> dict:
-        return {
-            "fold": self.fold,
-            "reported": self.reported,
-            "best": {k: m.to_dict() for k, m in self.best.items()},
-            "averaged": None if self.averaged is None else {k: m.to_dict() for k, m in self.averaged.items()},
-        }
+        return {"fold": self.fold, "reported": self.reported,
+                **{name: None if part is None else {k: m.to_dict() for k, m in part.items()}
+                   for name, part in (("best", self.best), ("averaged", self.averaged), ("refit", self.refit))}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FoldResult":
-        averaged = d["averaged"]
-        return cls(
-            fold=d["fold"],
-            reported=d["reported"],
-            best={k: Metrics.from_dict(m) for k, m in d["best"].items()},
-            averaged=None if averaged is None else {k: Metrics.from_dict(m) for k, m in averaged.items()},
-        )
+        def parts(name: str) -> dict[str, Metrics] | None:  # "refit" is absent from folds before the option
+            return None if d.get(name) is None else {k: Metrics.from_dict(m) for k, m in d[name].items()}
+
+        return cls(fold=d["fold"], reported=d["reported"], best=parts("best"), averaged=parts("averaged"),
+                   refit=parts("refit"))
 
 
 # Lightning warnings that are expected here and say nothing actionable: a frozen upstream is in eval mode
@@ -78,6 +77,8 @@ class FoldResult:
 # not empty. Silenced while a fold runs only.
 EXPECTED_WARNINGS = (r"Found \d+ module\(s\) in eval mode", r"The number of training batches .* logging interval",
                      r".*isinstance\(treespec, LeafSpec\)", r"Checkpoint directory .* exists and is not empty")
+# a refit fold's record of its first fit (FirstFit), so that a fold killed during the refit does not fit again
+TRAIN_ONLY = "train_only.json"
 # metadata of every top-k file: what a reader of the file alone must know (the fold's bundle is complete)
 OMITS = {"omits": "frozen upstream parameters (the pretrained source's; the fold's model bundle holds them)"}
 
@@ -102,7 +103,63 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
         return FoldResult.from_dict(json.loads(result_path.read_text()))
     fold_dir.mkdir(parents=True, exist_ok=True)
     started = _cpu_and_wall()
+    if cfg.train.refit and (fold_dir / TRAIN_ONLY).is_file():  # killed during its refit: the first fit is done
+        first = FirstFit.read(fold_dir)
+    else:
+        first = _first_fit(cfg, split, labels, fold_dir, progress)
+        if first is None:
+            return None
+        if cfg.train.refit:
+            first.write(fold_dir, labels)
+    result, predictions, model = first.result, first.predictions, first.model
+    if cfg.train.refit:
+        model, test, predictions["test"] = refit_and_test(cfg, split, labels, fold_dir, first.chosen_epochs,
+                                                          _trainer_options(cfg), progress)
+        result.refit, result.reported = {"test": test}, "refit"
+    save_bundle(fold_dir / "model", model.cpu(), cfg, labels, metrics=result.to_dict())
+    write_predictions(fold_dir / "predictions.csv", labels, predictions)  # the bundled model's, for ensembles
+    cpu, wall = (now - then for now, then in zip(_cpu_and_wall(), started))
+    write_json(fold_dir / "cost.json", {  # this process's share (a resumed fold: since the resume)
+        "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": first.epochs_run,
+        **({"refit_epochs": max(first.chosen_epochs) + 1} if cfg.train.refit else {}),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "feature_cache": None if not cfg.train.feature_cache else [c.stats() for c in installed_caches(model)]})
+    write_json(result_path, result.to_dict())  # its presence marks the fold as finished
+    if not cfg.train.keep_checkpoints:  # only after result.json: a crash before it must still resume
+        _remove_checkpoints(ckpt_dir)
+    return result
 
+
+@dataclass
+class FirstFit:
+    """What the fold's fit on its training utterances left: its result, its validation and test predictions,
+    the epochs its top-k chose (0-based, best first; the best only when averaging is off) and the epochs it
+    ran. model: the reported model (None when read back from TRAIN_ONLY, which a refit does not need)."""
+
+    result: FoldResult
+    predictions: dict[str, SplitPredictions]
+    chosen_epochs: list[int]
+    epochs_run: int
+    model: SERModel | None = None
+
+    def write(self, fold_dir: Path, labels: list[str]) -> None:
+        write_predictions(fold_dir / "predictions.csv", labels, self.predictions)
+        write_json(fold_dir / TRAIN_ONLY, {"result": self.result.to_dict(), "chosen_epochs": self.chosen_epochs,
+                                           "epochs_run": self.epochs_run})  # written last: marks the pair done
+
+    @classmethod
+    def read(cls, fold_dir: Path) -> "FirstFit":
+        recorded = json.loads((fold_dir / TRAIN_ONLY).read_text(encoding="utf-8"))
+        _, predictions = read_predictions(fold_dir / "predictions.csv")
+        return cls(FoldResult.from_dict(recorded["result"]), predictions, recorded["chosen_epochs"],
+                   recorded["epochs_run"])
+
+
+def _first_fit(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path,
+               progress: str | None) -> FirstFit | None:
+    """Fit on the training utterances, validating each epoch; score the best and the averaged top-k on
+    valid and test. None on non-zero DDP ranks."""
+    ckpt_dir = fold_dir / "checkpoints"
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, num_classes=len(labels))
     if cfg.train.feature_cache:  # frozen upstreams' frames: computed once, read from disk afterwards
@@ -111,16 +168,9 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
     datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed)
     topk = TopKCheckpoint(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor)
     trainer = L.Trainer(
+        **_trainer_options(cfg),
         default_root_dir=fold_dir,
         max_epochs=cfg.train.max_epochs,
-        accelerator=cfg.train.accelerator,
-        devices=_devices(cfg.train.devices),
-        strategy=cfg.train.strategy,
-        num_nodes=cfg.train.num_nodes,
-        precision=_precision(cfg.train.precision),
-        gradient_clip_val=cfg.train.grad_clip or None,
-        accumulate_grad_batches=cfg.train.accumulate,
-        deterministic=cfg.train.deterministic,
         # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them).
         # Lightning runs the ModelCheckpoints last, in this order: last.ckpt holds this validation's top-k state.
         callbacks=[FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train),
@@ -128,13 +178,11 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
         # top-k files as safetensors weights, last.ckpt renamed into place (never half written), weights-only loads
         plugins=[CheckpointFiles({CONFIG_HASH: config_hash(cfg.model), **OMITS})],
         logger=_loggers(fold_dir),
-        log_every_n_steps=cfg.train.log_every_n_steps,
-        enable_progress_bar=cfg.train.progress_bar,
-        enable_model_summary=False,
-        # Our bucketing batch sampler shards per rank itself; Lightning must not wrap it.
-        use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
+    if cfg.train.refit and trainer.world_size > 1:  # refused before the fit, not after hours of it
+        raise ConfigError(f"train.refit runs on one device, but this fit has {trainer.world_size} processes; "
+                          "set train.devices=1 or leave refit off")
     if trainer.is_global_zero:
         save_config(cfg, fold_dir / "config.yaml")
         write_json(fold_dir / "split.json", {name: [u.id for u in getattr(split, name)]
@@ -160,18 +208,9 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
         averaged, predictions = evaluate_splits(model, loaders, labels)
     else:
         load_trained_state_dict(model, best_state)
+    chosen = [int(read_metadata(path)["epoch"]) for path in (kept if cfg.train.average else kept[:1])]
     result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
-    save_bundle(fold_dir / "model", model.cpu(), cfg, labels, metrics=result.to_dict())
-    write_predictions(fold_dir / "predictions.csv", labels, predictions)  # the bundled model's, for ensembles
-    cpu, wall = (now - then for now, then in zip(_cpu_and_wall(), started))
-    write_json(fold_dir / "cost.json", {  # this process's share (a resumed fold: since the resume)
-        "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": trainer.current_epoch,
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "feature_cache": None if not cfg.train.feature_cache else [c.stats() for c in installed_caches(model)]})
-    write_json(result_path, result.to_dict())  # its presence marks the fold as finished
-    if not cfg.train.keep_checkpoints:  # only after result.json: a crash before it must still resume
-        _remove_checkpoints(ckpt_dir)
-    return result
+    return FirstFit(result, predictions, chosen, trainer.current_epoch, model)
 
 
 def _remove_checkpoints(ckpt_dir: Path) -> None:
@@ -216,6 +255,25 @@ def _early_stopping(train_cfg) -> list:
 
     return [EarlyStopping(monitor=f"val_{train_cfg.monitor}", mode="max", patience=train_cfg.early_stopping,
                           check_on_train_epoch_end=False)]
+
+
+def _trainer_options(cfg: ExperimentConfig) -> dict:
+    """Trainer arguments that the fold's fit and its refit share."""
+    return dict(
+        accelerator=cfg.train.accelerator,
+        devices=_devices(cfg.train.devices),
+        strategy=cfg.train.strategy,
+        num_nodes=cfg.train.num_nodes,
+        precision=_precision(cfg.train.precision),
+        gradient_clip_val=cfg.train.grad_clip or None,
+        accumulate_grad_batches=cfg.train.accumulate,
+        deterministic=cfg.train.deterministic,
+        log_every_n_steps=cfg.train.log_every_n_steps,
+        enable_progress_bar=cfg.train.progress_bar,
+        enable_model_summary=False,
+        # Our bucketing batch sampler shards per rank itself; Lightning must not wrap it.
+        use_distributed_sampler=False,
+    )
 
 
 def _devices(devices: str):
