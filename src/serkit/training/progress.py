@@ -47,6 +47,12 @@ class ProgressLines(Callback):
         say(f"{self.where} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: batch {done}/{total}, "
             f"{rate:.2f} batches/s, epoch ETA {_duration(eta)}{self._cache_note(pl_module)}")
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.limit_val_batches == 0 and trainer.is_global_zero:  # no validation (a refit): the line is here
+            loss = float(trainer.callback_metrics.get("train_loss", float("nan")))
+            say(f"{self.where} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {loss:.4f}, "
+                f"{time.monotonic() - self._epoch_start:.1f} s{self._cache_note(pl_module)}")
+
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
