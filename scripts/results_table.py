@@ -8,9 +8,8 @@ baseline.json) and `command` (what produced it) and an `id` shared by a system's
 paired comparisons `{name, a, b}` by row id (a - b, fold by fold). Every number comes from the run folders: nothing is
 typed in by hand.
 
-Refit runs (`train.refit`): their "best single checkpoint" is the first fit's, not the tested model's, so they get
-no averaged-vs-best comparison. A fold whose first fit was carried over from an identical earlier run (a
-`first_fit_from.json` beside its cost.json, with that run's cost) has that cost added to its own.
+Refit runs (`train.refit`) report no best single checkpoint (theirs trained on other data than the tested
+model), so they get no averaged-vs-best comparison; their epochs per fold count the refit's too.
 """
 
 from __future__ import annotations
@@ -31,12 +30,10 @@ def load_row(entry: dict, runs: Path) -> dict:
     for name in ("cost.json", "probe.json"):  # a cv run's cost, or what a probe records of its own
         if (run / name).is_file():
             cost = json.loads((run / name).read_text())
-    folds_cost = [fold_cost(p.parent) for p in sorted(run.glob("fold_*/cost.json"))]
-    carried = any((p.parent / "first_fit_from.json").is_file() for p in run.glob("fold_*/cost.json"))
-    if folds_cost and (carried or not cost):  # a run cut short, or first fits carried over: the folds' costs
-        cost = {"cpu_seconds": round(sum(c["cpu_seconds"] for c in folds_cost), 1),
+    folds_cost = [json.loads(p.read_text()) for p in sorted(run.glob("fold_*/cost.json"))]
+    if not cost and folds_cost:  # a run cut short: its finished folds' costs
+        cost = {"cpu_seconds": sum(c["cpu_seconds"] for c in folds_cost),
                 "trainable_params": max(c["trainable_params"] for c in folds_cost)}
-    refit = any(json.loads(p.read_text()).get("reported") == "refit" for p in run.glob("fold_*/result.json"))
     row = {
         "id": entry["id"], "system": entry["system"], "encoder": entry["encoder"], "folds": entry.get("folds", "emobox"),
         "classes": entry["classes"], "command": entry["command"],
@@ -52,19 +49,10 @@ def load_row(entry: dict, runs: Path) -> dict:
     fold_cpu = sum(c["cpu_seconds"] for c in folds_cost)
     # the folds' own training (the run's total also holds its encoding on a cold cache)
     row["cpu_seconds_per_epoch"] = round(fold_cpu / epochs, 1) if epochs else None
-    if cv.get("best_single") and not refit:
+    if cv.get("best_single"):
         row["best_single_ua"] = 100 * cv["best_single"]["ua"]["mean"]
         row["best_single_ua_per_fold"] = [100 * f["best_single"]["ua"] for f in folds]
     return row
-
-
-def fold_cost(fold: Path) -> dict:
-    """A fold's cost.json, plus the cost of a first fit carried over from an earlier run (see the docstring)."""
-    cost = json.loads((fold / "cost.json").read_text())
-    if (fold / "first_fit_from.json").is_file():
-        first = json.loads((fold / "first_fit_from.json").read_text())["cost"]
-        cost = {**cost, "cpu_seconds": cost["cpu_seconds"] + first["cpu_seconds"], "epochs": first["epochs"]}
-    return cost
 
 
 def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key: str = "ua_per_fold"

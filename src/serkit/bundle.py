@@ -4,7 +4,7 @@
              config.yaml         the fully resolved experiment config
              labels.json         class names in logit order
              upstreams/<i>/      upstream i's own config files (HF config.json, feature extractor, tokenizer)
-             metrics.json        what the model scored (per split; best single vs averaged)
+             metrics.json        what the model scored (per split; best single vs averaged; a refit fold's test)
 
 Loading never touches the network: upstream i is rebuilt from `upstreams/<i>/` with untrained weights
 (`pretrained=False`) and then every weight comes from model.safetensors, strictly (no missing keys).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +19,9 @@ import serkit.training.fold as fold_module
 import serkit.training.refit as refit_module
 from serkit.checkpoint import load_state_dict, read_metadata
 from serkit.cli import main
+from serkit.config import load_config
+from serkit.data.corpora import CORPORA, FoldSplit
+from serkit.data.prepare import prepare_corpus
 from serkit.evaluation.metrics import compute_metrics
 from serkit.evaluation.prediction_table import read_predictions
 from serkit.training.fold import FoldResult
@@ -80,7 +84,8 @@ def test_the_choice_and_validation_are_the_first_fits(runs):
                   key=lambda p: (-float(read_metadata(p)["val_ua"]), int(read_metadata(p)["step"])))
     chosen = [int(read_metadata(p)["epoch"]) for p in kept]
     recorded = json.loads((runs["refit"] / "fold_1" / fold_module.TRAIN_ONLY).read_text())
-    assert recorded["chosen_epochs"] == chosen == runs["seen"]["averaged_epochs"]
+    assert recorded["result"]["chosen_epochs"] == refit["chosen_epochs"] == plain["chosen_epochs"] == chosen
+    assert runs["seen"]["averaged_epochs"] == chosen
     _, plain_preds = read_predictions(runs["plain"] / "fold_1" / "predictions.csv")
     _, refit_preds = read_predictions(runs["refit"] / "fold_1" / "predictions.csv")
     assert refit_preds["valid"].ids == plain_preds["valid"].ids
@@ -104,7 +109,8 @@ def test_test_scores_predictions_and_bundle_are_the_refit_models(runs):
     _, preds = read_predictions(runs["refit"] / "fold_1" / "predictions.csv")
     labels = json.loads((runs["refit"] / "fold_1" / "model" / "labels.json").read_text())
     test = compute_metrics(preds["test"].probabilities.argmax(-1), preds["test"].targets, labels)
-    assert test.ua == pytest.approx(refit["refit"]["test"]["ua"]) and test.wa == pytest.approx(refit["refit"]["test"]["wa"])
+    assert test.ua == pytest.approx(refit["refit"]["test"]["ua"])
+    assert test.wa == pytest.approx(refit["refit"]["test"]["wa"])
     _, plain_preds = read_predictions(runs["plain"] / "fold_1" / "predictions.csv")
     assert not np.allclose(preds["test"].probabilities, plain_preds["test"].probabilities, atol=1e-4)
     bundled = load_state_dict(runs["refit"] / "fold_1" / "model" / "model.safetensors")
@@ -112,6 +118,9 @@ def test_test_scores_predictions_and_bundle_are_the_refit_models(runs):
     assert set(bundled) == set(returned) and all(torch.equal(bundled[k], returned[k]) for k in bundled)
     cv = json.loads((runs["refit"] / "cv.json").read_text())  # the run's table reports the refit model
     assert cv["folds"][0]["metrics"]["ua"] == pytest.approx(refit["refit"]["test"]["ua"])
+    # and sets no "best single checkpoint" beside it: that one trained on other data, so no averaging gain is shown
+    assert not cv.get("best_single") and cv["folds"][0].get("best_single") is None
+    assert json.loads((runs["plain"] / "cv.json").read_text()).get("best_single")
 
 
 def test_a_fold_killed_during_its_refit_does_not_fit_again(runs, tiny_config, synth_iemocap_root, tmp_path,
@@ -127,9 +136,67 @@ def test_a_fold_killed_during_its_refit_does_not_fit_again(runs, tiny_config, sy
     monkeypatch.undo()
     fold = out / "fold_1"
     assert (fold / fold_module.TRAIN_ONLY).is_file() and not (fold / "result.json").exists()
+    assert not (fold / "checkpoints").exists()  # the first fit's files went once its record was written
+    stale = fold / "refit" / "checkpoints" / ".epoch000.safetensors.1234.tmp"  # what a kill mid-write leaves
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+
+    def first_fit_again(*args, **kwargs):
+        raise AssertionError("the first fit ran again")
+
+    monkeypatch.setattr(fold_module, "_first_fit", first_fit_again)
     assert main(cv_args(tiny_config, synth_iemocap_root, out, "train.refit=true")) == 0
-    assert fits(fold) == 1  # the first fit ran once
-    assert result(out) == result(runs["refit"])  # and the refit gave what an uninterrupted run gives
+    assert result(out) == result(runs["refit"])  # the refit gave what an uninterrupted run gives
+    assert not stale.parent.exists()
+    cost = json.loads((fold / "cost.json").read_text())
+    first = json.loads((fold / fold_module.TRAIN_ONLY).read_text())
+    assert first["cpu_seconds"] > 0 and cost["cpu_seconds"] > first["cpu_seconds"]  # the first fit's cost counted
+
+
+def test_a_first_fit_record_of_another_model_config_is_refused(runs, tiny_config, synth_iemocap_root, tmp_path,
+                                                                capsys):
+    out = tmp_path / "run"
+    (out / "fold_1").mkdir(parents=True)
+    for name in (fold_module.TRAIN_ONLY, "predictions.csv"):
+        shutil.copy(runs["refit"] / "fold_1" / name, out / "fold_1" / name)
+    code = main(cv_args(tiny_config, synth_iemocap_root, out, "train.refit=true", "model.classifier.dropout=0.5"))
+    assert code != 0 and "another model config" in capsys.readouterr().err
+
+
+def test_the_refit_replays_the_first_fit_exactly_on_the_same_data_and_stops_after_the_last_epoch(
+        tiny_config, synth_iemocap_root, tmp_path, monkeypatch):
+    """Given no validation utterances, the refit trains on exactly the first fit's data: its weights at the
+    chosen epochs must equal the first fit's checkpoints there, bit for bit (same seed, schedule, epoch count),
+    and it must stop after the last chosen epoch."""
+    torch.set_num_threads(1)
+    cfg = load_config(tiny_config, overrides=[f"data.root={synth_iemocap_root}", "train.max_epochs=4",
+                                              "train.top_k=4", "train.keep_checkpoints=true"])
+    data = prepare_corpus(cfg.data, tmp_path / "audio_check.json")
+    split = CORPORA.get("iemocap").split(data.prepared.utterances, 1, **cfg.data.options)
+    fold_module.run_fold(cfg, split, data.classes, tmp_path / "first")
+    first = {int(read_metadata(p)["epoch"]): load_state_dict(p)
+             for p in (tmp_path / "first").glob("checkpoints/*.safetensors")}
+    assert sorted(first) == [0, 1, 2, 3]
+    averaged, trained = {}, []
+    real_average, real_end = refit_module.average_checkpoints, refit_module.EpochSnapshots.on_train_epoch_end
+
+    def average(paths):
+        averaged.update({int(read_metadata(p)["epoch"]): load_state_dict(p) for p in paths})
+        return real_average(paths)
+
+    def epoch_end(self, trainer, pl_module):
+        trained.append(trainer.current_epoch)
+        real_end(self, trainer, pl_module)
+
+    monkeypatch.setattr(refit_module, "average_checkpoints", average)
+    monkeypatch.setattr(refit_module.EpochSnapshots, "on_train_epoch_end", epoch_end)
+    same = FoldSplit(split.fold, train=split.train, valid=[], test=split.test)
+    refit_module.refit_and_test(cfg, same, data.classes, tmp_path / "refit", [1, 0], fold_module._trainer_options(cfg))
+    assert trained == [0, 1]  # stopped after epoch 1 of 4
+    assert sorted(averaged) == [0, 1]
+    for epoch in (0, 1):
+        assert set(averaged[epoch]) == set(first[epoch])
+        assert all(torch.equal(averaged[epoch][k], first[epoch][k]) for k in first[epoch]), epoch
 
 
 def test_refit_refuses_more_than_one_process(tiny_config, synth_iemocap_root, tmp_path, capsys):

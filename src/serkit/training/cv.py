@@ -75,9 +75,11 @@ def _run_cv(cfg: ExperimentConfig, run_dir: Path, quiet: bool, jobs: int) -> CVR
 
 
 def summarize(results: list[FoldResult]) -> CVSummary:
-    """Test metrics per fold of the reported model, with the best single checkpoint's beside them."""
+    """Test metrics per fold of the reported model, with the best single checkpoint's beside them (not for a
+    refit model, which trained on other data than that checkpoint)."""
     return CVSummary([
-        FoldScores(fold=r.fold, metrics=r.test, best_single=r.best["test"] if r.averaged is not None else None)
+        FoldScores(fold=r.fold, metrics=r.test,
+                   best_single=r.best["test"] if r.reported == "averaged" else None)
         for r in results
     ])
 

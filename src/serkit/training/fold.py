@@ -24,7 +24,7 @@ from ..bundle import save_bundle
 from ..checkpoint import CONFIG_HASH, load_state_dict, load_trained_state_dict, read_metadata
 from ..config import ExperimentConfig, config_hash, save_config
 from ..data.corpora import FoldSplit
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..evaluation.metrics import Metrics
 from ..evaluation.prediction_table import SplitPredictions, read_predictions, write_predictions
 from ..model import SERModel, build_model
@@ -37,7 +37,7 @@ from .fit_log import FitLog, MetricsCSV
 from .module import SERModule
 from .predictions import evaluate_splits
 from .progress import ProgressLines
-from .refit import refit_and_test
+from .refit import refit_and_test, require_one_process
 from .rng_state import RNGState
 
 
@@ -46,30 +46,33 @@ class FoldResult:
     """Metrics of one fold: `best` = the single best checkpoint, `averaged` = the top-k average (None when
     averaging is off); each maps split name ("valid", "test") -> Metrics. `refit` (train.refit only): {"test":
     Metrics} of the model trained again on train + valid (training/refit.py). `reported` names the model that
-    went into the bundle and the tables: "refit", "averaged" or "best"."""
+    went into the bundle and the tables: "refit", "averaged" or "best". `chosen_epochs`: the epochs (0-based,
+    best first) whose checkpoints make the reported model; None in results written before it was recorded."""
 
     fold: int
     best: dict[str, Metrics]
     averaged: dict[str, Metrics] | None
     reported: str
     refit: dict[str, Metrics] | None = None
+    chosen_epochs: list[int] | None = None
 
     @property
     def test(self) -> Metrics:
-        return {"refit": self.refit, "averaged": self.averaged}.get(self.reported, self.best)["test"]
+        return {"refit": self.refit, "averaged": self.averaged, "best": self.best}[self.reported]["test"]
 
     def to_dict(self) -> dict:
-        return {"fold": self.fold, "reported": self.reported,
+        return {"fold": self.fold, "reported": self.reported, "chosen_epochs": self.chosen_epochs,
                 **{name: None if part is None else {k: m.to_dict() for k, m in part.items()}
                    for name, part in (("best", self.best), ("averaged", self.averaged), ("refit", self.refit))}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FoldResult":
-        def parts(name: str) -> dict[str, Metrics] | None:  # "refit" is absent from folds before the option
-            return None if d.get(name) is None else {k: Metrics.from_dict(m) for k, m in d[name].items()}
+        def parts(part: dict | None) -> dict[str, Metrics] | None:
+            return None if part is None else {k: Metrics.from_dict(m) for k, m in part.items()}
 
-        return cls(fold=d["fold"], reported=d["reported"], best=parts("best"), averaged=parts("averaged"),
-                   refit=parts("refit"))
+        # best and averaged are required; refit and chosen_epochs are absent from folds before those options
+        return cls(fold=d["fold"], reported=d["reported"], best=parts(d["best"]), averaged=parts(d["averaged"]),
+                   refit=parts(d.get("refit")), chosen_epochs=d.get("chosen_epochs"))
 
 
 # Lightning warnings that are expected here and say nothing actionable: a frozen upstream is in eval mode
@@ -104,24 +107,31 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
     fold_dir.mkdir(parents=True, exist_ok=True)
     started = _cpu_and_wall()
     if cfg.train.refit and (fold_dir / TRAIN_ONLY).is_file():  # killed during its refit: the first fit is done
-        first = FirstFit.read(fold_dir)
+        first = FirstFit.read(fold_dir, config_hash(cfg.model))
     else:
         first = _first_fit(cfg, split, labels, fold_dir, progress)
         if first is None:
             return None
+        first.cpu_seconds, first.wall_seconds = (now - then for now, then in zip(_cpu_and_wall(), started))
         if cfg.train.refit:
-            first.write(fold_dir, labels)
+            first.write(fold_dir, labels, config_hash(cfg.model))
+            if not cfg.train.keep_checkpoints:  # nothing reads them now: last.ckpt can be GBs
+                _remove_checkpoints(ckpt_dir)
     result, predictions, model = first.result, first.predictions, first.model
     if cfg.train.refit:
-        model, test, predictions["test"] = refit_and_test(cfg, split, labels, fold_dir, first.chosen_epochs,
-                                                          _trainer_options(cfg), progress)
+        first.model = model = None  # not used again: the refit must not train beside it on the GPU
+        model, test, predictions["test"] = refit_and_test(
+            cfg, split, labels, fold_dir, result.chosen_epochs, _trainer_options(cfg), progress,
+            keep_snapshots=cfg.train.keep_checkpoints)
         result.refit, result.reported = {"test": test}, "refit"
     save_bundle(fold_dir / "model", model.cpu(), cfg, labels, metrics=result.to_dict())
     write_predictions(fold_dir / "predictions.csv", labels, predictions)  # the bundled model's, for ensembles
-    cpu, wall = (now - then for now, then in zip(_cpu_and_wall(), started))
-    write_json(fold_dir / "cost.json", {  # this process's share (a resumed fold: since the resume)
+    # this process's share, plus a first fit's read back from TRAIN_ONLY (a fold resumed mid-fit: since the resume)
+    cpu, wall = (now - then + earlier for now, then, earlier in
+                 zip(_cpu_and_wall(), started, (first.cpu_seconds, first.wall_seconds) if first.read_back else (0, 0)))
+    write_json(fold_dir / "cost.json", {
         "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": first.epochs_run,
-        **({"refit_epochs": max(first.chosen_epochs) + 1} if cfg.train.refit else {}),
+        **({"refit_epochs": max(result.chosen_epochs) + 1} if cfg.train.refit else {}),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "feature_cache": None if not cfg.train.feature_cache else [c.stats() for c in installed_caches(model)]})
     write_json(result_path, result.to_dict())  # its presence marks the fold as finished
@@ -132,27 +142,39 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
 
 @dataclass
 class FirstFit:
-    """What the fold's fit on its training utterances left: its result, its validation and test predictions,
-    the epochs its top-k chose (0-based, best first; the best only when averaging is off) and the epochs it
-    ran. model: the reported model (None when read back from TRAIN_ONLY, which a refit does not need)."""
+    """What the fold's fit on its training utterances left: its result (with the epochs its top-k chose), its
+    validation and test predictions, the epochs it ran and its cost. model: the reported model (None when read
+    back from TRAIN_ONLY, which a refit does not need)."""
 
     result: FoldResult
     predictions: dict[str, SplitPredictions]
-    chosen_epochs: list[int]
     epochs_run: int
     model: SERModel | None = None
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    read_back: bool = False
 
-    def write(self, fold_dir: Path, labels: list[str]) -> None:
+    def write(self, fold_dir: Path, labels: list[str], model_hash: str) -> None:
         write_predictions(fold_dir / "predictions.csv", labels, self.predictions)
-        write_json(fold_dir / TRAIN_ONLY, {"result": self.result.to_dict(), "chosen_epochs": self.chosen_epochs,
-                                           "epochs_run": self.epochs_run})  # written last: marks the pair done
+        write_json(fold_dir / TRAIN_ONLY, {  # written last: marks the pair done
+            "result": self.result.to_dict(), "epochs_run": self.epochs_run, CONFIG_HASH: model_hash,
+            "cpu_seconds": round(self.cpu_seconds, 1), "wall_seconds": round(self.wall_seconds, 1)})
 
     @classmethod
-    def read(cls, fold_dir: Path) -> "FirstFit":
-        recorded = json.loads((fold_dir / TRAIN_ONLY).read_text(encoding="utf-8"))
-        _, predictions = read_predictions(fold_dir / "predictions.csv")
-        return cls(FoldResult.from_dict(recorded["result"]), predictions, recorded["chosen_epochs"],
-                   recorded["epochs_run"])
+    def read(cls, fold_dir: Path, model_hash: str) -> "FirstFit":
+        path = fold_dir / TRAIN_ONLY
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+            result = FoldResult.from_dict(recorded["result"])
+            if recorded[CONFIG_HASH] != model_hash:
+                raise ConfigError(f"{path}: its first fit was trained with another model config (the config was "
+                                  "changed since); delete the fold folder to train it afresh")
+            _, predictions = read_predictions(fold_dir / "predictions.csv")
+            return cls(result, predictions, recorded["epochs_run"], cpu_seconds=recorded["cpu_seconds"],
+                       wall_seconds=recorded["wall_seconds"], read_back=True)
+        except (ValueError, KeyError, TypeError) as error:  # ValueError: bad JSON or not UTF-8
+            raise DataError(f"not a first-fit record ({type(error).__name__}: {error}); delete it to fit the fold "
+                            "again", path) from None
 
 
 def _first_fit(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path,
@@ -180,9 +202,8 @@ def _first_fit(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_
         logger=_loggers(fold_dir),
         num_sanity_val_steps=0,
     )
-    if cfg.train.refit and trainer.world_size > 1:  # refused before the fit, not after hours of it
-        raise ConfigError(f"train.refit runs on one device, but this fit has {trainer.world_size} processes; "
-                          "set train.devices=1 or leave refit off")
+    if cfg.train.refit:  # refused before the fit, not after hours of it
+        require_one_process(trainer)
     if trainer.is_global_zero:
         save_config(cfg, fold_dir / "config.yaml")
         write_json(fold_dir / "split.json", {name: [u.id for u in getattr(split, name)]
@@ -209,8 +230,9 @@ def _first_fit(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_
     else:
         load_trained_state_dict(model, best_state)
     chosen = [int(read_metadata(path)["epoch"]) for path in (kept if cfg.train.average else kept[:1])]
-    result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best")
-    return FirstFit(result, predictions, chosen, trainer.current_epoch, model)
+    result = FoldResult(split.fold, best, averaged, "averaged" if averaged is not None else "best",
+                        chosen_epochs=chosen)
+    return FirstFit(result, predictions, trainer.current_epoch, model)
 
 
 def _remove_checkpoints(ckpt_dir: Path) -> None:

@@ -21,9 +21,10 @@ from ..util.progress import say
 class ProgressLines(Callback):
     """Lightning callback: the epoch and in-epoch lines of one fold. `where`: e.g. "fold 2/6"."""
 
-    def __init__(self, where: str, every: float = 30.0):
+    def __init__(self, where: str, every: float = 30.0, epochs: int | None = None):
         self.where = where
         self.every = every
+        self.epochs = epochs  # the total shown in "epoch i/N" (None: the trainer's max_epochs)
         self._epoch_start = self._last_line = 0.0
 
     def _cache_note(self, pl_module) -> str:
@@ -44,13 +45,13 @@ class ProgressLines(Callback):
         done, total = batch_idx + 1, trainer.num_training_batches
         rate = done / max(now - self._epoch_start, 1e-9)
         eta = (total - done) / rate if isinstance(total, int) else float("nan")
-        say(f"{self.where} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: batch {done}/{total}, "
-            f"{rate:.2f} batches/s, epoch ETA {_duration(eta)}{self._cache_note(pl_module)}")
+        say(f"{self.where} epoch {trainer.current_epoch + 1}/{self.epochs or trainer.max_epochs}: "
+            f"batch {done}/{total}, {rate:.2f} batches/s, epoch ETA {_duration(eta)}{self._cache_note(pl_module)}")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.limit_val_batches == 0 and trainer.is_global_zero:  # no validation (a refit): the line is here
             loss = float(trainer.callback_metrics.get("train_loss", float("nan")))
-            say(f"{self.where} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {loss:.4f}, "
+            say(f"{self.where} epoch {trainer.current_epoch + 1}/{self.epochs or trainer.max_epochs}: loss {loss:.4f}, "
                 f"{time.monotonic() - self._epoch_start:.1f} s{self._cache_note(pl_module)}")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -58,7 +59,7 @@ class ProgressLines(Callback):
             return
         metrics = trainer.callback_metrics
         loss, ua, wa = (float(metrics[k]) if k in metrics else float("nan") for k in ("train_loss", "val_ua", "val_wa"))
-        say(f"{self.where} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {loss:.4f}, "
+        say(f"{self.where} epoch {trainer.current_epoch + 1}/{self.epochs or trainer.max_epochs}: loss {loss:.4f}, "
             f"valid UA {100 * ua:.1f} WA {100 * wa:.1f}, {time.monotonic() - self._epoch_start:.1f} s"
             f"{self._cache_note(pl_module)}")
 

@@ -10,11 +10,13 @@ metrics and predictions stay the first fit's: `serkit ensemble --select` still w
 The probe's `--refit` does the same for the logistic regression (baselines/probe.py).
 
 The refit is not resumable within itself: a fold killed during it starts the refit again (the first fit's
-outcome, in `train_only.json` and `predictions.csv`, is kept). One device only: a DDP run refuses the option.
+outcome, in `train_only.json` and `predictions.csv`, is kept; what the killed refit saved is deleted first).
+One device only: a DDP run refuses the option, before the first fit and again before the refit.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -58,11 +60,18 @@ class EpochSnapshots(Callback):
             trainer.should_stop = True
 
 
+def require_one_process(trainer: L.Trainer) -> None:
+    if trainer.world_size > 1:
+        raise ConfigError(f"train.refit runs on one device, but this fit has {trainer.world_size} processes; "
+                          "set train.devices=1 or leave refit off")
+
+
 def refit_and_test(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_dir: Path, epochs: list[int],
-                   trainer_options: dict, progress: str | None = None
+                   trainer_options: dict, progress: str | None = None, keep_snapshots: bool = False
                    ) -> tuple[SERModel, Metrics, SplitPredictions]:
     """Train a fresh model on split.train + split.valid and average its weights at `epochs` (0-based, best
     first). trainer_options: the first fit's Trainer arguments (precision, accelerator, clipping, ...).
+    keep_snapshots: leave the per-epoch weights in `fold_dir/refit/checkpoints` (train.keep_checkpoints).
     -> (the model, on the CPU; its test metrics; its test predictions)."""
     if not epochs:
         raise ConfigError("train.refit: the first fit chose no epoch to refit to")
@@ -73,6 +82,7 @@ def refit_and_test(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], f
     joined = FoldSplit(split.fold, train=[*split.train, *split.valid], valid=[], test=split.test)
     datamodule = FoldDataModule(joined, labels, cfg.data, seed=cfg.seed)
     folder = fold_dir / "refit"
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # a killed refit's: never averaged into this one
     snapshots = EpochSnapshots(folder / "checkpoints", epochs, {CONFIG_HASH: config_hash(cfg.model)})
     trainer = L.Trainer(
         **trainer_options,
@@ -80,19 +90,19 @@ def refit_and_test(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], f
         # the first fit's max_epochs: the learning-rate schedule has the same shape; EpochSnapshots stops it early
         max_epochs=cfg.train.max_epochs,
         limit_val_batches=0,  # nothing to validate on: the validation speakers are training data now
-        callbacks=[snapshots, *([ProgressLines(f"{progress} refit")] if progress else [])],
+        callbacks=[snapshots, *([ProgressLines(f"{progress} refit", epochs=max(epochs) + 1)] if progress else [])],
         logger=[MetricsCSV(folder)],
         enable_checkpointing=False,
     )
+    require_one_process(trainer)
     trainer.fit(SERModule(model, cfg.train, labels), datamodule=datamodule)
     paths = snapshots.paths()
     missing = [str(p) for p in paths if not p.is_file()]
-    if missing:  # the refit fit ended before an epoch the first fit chose (it cannot, unless something stopped it)
-        raise ConfigError(f"train.refit: the second fit ended before saving {missing}")
+    if missing:  # the refit ended before an epoch the first fit chose (it cannot, unless something stopped it)
+        raise RuntimeError(f"train.refit: the second fit ended before saving {missing}")
     load_trained_state_dict(model, average_checkpoints(paths), f"refit checkpoints {folder}")
     model.to(trainer.strategy.root_device)
     metrics, predictions = evaluate_splits(model, {"test": datamodule.eval_dataloader(split.test)}, labels)
-    for path in paths:
-        path.unlink()
-    paths[0].parent.rmdir()
+    if not keep_snapshots:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return model.cpu(), metrics["test"], predictions["test"]
