@@ -150,6 +150,17 @@ def test_probe_command(manifest, encoder, tmp_path, capsys):
     assert "--c: expected positive numbers, got [0.1, 0.0]" in capsys.readouterr().err
 
 
+def test_probe_variants_default_to_folders_of_their_own(manifest, encoder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    common = ["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--encoder", f"{encoder}/",
+              "--folds", "1", "--c", "0.1", "--no-cache", "--quiet"]
+    assert main(common) == 0 and main([*common, "--pooling", "stats", "--refit"]) == 0
+    made = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    name = f"baseline_probe_manifest_{encoder.name}"
+    assert made == [f"{name}_mean", f"{name}_stats_refit"]
+    assert json.loads((tmp_path / "runs" / made[1] / "probe.json").read_text())["refit_on_train_and_valid"]
+
+
 def test_encoding_reports_progress_unless_quiet(manifest, encoder, capsys):
     prepared = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False)).prepared
     probe.pooled_layers(prepared.utterances[:6], _cfg(encoder), progress=True)

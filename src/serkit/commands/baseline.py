@@ -24,7 +24,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     add_corpus_arguments(p)
     p.add_argument("--folds", help="comma-separated folds to run (default: all)")
     p.add_argument("--c", help="comma-separated grid of C values (default: 1e-4,1e-3,1e-2,0.1,1,10)")
-    p.add_argument("--out", help="output folder (default: runs/baseline_<system>_<corpus>)")
+    p.add_argument("--out", help="output folder (default: runs/baseline_<system>_<corpus>; the probe's adds the "
+                                 "encoder's name, the pooling and _refit, so its variants never share a folder)")
     p.add_argument("--features", help="opensmile-svm: feature cache file (.npz) to read and extend "
                                       "(default: OUT/egemaps.npz)")
     p.add_argument("--encoder", help="probe: the frozen encoder (preset, hub id or local folder)")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     c_grid = parse_numbers(args.c, "--c", float) or C_GRID
     if any(not c > 0 for c in c_grid):  # before any encoding: the probe's first fold may take minutes to encode
         raise ConfigError(f"--c: expected positive numbers, got {list(c_grid)}")
-    out = args.out or f"runs/baseline_{args.system.replace('-', '_')}_{args.corpus}"
+    out = args.out or _default_out(args)
     data = data_config(args.corpus, args.root, args.labels, args.label_map, args.option)
     if args.system == "probe":
         from ..baselines.probe import run_probe
@@ -77,3 +78,13 @@ def run(args: argparse.Namespace) -> int:
         chosen = "C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits)
     print(f"{summary.to_markdown()}\n{chosen}\nreport: {out}")
     return 0
+
+
+def _default_out(args: argparse.Namespace) -> str:
+    out = f"runs/baseline_{args.system.replace('-', '_')}_{args.corpus}"
+    if args.system != "probe" or not args.encoder:
+        return out
+    import re
+
+    encoder = re.sub(r"[^A-Za-z0-9._-]+", "_", args.encoder.rstrip("/").split("/")[-1])  # a folder's or hub id's name
+    return f"{out}_{encoder}_{args.pooling}{'_refit' if args.refit else ''}"
