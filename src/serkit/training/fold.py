@@ -108,6 +108,7 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
     started = _cpu_and_wall()
     if cfg.train.refit and (fold_dir / TRAIN_ONLY).is_file():  # killed during its refit: the first fit is done
         first = FirstFit.read(fold_dir, config_hash(cfg.model))
+        started = (started[0] - first.cpu_seconds, started[1] - first.wall_seconds)  # cost.json counts both fits
     else:
         first = _first_fit(cfg, split, labels, fold_dir, progress)
         if first is None:
@@ -126,10 +127,8 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
         result.refit, result.reported = {"test": test}, "refit"
     save_bundle(fold_dir / "model", model.cpu(), cfg, labels, metrics=result.to_dict())
     write_predictions(fold_dir / "predictions.csv", labels, predictions)  # the bundled model's, for ensembles
-    # this process's share, plus a first fit's read back from TRAIN_ONLY (a fold resumed mid-fit: since the resume)
-    cpu, wall = (now - then + earlier for now, then, earlier in
-                 zip(_cpu_and_wall(), started, (first.cpu_seconds, first.wall_seconds) if first.read_back else (0, 0)))
-    write_json(fold_dir / "cost.json", {
+    cpu, wall = (now - then for now, then in zip(_cpu_and_wall(), started))
+    write_json(fold_dir / "cost.json", {  # this process's share (a fold resumed mid-fit: since the resume)
         "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "epochs": first.epochs_run,
         **({"refit_epochs": max(result.chosen_epochs) + 1} if cfg.train.refit else {}),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -152,7 +151,6 @@ class FirstFit:
     model: SERModel | None = None
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
-    read_back: bool = False
 
     def write(self, fold_dir: Path, labels: list[str], model_hash: str) -> None:
         write_predictions(fold_dir / "predictions.csv", labels, self.predictions)
@@ -171,7 +169,7 @@ class FirstFit:
                                   "changed since); delete the fold folder to train it afresh")
             _, predictions = read_predictions(fold_dir / "predictions.csv")
             return cls(result, predictions, recorded["epochs_run"], cpu_seconds=recorded["cpu_seconds"],
-                       wall_seconds=recorded["wall_seconds"], read_back=True)
+                       wall_seconds=recorded["wall_seconds"])
         except (ValueError, KeyError, TypeError) as error:  # ValueError: bad JSON or not UTF-8
             raise DataError(f"not a first-fit record ({type(error).__name__}: {error}); delete it to fit the fold "
                             "again", path) from None
