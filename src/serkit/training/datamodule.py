@@ -1,23 +1,36 @@
-"""One fold's loaders for Lightning: the training loader shards per DDP rank; evaluation never shards."""
+"""One fold's loaders for Lightning: the training loader shards per DDP rank; evaluation never shards; training
+batches alone get the waveform copies (training/wave_augment.py)."""
 
 from __future__ import annotations
 
 import lightning as L
 from torch.utils.data import DataLoader
 
+from ..data.batch import Batch
 from ..data.config import DataConfig
 from ..data.corpora import FoldSplit
 from ..data.dataset import build_loader
 from ..data.utterance import Utterance
+from ..train_config import AugmentConfig
+from .wave_augment import WavePerturbation
 
 
 class FoldDataModule(L.LightningDataModule):
-    def __init__(self, split: FoldSplit, labels: list[str], cfg: DataConfig, seed: int = 0):
+    def __init__(self, split: FoldSplit, labels: list[str], cfg: DataConfig, seed: int = 0,
+                 augment: AugmentConfig | None = None):
         super().__init__()
         self.split = split
         self.labels = labels
         self.cfg = cfg
         self.seed = seed
+        self.wave_augment = WavePerturbation(augment) if augment is not None and augment.perturbs_waves else None
+
+    def on_before_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        # on the CPU, before the batch moves to the device; in the training loop only (not validation, test or
+        # the sanity check), so no evaluation ever sees a perturbed clip
+        if self.wave_augment is not None and self.trainer is not None and self.trainer.training:
+            return self.wave_augment(batch)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         # The trainer knows the world only once fit() has started, hence the lookup here and not in __init__.
