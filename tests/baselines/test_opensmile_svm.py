@@ -64,7 +64,8 @@ def test_command_prints_the_table_and_refuses_bad_input(manifest, tmp_path, caps
     assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), "--c", "x",
                  "--out", str(out)]) == 1
     assert "--c 'x': expected comma-separated numbers" in capsys.readouterr().err
-    for probe_only in (["--refit"], ["--pooling", "stats"]):  # the probe's options, refused rather than ignored
+    for probe_only in (["--refit"], ["--pooling", "stats"], ["--wave-variants", "2"], ["--wave-gain-db", "0,0"]):
+        # the probe's options, refused rather than ignored
         assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), *probe_only,
                      "--out", str(out)]) == 1
-        assert "--refit and --pooling apply to the probe" in capsys.readouterr().err
+        assert "--refit, --pooling and --wave-* apply to the probe" in capsys.readouterr().err

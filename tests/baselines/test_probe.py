@@ -167,3 +167,65 @@ def test_encoding_reports_progress_unless_quiet(manifest, encoder, capsys):
     assert "encoding: 6/6" in capsys.readouterr().err
     probe.pooled_layers(prepared.utterances[:6], _cfg(encoder))
     assert "encoding" not in capsys.readouterr().err
+
+
+def test_wave_copies_are_training_rows_only_and_the_choice_is_on_plain_validation(manifest, encoder):
+    """fit_probe with copies: the tested model is the chosen view and C trained on the training rows and their
+    copies (with refit, the validation rows' too); validation is scored on the plain clips; test rows are never
+    perturbed; and run_probe's copies are the wave_copy of each clip, encoded like the clip itself."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from serkit.data.audio import load_audio
+    from serkit.data.wave_copies import wave_copy
+
+    data = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False))
+    prepared, classes = data.prepared, data.classes
+    utts = prepared.utterances
+    pooled = probe.pooled_layers(utts, _cfg(encoder))
+    copies = probe.WaveCopies(variants=2, speed=[0.8, 1.2])
+    copied = [probe.pooled_layers(utts, _cfg(encoder), transform=copies.transform(k)) for k in (1, 2)]
+    # a copy is the clip's wave_copy, encoded: the same as encoding that waveform by hand
+    by_hand = probe.pooled_layers(utts[:1], _cfg(encoder), transform=lambda wav, utt: wave_copy(
+        load_audio(utt.path), utt.id, 2, [0.8, 1.2], [-6.0, 6.0], None))
+    np.testing.assert_allclose(copied[1][:1], by_hand, atol=1e-6)
+    assert not np.allclose(copied[0], pooled, atol=1e-3)
+    parts = {"train": np.arange(0, 10), "valid": np.arange(10, 18), "test": np.arange(18, 24)}
+    targets = {name: np.array([classes.index(utts[i].label) for i in rows]) for name, rows in parts.items()}
+    features = {name: pooled[rows] for name, rows in parts.items()}
+    extra = [{name: rows[parts[name]] for name in ("train", "valid")} for rows in copied]
+    grid = (1e-3, 1e-1, 10.0)
+    for refit in (False, True):
+        view, c, valid, test, _, probabilities = probe.fit_probe(features, targets, classes, c_grid=grid,
+                                                                 refit=refit, copies=extra)
+        views = lambda rows: probe.layer_views(rows)[view]  # noqa: E731
+        train = [views(features["train"])] + [views(e["train"]) for e in extra]
+        train_targets = [targets["train"]] * 3
+        if refit:
+            train += [views(features["valid"])] + [views(e["valid"]) for e in extra]
+            train_targets += [targets["valid"]] * 3
+        expected = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000,
+                                                                      random_state=0))
+        expected.fit(np.concatenate(train), np.concatenate(train_targets))
+        np.testing.assert_allclose(probabilities["test"][:, expected.classes_],
+                                   expected.predict_proba(views(features["test"])), atol=1e-9)
+        assert valid.ua == compute_metrics(probabilities["valid"].argmax(-1), targets["valid"], classes).ua
+
+
+def test_probe_command_with_wave_copies_records_them_and_refuses_bad_ranges(manifest, encoder, tmp_path, capsys,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--encoder", str(encoder),
+              "--folds", "1", "--c", "0.1", "--quiet", "--cache", str(tmp_path / "cache")]
+    assert main([*common, "--wave-variants", "2", "--wave-gain-db", "0,0"]) == 0
+    (out,) = (tmp_path / "runs").iterdir()
+    assert out.name.endswith("_mean_wave2")
+    record = json.loads((out / "probe.json").read_text())
+    assert record["wave_copies"] == {"variants": 2, "speed": [0.9, 1.1], "gain_db": [0.0, 0.0], "noise_snr_db": None}
+    # the clips and 2 copies of every clip went through the shared cache
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3 * 24
+    assert main([*common, "--wave-variants", "1", "--wave-speed", "1.2,0.9"]) != 0
+    assert "--wave-speed is [1.2, 0.9]; expected [low, high]" in capsys.readouterr().err
+    assert main([*common, "--wave-noise-snr-db", "10,20"]) != 0
+    assert "--wave-variants is 0" in capsys.readouterr().err

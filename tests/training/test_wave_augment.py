@@ -13,7 +13,8 @@ from serkit.data.prepare import prepare_corpus
 from serkit.errors import ConfigError
 from serkit.train_config import AugmentConfig
 from serkit.training import wave_augment
-from serkit.training.wave_augment import WavePerturbation, perturb, variant_parameters
+from serkit.data.wave_copies import perturb, variant_parameters
+from serkit.training.wave_augment import WavePerturbation
 
 RATE = 16000
 
@@ -30,8 +31,9 @@ def peak_hz(wav: np.ndarray) -> float:
 
 def test_copies_are_fixed_by_utterance_and_k_and_stay_in_their_ranges():
     cfg = AugmentConfig(wave_variants=3, speed=[0.9, 1.1], gain_db=[-6, 6], noise_snr_db=[10, 30])
-    params = {(utt, k): variant_parameters(cfg, utt, k) for utt in ("a", "b") for k in (1, 2, 3)}
-    assert params[("a", 1)] == variant_parameters(cfg, "a", 1)  # the same copy every time
+    ranges = ([0.9, 1.1], [-6, 6], [10, 30])
+    params = {(utt, k): variant_parameters(utt, k, *ranges) for utt in ("a", "b") for k in (1, 2, 3)}
+    assert params[("a", 1)] == variant_parameters("a", 1, *ranges)  # the same copy every time
     assert len({p["speed"] for p in params.values()}) == 6  # every (utterance, k) its own
     for p in params.values():
         assert 0.9 <= p["speed"] <= 1.1 and -6 <= p["gain_db"] <= 6 and 10 <= p["snr_db"] <= 30
@@ -40,7 +42,7 @@ def test_copies_are_fixed_by_utterance_and_k_and_stay_in_their_ranges():
     assert np.array_equal(copy.copy(wav, "a", 2), copy.copy(wav, "a", 2))  # byte-identical: the cache's key
     assert not np.array_equal(copy.copy(wav, "a", 2), copy.copy(wav, "a", 3))
     # no noise range: the same speed and gain as with one (the three draws are always made)
-    quiet = variant_parameters(AugmentConfig(wave_variants=3), "a", 1)
+    quiet = variant_parameters("a", 1, [0.9, 1.1], [-6, 6], None)
     assert quiet["snr_db"] is None and quiet["speed"] == params[("a", 1)]["speed"]
 
 

@@ -17,13 +17,18 @@ The pair with the best validation UA is kept (ties: the earlier view in the orde
 the model trained on the training actors is scored on the test actors. With refit, the chosen view and C are
 trained again on the training and validation actors together, and that model is the one tested (validation
 predictions stay the training-only model's, so they remain out-of-sample for `serkit ensemble --select`).
+With wave copies (`WaveCopies`, the fixed speed/gain/noise copies `train.augment.wave_variants` draws from,
+data/wave_copies.py), each training utterance's K copies are added as training rows with its label (and, with
+refit, each validation utterance's); the choice is still scored on the plain validation clips, and the test
+clips are never perturbed. The copies come through the same feature cache, so they are encoded once for the
+probe and `serkit cv` alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,7 @@ import torch
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
 from ..data.config import DataConfig
 from ..data.utterance import Utterance
+from ..data.wave_copies import wave_copy
 from ..downstream.mean_pool import MeanPooling
 from ..downstream.stats_pool import StatisticsPooling
 from ..errors import ConfigError
@@ -47,12 +53,29 @@ ENCODE_BATCH = 8  # utterances per encoder call (sorted by length, so little pad
 POOLINGS = {"mean": MeanPooling, "stats": StatisticsPooling}
 
 
+@dataclass
+class WaveCopies:
+    """`variants` fixed copies of every clip (0: none), their parameters drawn from these ranges (as
+    train.augment's wave_variants, speed, gain_db and noise_snr_db)."""
+
+    variants: int = 0
+    speed: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    noise_snr_db: list[float] | None = None
+
+    def transform(self, k: int) -> Callable[[np.ndarray, Utterance], np.ndarray]:
+        """-> (wav [S], its utterance) -> copy k of it [S']."""
+        return lambda wav, utt: wave_copy(wav, utt.id, k, self.speed, self.gain_db, self.noise_snr_db)
+
+
 def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
                   cache_dir: str | Path | None = None, cache_dtype: str = "float16", progress: bool = False,
-                  pooling: str = "mean") -> np.ndarray:
+                  pooling: str = "mean", transform: Callable[[np.ndarray, Utterance], np.ndarray] | None = None
+                  ) -> np.ndarray:
     """-> [N, L, D] float32 (pooling "mean") or [N, L, 2 D] ("stats": mean then std): row i holds every layer
     of utterances[i], pooled over its real frames. cache_dir: the feature cache shared with `serkit cv` (None:
-    encode without caching). progress: a line on stderr every 30 s (clips done, rate, ETA, cache reads)."""
+    encode without caching). progress: a line on stderr every 30 s (clips done, rate, ETA, cache reads).
+    transform: what each clip's samples [S] become before encoding (None: as they are; a wave copy)."""
     from ..upstream.cache import FeatureCache
 
     if pooling not in POOLINGS:
@@ -71,8 +94,9 @@ def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
     with torch.no_grad():
         for start in range(0, len(order), ENCODE_BATCH):
             rows = order[start:start + ENCODE_BATCH]
-            wavs = [torch.from_numpy(load_audio(utterances[i].path, utterances[i].start, utterances[i].end,
-                                                TARGET_SAMPLE_RATE)) for i in rows]
+            wavs = [load_audio(utterances[i].path, utterances[i].start, utterances[i].end, TARGET_SAMPLE_RATE)
+                    for i in rows]
+            wavs = [torch.from_numpy(w if transform is None else transform(w, utterances[i])) for w, i in zip(wavs, rows)]
             wav_lens = torch.tensor([len(w) for w in wavs])
             batch = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
             hidden, frame_lens = cache(upstream, batch, wav_lens) if cache else upstream(batch, wav_lens)
@@ -100,23 +124,28 @@ class ProbeFit:
 
 
 def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], labels: list[str],
-              c_grid: Sequence[float] = C_GRID, seed: int = 0, refit: bool = False
-              ) -> tuple[str, float, Metrics, Metrics, dict, dict[str, np.ndarray]]:
+              c_grid: Sequence[float] = C_GRID, seed: int = 0, refit: bool = False,
+              copies: Sequence[dict[str, np.ndarray]] = ()) -> tuple[str, float, Metrics, Metrics, dict, dict]:
     """pooled/targets: {"train"|"valid"|"test": [N, L, D] / [N]} -> (view, C, valid metrics, test metrics,
     validation UA of every (view, C), {"valid"|"test": probabilities [N, C]} of the chosen model). The choice
     sees train and valid only; the test set is scored once, after (refit: by the chosen view and C trained on
-    train and valid together)."""
+    train and valid together). copies: per wave copy, {"train"|"valid": [N, L, D]} rows of the same utterances
+    (their labels: targets'), added to the training rows (valid's only when refit)."""
     from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
 
     views = {part: layer_views(pooled[part]) for part in PARTS}
+    copy_views = [{part: layer_views(copy[part]) for part in ("train", "valid")} for copy in copies]
+    fit_targets = {"train": np.tile(targets["train"], len(copies) + 1), "valid": targets["valid"]}
+    train_rows = {v: np.concatenate([views["train"][v]] + [c["train"][v] for c in copy_views]) for v in views["train"]}
     regression = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
     view, c, valid, model, grid = choose_on_validation(
-        regression, {v: (views["train"][v], views["valid"][v]) for v in views["train"]}, targets, labels, c_grid)
+        regression, {v: (train_rows[v], views["valid"][v]) for v in train_rows}, fit_targets, labels, c_grid)
     tested = model
     if refit:
-        tested = clone(model).fit(np.concatenate([views["train"][view], views["valid"][view]]),
-                                  np.concatenate([targets["train"], targets["valid"]]))
+        valid_rows = [views["valid"][view]] + [copy["valid"][view] for copy in copy_views]
+        tested = clone(model).fit(np.concatenate([train_rows[view], *valid_rows]),
+                                  np.concatenate([fit_targets["train"], np.tile(targets["valid"], len(copies) + 1)]))
     test = compute_metrics(tested.predict(views["test"][view]), targets["test"], labels)
     # class-index order: LogisticRegression orders its columns by the classes it saw in training
     probabilities = {}
@@ -129,15 +158,23 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
 def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig,
               folds: Sequence[int] | None = None, c_grid: Sequence[float] = C_GRID,
               cache_dir: str | Path | None = None, progress: bool = False, pooling: str = "mean",
-              refit: bool = False) -> tuple[CVSummary, list[ProbeFit]]:
+              refit: bool = False, wave: WaveCopies | None = None) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
-    fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`."""
+    fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`.
+    wave: fixed copies of the clips added as training rows (None: none)."""
     started = time.process_time()
+    wave = wave or WaveCopies()
     data = BaselineFolds(data_cfg, folds)
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling)
+    # the copies of every clip, though a fold trains on some only: every clip trains in some fold
+    copied = [pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling,
+                            transform=wave.transform(k)) for k in range(1, wave.variants + 1)]
+    copy_splits = [data.split(rows) for rows in copied]
     fits = []
     for fold, features, targets in data.split(pooled):
-        view, c, valid, test, grid, probabilities = fit_probe(features, targets, data.classes, c_grid, refit=refit)
+        copies = [next(split)[1] for split in copy_splits]  # the same fold's rows of each copy
+        view, c, valid, test, grid, probabilities = fit_probe(features, targets, data.classes, c_grid, refit=refit,
+                                                              copies=copies)
         fits.append(ProbeFit(fold, view, c, valid, test, grid))
         ids = data.part_ids(fold)
         write_predictions(Path(out_dir) / f"fold_{fold}" / "predictions.csv", data.classes, {
@@ -145,6 +182,7 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
     summary = data.write_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})",
                                 [(f.fold, f.test) for f in fits], "probe.json", {
         "upstream": upstream_cfg.__dict__, "pooling": pooling, "refit_on_train_and_valid": refit,
+        "wave_copies": wave.__dict__,
         "features": f"every layer pooled over real frames ({'mean and std' if pooling == 'stats' else 'mean'})",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),

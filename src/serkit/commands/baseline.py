@@ -3,9 +3,11 @@
 
 - `opensmile-svm [--features FILE]`: openSMILE eGeMAPSv02 + linear SVM (needs `pip install serkit[baseline]`);
 - `probe --encoder SOURCE [--upstream hf|whisper] [--whisper-input pad|crop] [--pooling mean|stats]
-  [--refit] [--cache DIR | --no-cache]`: the linear probe of a frozen encoder (every layer pooled, logistic
-  regression; layer and C chosen on validation; --refit: trained again on training + validation actors before
-  the test), reading and filling the same feature cache as `serkit cv`."""
+  [--refit] [--wave-variants K [--wave-speed LO,HI] [--wave-gain-db LO,HI] [--wave-noise-snr-db LO,HI]]
+  [--cache DIR | --no-cache]`: the linear probe of a frozen encoder (every layer pooled, logistic regression;
+  layer and C chosen on validation; --refit: trained again on training + validation actors before the test;
+  --wave-variants: K fixed speed/gain/noise copies of each training clip added as training rows, the copies
+  `train.augment.wave_variants` trains on), reading and filling the same feature cache as `serkit cv`."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from .registry import command
 
 SYSTEMS = ("opensmile-svm", "probe")
 DEFAULT_CACHE = "runs/feature_cache"  # the RAVDESS configs' train.feature_cache
+WAVE_RANGES = {"speed": "0.9,1.1", "gain-db": "-6,6", "noise-snr-db": None}  # flag -> default, as train.augment's
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +39,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="probe: pool each layer's frames by their mean (default, as SUPERB and EmoBox) or mean + std")
     p.add_argument("--refit", action="store_true", help="probe: train the chosen layer view and C again on the "
                                                          "training and validation actors together before testing")
+    p.add_argument("--wave-variants", type=int, default=0,
+                   help="probe: add K fixed speed/gain/noise copies of each training clip as training rows (default 0)")
+    for flag, default in WAVE_RANGES.items():
+        p.add_argument(f"--wave-{flag}", help=f"probe: LOW,HIGH range of the copies' {flag.replace('-', ' ')} "
+                                             f"(default {default or 'none'}, as train.augment)")
     p.add_argument("--cache", default=DEFAULT_CACHE, help=f"probe: feature cache folder (default {DEFAULT_CACHE})")
     p.add_argument("--no-cache", action="store_true", help="probe: encode without the feature cache")
     p.add_argument("--quiet", action="store_true", help="probe: no progress lines on stderr while encoding")
@@ -66,18 +74,45 @@ def run(args: argparse.Namespace) -> int:
         upstream_cfg = upstream_config({"name": args.upstream, "source": args.encoder, "layers": "weighted",
                                         "freeze": "all", **whisper_input}, "upstream")
         summary, fits = run_probe(data, out, upstream_cfg, folds, c_grid, None if args.no_cache else args.cache,
-                                  progress=not args.quiet, pooling=args.pooling, refit=args.refit)
+                                  progress=not args.quiet, pooling=args.pooling, refit=args.refit,
+                                  wave=_wave_copies(args))
         chosen = "layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits)
     else:
         from ..baselines.opensmile_svm import run_opensmile_svm
 
-        if args.refit or args.pooling != "mean":  # the probe's options: silently ignored, they would mislead
-            raise ConfigError("--refit and --pooling apply to the probe; opensmile-svm has neither")
+        wave = args.wave_variants or any(getattr(args, f"wave_{f.replace('-', '_')}") for f in WAVE_RANGES)
+        if args.refit or args.pooling != "mean" or wave:  # the probe's options: silently ignored, they would mislead
+            raise ConfigError("--refit, --pooling and --wave-* apply to the probe; opensmile-svm has none of them")
 
         summary, fits = run_opensmile_svm(data, out, folds, c_grid, args.features)
         chosen = "C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits)
     print(f"{summary.to_markdown()}\n{chosen}\nreport: {out}")
     return 0
+
+
+def _wave_copies(args: argparse.Namespace):
+    """The probe's --wave-* flags -> WaveCopies, checked as train.augment checks them (errors name the flag)."""
+    from ..baselines.probe import WaveCopies
+    from ..errors import ConfigError
+    from ..train_config import AugmentConfig
+    from .parsing import parse_numbers
+
+    ranges = {}
+    for flag in WAVE_RANGES:
+        text = getattr(args, f"wave_{flag.replace('-', '_')}")
+        if text is not None:
+            ranges[flag.replace("-", "_")] = parse_numbers(text, f"--wave-{flag}", float) or []
+    if ranges and not args.wave_variants:
+        raise ConfigError(f"--wave-{next(iter(ranges)).replace('_', '-')} sets the copies' range, but "
+                          "--wave-variants is 0: pass --wave-variants K (1 or more copies)")
+    try:
+        cfg = AugmentConfig(wave_variants=args.wave_variants, **ranges)
+    except ConfigError as error:  # name the flag, not the config key
+        message = str(error).replace("key 'train.augment.wave_variants'", "--wave-variants")
+        for key in ranges:
+            message = message.replace(f"key 'train.augment.{key}'", f"--wave-{key.replace('_', '-')}")
+        raise ConfigError(message) from None
+    return WaveCopies(cfg.wave_variants, cfg.speed, cfg.gain_db, cfg.noise_snr_db)
 
 
 def _default_out(args: argparse.Namespace) -> str:
@@ -87,4 +122,5 @@ def _default_out(args: argparse.Namespace) -> str:
     import re
 
     encoder = re.sub(r"[^A-Za-z0-9._-]+", "_", args.encoder.rstrip("/").split("/")[-1])  # a folder's or hub id's name
-    return f"{out}_{encoder}_{args.pooling}{'_refit' if args.refit else ''}"
+    wave = f"_wave{args.wave_variants}" if args.wave_variants else ""
+    return f"{out}_{encoder}_{args.pooling}{'_refit' if args.refit else ''}{wave}"
