@@ -69,7 +69,9 @@ class AugmentConfig:
 @dataclass
 class TrainConfig:
     """max_epochs: passes over the training set. lr_upstream / lr_downstream: peak learning rates of the two
-    parameter groups (the paper fine-tunes the upstream far more gently than the head). warmup: fraction of all
+    parameter groups (the paper fine-tunes the upstream far more gently than the head). lr_layer_decay: layer-wise
+    decay of the upstream's rate (training/layer_decay.py): the top block at lr_upstream, each block below it
+    this factor slower, the input embedding slowest (1: off; 0.7-0.9 is usual). warmup: fraction of all
     optimiser steps spent ramping up linearly; then linear decay to 0. grad_clip: max global L2 norm (0: off).
     accumulate: batches per optimiser step. precision: Lightning precision ("32", "bf16-mixed", "16-mixed") or
     "auto" (bf16-mixed on a GPU that has it, 16-mixed on other GPUs, 32 on CPU).
@@ -96,6 +98,7 @@ class TrainConfig:
     max_epochs: int = 10
     lr_upstream: float = 5e-5
     lr_downstream: float = 1e-3
+    lr_layer_decay: float = 1.0
     weight_decay: float = 0.0
     warmup: float = 0.1
     grad_clip: float = 5.0
@@ -124,6 +127,7 @@ class TrainConfig:
             "max_epochs": (self.max_epochs >= 1, "1 or more"),
             "lr_upstream": (self.lr_upstream >= 0, "0 or more"),
             "lr_downstream": (self.lr_downstream > 0, "a positive learning rate"),
+            "lr_layer_decay": (0 < self.lr_layer_decay <= 1, "a factor in (0, 1]; 1: every block at lr_upstream"),
             "weight_decay": (self.weight_decay >= 0, "0 or more"),
             "warmup": (0 <= self.warmup < 1, "a fraction of the optimiser steps in [0, 1)"),
             "grad_clip": (self.grad_clip >= 0, "0 (off) or a positive norm"),

@@ -19,6 +19,7 @@ from ..model import SERModel
 from ..train_config import TrainConfig
 from .augment import FrameMasking, mixup
 from .checkpoints import VAL_SCORES
+from .layer_decay import upstream_param_groups
 from .schedule import warmup_linear_decay
 
 FROZEN_FINGERPRINT = "serkit_frozen_fingerprint"  # last.ckpt entry: sha256 of the frozen parameters
@@ -120,8 +121,8 @@ class SERModule(L.LightningModule):
     def configure_optimizers(self):
         groups = self.model.parameter_groups()
         cfg = self.train_cfg
-        param_groups = [
-            {"params": [p for p in groups["upstream"] if p.requires_grad], "lr": cfg.lr_upstream},
+        # the upstreams' trained parameters, one group per learning rate (several with train.lr_layer_decay)
+        param_groups = upstream_param_groups(self.model.upstreams, cfg.lr_upstream, cfg.lr_layer_decay) + [
             {"params": [p for p in groups["downstream"] if p.requires_grad], "lr": cfg.lr_downstream},
         ]
         param_groups = [g for g in param_groups if g["params"]]
