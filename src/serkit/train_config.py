@@ -5,9 +5,9 @@ Plain data, outside training/: a bundle's config.yaml holds it, and loading a bu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+from .data.wave_copies import DEFAULT_GAIN_DB, DEFAULT_SPEED, WaveCopies, check_wave_copies
 from .errors import ConfigError
 
 # what Lightning's Trainer accepts for precision (its aliases included), plus our "auto"
@@ -20,10 +20,11 @@ class AugmentConfig:
     """time_masks: masks per utterance over time, each up to time_mask_width of its real frames (a fraction);
     channel_masks: masks over feature channels, each up to channel_mask_width of the channels; masked values
     are set to 0. mixup: alpha of the Beta distribution mixup draws lambda from (0: off; 0.2-0.4 is usual).
-    wave_variants: fixed perturbed copies of each training clip (0: off; training/wave_augment.py); every time a
-    clip is drawn, it or one of its copies is used, uniformly. Copy k draws its speed factor (resampling: tempo and
-    pitch), gain (dB) and white-noise SNR (dB; None: no noise) uniformly from `speed`, `gain_db` and `noise_snr_db`,
-    seeded by the utterance id and k, so a feature cache encodes each copy once for every run."""
+    wave_variants: fixed perturbed copies of each training clip (0: off; data/wave_copies.py); every epoch, each
+    clip is used as it is or as one of its copies, uniformly (with train.refit the validation clips' copies join
+    the refit's training). Copy k draws its speed factor (resampling: tempo and pitch), gain (dB) and white-noise
+    SNR (dB; None: no noise) uniformly from `speed`, `gain_db` and `noise_snr_db`, seeded by the utterance id and
+    k, so a feature cache encodes each copy once for every run. A range set while wave_variants is 0 is refused."""
 
     time_masks: int = 0
     time_mask_width: float = 0.1
@@ -31,8 +32,8 @@ class AugmentConfig:
     channel_mask_width: float = 0.1
     mixup: float = 0.0
     wave_variants: int = 0
-    speed: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    speed: list[float] = field(default_factory=lambda: list(DEFAULT_SPEED))
+    gain_db: list[float] = field(default_factory=lambda: list(DEFAULT_GAIN_DB))
     noise_snr_db: list[float] | None = None
 
     def __post_init__(self):
@@ -44,21 +45,14 @@ class AugmentConfig:
                 raise ConfigError(f"key 'train.augment.{key}' is {getattr(self, key)}; expected a fraction in [0, 1]")
         if self.mixup < 0:
             raise ConfigError(f"key 'train.augment.mixup' is {self.mixup}; expected 0 (off) or a positive alpha")
-        if self.wave_variants < 0:
-            raise ConfigError(f"key 'train.augment.wave_variants' is {self.wave_variants}; expected 0 (off) or more")
-        ranges = {"speed": (0.5, 2.0), "gain_db": (-40.0, 40.0), "noise_snr_db": (-20.0, 100.0)}
-        for key, (least, most) in ranges.items():
-            bounds = getattr(self, key)
-            if bounds is None and key == "noise_snr_db":
-                continue
-            if (len(bounds) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bounds)
-                    or not least <= bounds[0] <= bounds[1] <= most):
-                raise ConfigError(f"key 'train.augment.{key}' is {bounds!r}; expected [low, high] with "
-                                  f"{least:g} <= low <= high <= {most:g}")
+        check_wave_copies(self, lambda key: f"key 'train.augment.{key}'")
 
-    @property
-    def perturbs_waves(self) -> bool:
-        return self.wave_variants > 0
+    def wave_copies(self) -> WaveCopies | None:
+        """The copies training draws from (None: off)."""
+        if not self.wave_variants:
+            return None
+        return WaveCopies(self.wave_variants, list(self.speed), list(self.gain_db),
+                          None if self.noise_snr_db is None else list(self.noise_snr_db))
 
     @property
     def masks_frames(self) -> bool:
@@ -90,7 +84,7 @@ class TrainConfig:
     label_smoothing: of the cross-entropy's targets (0: none). early_stopping: stop a fold after this many
     validation epochs without a better monitored score (0: off; the top-k kept so far are averaged as usual).
     augment: frame masks and mixup while training (training/augment.py), perturbed copies of the waveforms
-    (training/wave_augment.py); all off by default.
+    (data/wave_copies.py); all off by default.
     refit: once validation has chosen the top-k epochs, train a fresh model on train + valid for those epochs
     and test and bundle it instead (training/refit.py; one device; about twice a fold's training time).
     Every field is checked against its range when the config is built: a bad value names its key."""

@@ -172,25 +172,33 @@ def test_encoding_reports_progress_unless_quiet(manifest, encoder, capsys):
 def test_wave_copies_are_training_rows_only_and_the_choice_is_on_plain_validation(manifest, encoder):
     """fit_probe with copies: the tested model is the chosen view and C trained on the training rows and their
     copies (with refit, the validation rows' too); validation is scored on the plain clips; test rows are never
-    perturbed; and run_probe's copies are the wave_copy of each clip, encoded like the clip itself."""
+    perturbed. A copy is made from the utterance's own segment (start..end), as `serkit cv`'s loader makes it,
+    so the two share feature-cache entries."""
+    from dataclasses import replace
+
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from serkit.data.audio import load_audio
-    from serkit.data.wave_copies import wave_copy
+    from serkit.data.dataset import UtteranceDataset
+    from serkit.data.wave_copies import WaveCopies
 
     data = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False))
     prepared, classes = data.prepared, data.classes
     utts = prepared.utterances
     pooled = probe.pooled_layers(utts, _cfg(encoder))
-    copies = probe.WaveCopies(variants=2, speed=[0.8, 1.2])
-    copied = [probe.pooled_layers(utts, _cfg(encoder), transform=copies.transform(k)) for k in (1, 2)]
-    # a copy is the clip's wave_copy, encoded: the same as encoding that waveform by hand
-    by_hand = probe.pooled_layers(utts[:1], _cfg(encoder), transform=lambda wav, utt: wave_copy(
-        load_audio(utt.path), utt.id, 2, [0.8, 1.2], [-6.0, 6.0], None))
-    np.testing.assert_allclose(copied[1][:1], by_hand, atol=1e-6)
+    copies = WaveCopies(variants=2, speed=[0.8, 1.2])
+    make = [lambda wav, utt, k=k: copies.make(wav, utt.id, k) for k in (1, 2)]
+    copied = [probe.pooled_layers(utts, _cfg(encoder), transform=m) for m in make]
     assert not np.allclose(copied[0], pooled, atol=1e-3)
+    # a segment's copy: what the probe encodes is what cv's training loader yields for (index, k)
+    segment = replace(utts[0], start=0.1, end=0.6)
+    loaded = UtteranceDataset([segment], classes, copies=copies)[(0, 2)].wav
+    by_probe = probe.pooled_layers([segment], _cfg(encoder), transform=make[1])
+    by_loader = probe.pooled_layers([segment], _cfg(encoder), transform=lambda wav, utt: loaded.numpy())
+    np.testing.assert_array_equal(by_probe, by_loader)
+    assert len(loaded) < len(load_audio(utts[0].path)) // 2  # the segment, not the whole file
     parts = {"train": np.arange(0, 10), "valid": np.arange(10, 18), "test": np.arange(18, 24)}
     targets = {name: np.array([classes.index(utts[i].label) for i in rows]) for name, rows in parts.items()}
     features = {name: pooled[rows] for name, rows in parts.items()}
@@ -220,11 +228,14 @@ def test_probe_command_with_wave_copies_records_them_and_refuses_bad_ranges(mani
               "--folds", "1", "--c", "0.1", "--quiet", "--cache", str(tmp_path / "cache")]
     assert main([*common, "--wave-variants", "2", "--wave-gain-db", "0,0"]) == 0
     (out,) = (tmp_path / "runs").iterdir()
-    assert out.name.endswith("_mean_wave2")
+    assert out.name.endswith("_mean_wave2_gain-db0_0")  # a range given: a folder of its own
     record = json.loads((out / "probe.json").read_text())
     assert record["wave_copies"] == {"variants": 2, "speed": [0.9, 1.1], "gain_db": [0.0, 0.0], "noise_snr_db": None}
-    # the clips and 2 copies of every clip went through the shared cache
-    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3 * 24
+    # the clips, and 2 copies of the clips fold 1 trains on, went through the shared cache
+    from serkit.baselines.folds import BaselineFolds
+
+    trained = len(BaselineFolds(DataConfig(corpus="manifest", root=str(manifest), check=False), [1]).part_ids(1)["train"])
+    assert 0 < trained < 24 and len(list((tmp_path / "cache").rglob("*.safetensors"))) == 24 + 2 * trained
     assert main([*common, "--wave-variants", "1", "--wave-speed", "1.2,0.9"]) != 0
     assert "--wave-speed is [1.2, 0.9]; expected [low, high]" in capsys.readouterr().err
     assert main([*common, "--wave-noise-snr-db", "10,20"]) != 0

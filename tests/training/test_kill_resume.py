@@ -3,7 +3,7 @@
 Every finished fold survives later kills unchanged, an interrupted fold resumes from its last.ckpt (not from
 epoch 0), the run dir ends complete, and the final report and model weights equal an uninterrupted run's
 with the same seed. The config has classifier dropout, so equality also needs the RNG states that
-training/rng_state.py carries through last.ckpt.
+training/rng_state.py carries through last.ckpt, and wave copies, drawn per (seed, epoch, utterance).
 
 Kept small: a 90-utterance manifest cut from the synthetic IEMOCAP (3 fold keys, folds 1 and 2 run), the tiny
 fbank -> ECAPA model, 6 epochs. Most of the time goes into starting Python + Lightning in each subprocess.
@@ -41,7 +41,9 @@ CONFIG = {
         "aggregators": [{"name": "ecapa", **DEMO_ECAPA}],
         "classifier": {"dropout": 0.2},  # random masks: a resumed run matches only if RNG states are restored
     },
-    "train": {"max_epochs": 6, "lr_downstream": 3e-3, "top_k": 2, "progress_bar": False},
+    # wave copies with noise: which copy each clip gets must be drawn again the same after a resume
+    "train": {"max_epochs": 6, "lr_downstream": 3e-3, "top_k": 2, "progress_bar": False,
+              "augment": {"wave_variants": 2, "noise_snr_db": [10, 30]}},
     "data": {"corpus": "manifest", "max_batch_seconds": 10.0},
 }
 POLL_S = 0.005

@@ -54,12 +54,17 @@ def test_whisper_blocks_decay_from_the_top_and_the_stem_is_slowest(whisper_dir):
     assert {rates[id(p)] for p in head} == {TrainConfig().lr_downstream}  # the head keeps its own rate
 
 
-def test_wav2vec2_with_a_frozen_cnn_decays_its_blocks_and_leaves_the_cnn_out(w2v2_dir):
-    model = build_model(ModelConfig(upstreams=[HFConfig(source=str(w2v2_dir), freeze="cnn")]), 2)
+@pytest.mark.parametrize("family, final_norm", [("wav2vec2", 1.0), ("data2vec-audio", 0.64)])
+def test_hf_blocks_decay_the_cnn_is_left_out_and_the_final_norm_goes_where_it_runs(family, final_norm, tmp_path):
+    """The tiny wav2vec2 is pre-LN (do_stable_layer_norm, as the large checkpoints): encoder.layer_norm runs
+    after the top block and learns at its rate; data2vec-audio is post-LN: it normalises the blocks' input."""
+    source = save_tiny_speech_model(tmp_path / family, family)
+    model = build_model(ModelConfig(upstreams=[HFConfig(source=str(source), freeze="cnn")]), 2)
     scales = layer_scales(model.upstreams[0], 0.8)
     for name, scale in scales.items():
-        expected = 0.8 if "encoder.layers.0." in name else 1.0 if "encoder.layers.1." in name else 0.64
-        assert scale == pytest.approx(expected), name  # CNN ("conv_layers.0") and projection: below the blocks
+        expected = (0.8 if "encoder.layers.0." in name else 1.0 if "encoder.layers.1." in name
+                    else final_norm if "encoder.layer_norm." in name else 0.64)  # CNN, projection, positions
+        assert scale == pytest.approx(expected), name
     rates = rate_of(optimizer_of(model, lr_upstream=1e-4, lr_layer_decay=0.8))
     cnn = list(model.upstreams[0].model.feature_extractor.parameters())
     assert cnn and not any(id(p) in rates for p in cnn)  # frozen: in no group
@@ -114,8 +119,11 @@ def test_what_cannot_decay_is_refused_with_its_key(tmp_path):
         def lora_root(self):
             raise ConfigError("no blocks")
 
+        def modules_after_blocks(self):
+            return []
+
     model = build_model(ModelConfig(upstreams=[FbankConfig()]), 2)
     model.upstreams.append(Blockless())
-    with pytest.raises(ConfigError, match=r"train\.lr_layer_decay: upstream Blockless has no encoder blocks"):
+    with pytest.raises(ConfigError, match=r"train\.lr_layer_decay: model\.upstreams\[1\] \(Blockless\) has no encoder"):
         optimizer_of(model, lr_layer_decay=0.9)
     assert optimizer_of(model).param_groups  # no decay: any upstream trains at lr_upstream

@@ -19,8 +19,8 @@ trained again on the training and validation actors together, and that model is 
 predictions stay the training-only model's, so they remain out-of-sample for `serkit ensemble --select`).
 With wave copies (`WaveCopies`, the fixed speed/gain/noise copies `train.augment.wave_variants` draws from,
 data/wave_copies.py), each training utterance's K copies are added as training rows with its label (and, with
-refit, each validation utterance's); the choice is still scored on the plain validation clips, and the test
-clips are never perturbed. The copies come through the same feature cache, so they are encoded once for the
+refit, each validation utterance's); the choice is still scored on the plain validation clips, and no test
+clip is copied. The copies come through the same feature cache, so they are encoded once for the
 probe and `serkit cv` alike.
 """
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ import torch
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
 from ..data.config import DataConfig
 from ..data.utterance import Utterance
-from ..data.wave_copies import wave_copy
+from ..data.wave_copies import WaveCopies
 from ..downstream.mean_pool import MeanPooling
 from ..downstream.stats_pool import StatisticsPooling
 from ..errors import ConfigError
@@ -51,21 +51,6 @@ from .folds import C_GRID, PARTS, BaselineFolds, choose_on_validation
 
 ENCODE_BATCH = 8  # utterances per encoder call (sorted by length, so little padding)
 POOLINGS = {"mean": MeanPooling, "stats": StatisticsPooling}
-
-
-@dataclass
-class WaveCopies:
-    """`variants` fixed copies of every clip (0: none), their parameters drawn from these ranges (as
-    train.augment's wave_variants, speed, gain_db and noise_snr_db)."""
-
-    variants: int = 0
-    speed: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
-    noise_snr_db: list[float] | None = None
-
-    def transform(self, k: int) -> Callable[[np.ndarray, Utterance], np.ndarray]:
-        """-> (wav [S], its utterance) -> copy k of it [S']."""
-        return lambda wav, utt: wave_copy(wav, utt.id, k, self.speed, self.gain_db, self.noise_snr_db)
 
 
 def pooled_layers(utterances: Sequence[Utterance], upstream_cfg: UpstreamConfig,
@@ -166,10 +151,8 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
     wave = wave or WaveCopies()
     data = BaselineFolds(data_cfg, folds)
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling)
-    # the copies of every clip, though a fold trains on some only: every clip trains in some fold
-    copied = [pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling,
-                            transform=wave.transform(k)) for k in range(1, wave.variants + 1)]
-    copy_splits = [data.split(rows) for rows in copied]
+    copy_splits = [data.split(rows) for rows in _copied_rows(data, wave, refit, upstream_cfg, cache_dir, progress,
+                                                             pooling)]
     fits = []
     for fold, features, targets in data.split(pooled):
         copies = [next(split)[1] for split in copy_splits]  # the same fold's rows of each copy
@@ -194,3 +177,22 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
                       "test": f.test.to_dict()} for f in fits],
     })
     return summary, fits
+
+
+def _copied_rows(data: BaselineFolds, wave: WaveCopies, refit: bool, upstream_cfg: UpstreamConfig,
+                 cache_dir, progress: bool, pooling: str) -> list[np.ndarray]:
+    """Per copy k = 1..wave.variants: [N, L, D] rows like `pooled_layers`'s, filled for the utterances some
+    selected fold trains on (its training part; with refit, its validation part too); the rest stay 0 and are
+    never read."""
+    parts = ("train", "valid") if refit else ("train",)
+    trained = {utt_id for fold in data.folds for part, ids in data.part_ids(fold).items() if part in parts
+               for utt_id in ids}
+    rows = [i for i, utt in enumerate(data.utterances) if utt.id in trained]
+    copied = []
+    for k in range(1, wave.variants + 1):
+        some = pooled_layers([data.utterances[i] for i in rows], upstream_cfg, cache_dir, progress=progress,
+                             pooling=pooling, transform=lambda wav, utt, k=k: wave.make(wav, utt.id, k))
+        full = np.zeros((len(data.utterances), *some.shape[1:]), dtype=some.dtype)
+        full[rows] = some
+        copied.append(full)
+    return copied

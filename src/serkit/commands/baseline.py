@@ -18,7 +18,7 @@ from .registry import command
 
 SYSTEMS = ("opensmile-svm", "probe")
 DEFAULT_CACHE = "runs/feature_cache"  # the RAVDESS configs' train.feature_cache
-WAVE_RANGES = {"speed": "0.9,1.1", "gain-db": "-6,6", "noise-snr-db": None}  # flag -> default, as train.augment's
+WAVE_RANGES = {"speed": "0.9,1.1", "gain-db": "-6,6", "noise-snr-db": None}  # flag -> default (data/wave_copies.py)
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -91,28 +91,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _wave_copies(args: argparse.Namespace):
-    """The probe's --wave-* flags -> WaveCopies, checked as train.augment checks them (errors name the flag)."""
-    from ..baselines.probe import WaveCopies
-    from ..errors import ConfigError
-    from ..train_config import AugmentConfig
+    """The probe's --wave-* flags -> WaveCopies, checked as train.augment is (the errors name the flags)."""
+    from types import SimpleNamespace
+
+    from ..data.wave_copies import WaveCopies, check_wave_copies
     from .parsing import parse_numbers
 
-    ranges = {}
+    given = {"variants": args.wave_variants}
     for flag in WAVE_RANGES:
         text = getattr(args, f"wave_{flag.replace('-', '_')}")
         if text is not None:
-            ranges[flag.replace("-", "_")] = parse_numbers(text, f"--wave-{flag}", float) or []
-    if ranges and not args.wave_variants:
-        raise ConfigError(f"--wave-{next(iter(ranges)).replace('_', '-')} sets the copies' range, but "
-                          "--wave-variants is 0: pass --wave-variants K (1 or more copies)")
-    try:
-        cfg = AugmentConfig(wave_variants=args.wave_variants, **ranges)
-    except ConfigError as error:  # name the flag, not the config key
-        message = str(error).replace("key 'train.augment.wave_variants'", "--wave-variants")
-        for key in ranges:
-            message = message.replace(f"key 'train.augment.{key}'", f"--wave-{key.replace('_', '-')}")
-        raise ConfigError(message) from None
-    return WaveCopies(cfg.wave_variants, cfg.speed, cfg.gain_db, cfg.noise_snr_db)
+            given[flag.replace("-", "_")] = parse_numbers(text, f"--wave-{flag}", float) or []
+    fields = {**WaveCopies().__dict__, **given}
+    check_wave_copies(SimpleNamespace(**fields), lambda key: f"--wave-{key.replace('_', '-')}")
+    return WaveCopies(**fields)
 
 
 def _default_out(args: argparse.Namespace) -> str:
@@ -122,5 +114,10 @@ def _default_out(args: argparse.Namespace) -> str:
     import re
 
     encoder = re.sub(r"[^A-Za-z0-9._-]+", "_", args.encoder.rstrip("/").split("/")[-1])  # a folder's or hub id's name
-    wave = f"_wave{args.wave_variants}" if args.wave_variants else ""
+    wave = ""
+    if args.wave_variants:  # the copies' ranges too, when not the defaults: other copies, another folder
+        ranges = [getattr(args, f"wave_{flag.replace('-', '_')}") for flag in WAVE_RANGES]
+        wave = f"_wave{args.wave_variants}" + "".join(f"_{flag}{text}" for flag, text in zip(WAVE_RANGES, ranges)
+                                                       if text is not None)
+        wave = re.sub(r"[^A-Za-z0-9._-]+", "_", wave)
     return f"{out}_{encoder}_{args.pooling}{'_refit' if args.refit else ''}{wave}"

@@ -3,6 +3,8 @@
     loader = build_loader(split.train, labels, max_batch_seconds=60, shuffle=True, seed=0)
     for batch in loader:   # Batch: wavs [B, S] float32, wav_lens [B], labels [B] int64, ids, texts
         ...
+
+A training loader may draw fixed perturbed copies of its clips (`copies`, data/wave_copies.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .audio import TARGET_SAMPLE_RATE, load_audio
 from .batch import Batch, pad_waves
 from .sampler import DEFAULT_NUM_BUCKETS, DurationBatchSampler
 from .utterance import Utterance
+from .wave_copies import CopyChoices, WaveCopies
 
 
 @dataclass
@@ -31,22 +34,31 @@ class Example:
 
 
 class UtteranceDataset(Dataset):
-    """Reads `utterances[i]` (its start..end segment) on access; relative paths are taken from `root`."""
+    """Reads `utterances[i]` (its start..end segment) on access; relative paths are taken from `root`.
+    With `copies`, item (i, k) is copy k of utterances[i] (k = 0: the clip itself; `CopyChoices` yields them)."""
 
-    def __init__(self, utterances: Sequence[Utterance], labels: Sequence[str], root: str | Path | None = None):
+    def __init__(self, utterances: Sequence[Utterance], labels: Sequence[str], root: str | Path | None = None,
+                 copies: WaveCopies | None = None):
         self.utterances = list(utterances)
         self.index = {label: i for i, label in enumerate(labels)}  # the classifier's output order
         self.root = None if root is None else Path(root)
+        self.copies = copies
 
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getitem__(self, i: int) -> Example:
+    def __getitem__(self, item: int | tuple[int, int]) -> Example:
+        i, k = item if isinstance(item, tuple) else (item, 0)
         utt = self.utterances[i]
         path = Path(utt.path)
         if self.root is not None and not path.is_absolute():
             path = self.root / path
         wav = load_audio(path, utt.start, utt.end, TARGET_SAMPLE_RATE)
+        if k:
+            if self.copies is None or not 1 <= k <= self.copies.variants:
+                raise IndexError(f"copy {k} of {utt.id!r}: this dataset has "
+                                 f"{self.copies.variants if self.copies else 0} copies per clip")
+            wav = self.copies.make(wav, utt.id, k)
         return Example(torch.from_numpy(wav), self.index.get(utt.label, -1), utt.id, utt.text)
 
 
@@ -60,11 +72,15 @@ def collate(examples: Sequence[Example]) -> Batch:
 
 def build_loader(utterances: Sequence[Utterance], labels: Sequence[str], max_batch_seconds: float, shuffle: bool,
                  seed: int = 0, num_workers: int = 0, num_replicas: int = 1, rank: int = 0,
-                 root: str | Path | None = None, num_buckets: int = DEFAULT_NUM_BUCKETS) -> DataLoader:
+                 root: str | Path | None = None, num_buckets: int = DEFAULT_NUM_BUCKETS,
+                 copies: WaveCopies | None = None) -> DataLoader:
     """A DataLoader of Batch over `utterances`, batched by DurationBatchSampler. Outside Lightning (which
-    does it by itself), call `loader.batch_sampler.set_epoch(epoch)` before each epoch."""
-    dataset = UtteranceDataset(utterances, labels, root)
+    does it by itself), call `loader.batch_sampler.set_epoch(epoch)` before each epoch. copies (training
+    only): each clip, every epoch, is itself or one of its `copies.variants` copies (CopyChoices, seeded by seed)."""
+    dataset = UtteranceDataset(utterances, labels, root, copies)
     sampler = DurationBatchSampler([utt.duration for utt in dataset.utterances], max_batch_seconds, shuffle=shuffle,
                                    seed=seed, num_buckets=num_buckets, num_replicas=num_replicas, rank=rank)
+    if copies is not None and copies.variants:
+        sampler = CopyChoices(sampler, len(dataset), copies.variants, seed)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
                       persistent_workers=num_workers > 0)

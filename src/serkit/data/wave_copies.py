@@ -1,21 +1,74 @@
-"""Fixed perturbed copies of a clip: speed, gain and white noise, each copy the same samples every time.
+"""Fixed perturbed copies of a clip (speed, gain, white noise), and which copy each training draw uses.
 
 Speed perturbation (Ko et al. 2015; sox's `speed`: tempo and pitch change together), gain and additive noise
 change what an encoder hears, so they must be applied before it. Copy k of an utterance draws its parameters
 from a generator seeded by (utterance id, k) alone, not by a run's seed: a copy is the same samples in every
-epoch, fold, seed and run, so a feature cache keyed by the samples (upstream/cache.py) encodes it once.
-Training draws among the copies (training/wave_augment.py); the linear probe adds them as training rows.
+epoch, fold, seed and run, so a feature cache keyed by the samples (upstream/cache.py) encodes it once, and K
+copies cost K more encodings of the corpus, once.
+
+Training (`build_loader(..., copies=...)`): `CopyChoices` wraps the batch sampler and pairs each index with k
+in 0..K (0: the clip as it is), uniform and drawn per (seed, epoch, utterance): the same on every DDP rank,
+in every batch order, and after a resume; the dataset then loads the clip and makes copy k, in the loader's
+worker, before any precision conversion. Validation and test loaders never get copies. The linear probe adds
+the copies as training rows instead (baselines/probe.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import soxr
+from torch.utils.data import Sampler
 
+from ..errors import ConfigError
 from .audio import TARGET_SAMPLE_RATE
+
+DEFAULT_SPEED = (0.9, 1.1)
+DEFAULT_GAIN_DB = (-6.0, 6.0)
+LIMITS = {"speed": (0.5, 2.0), "gain_db": (-40.0, 40.0), "noise_snr_db": (-20.0, 100.0)}
+
+
+@dataclass
+class WaveCopies:
+    """`variants` fixed copies of each clip (0: none); copy k draws its speed factor, gain (dB) and white-noise
+    SNR (dB; None: no noise) uniformly from these [low, high] ranges."""
+
+    variants: int = 0
+    speed: list[float] = field(default_factory=lambda: list(DEFAULT_SPEED))
+    gain_db: list[float] = field(default_factory=lambda: list(DEFAULT_GAIN_DB))
+    noise_snr_db: list[float] | None = None
+
+    def __post_init__(self):
+        check_wave_copies(self, lambda key: key)
+
+    def make(self, wav: np.ndarray, utterance_id: str, k: int) -> np.ndarray:
+        """Copy k (1..variants) of the utterance `utterance_id` whose samples are wav [S] -> [~S / speed]."""
+        return perturb(wav, **variant_parameters(utterance_id, k, self.speed, self.gain_db, self.noise_snr_db))
+
+
+def check_wave_copies(copies, name: Callable[[str], str]) -> None:
+    """Refuse bad values of an object with WaveCopies' fields (`variants` or `wave_variants`, speed, gain_db,
+    noise_snr_db); name(field) -> how the message names it (a config key, a command-line flag)."""
+    variants = copies.wave_variants if hasattr(copies, "wave_variants") else copies.variants
+    variants_field = "wave_variants" if hasattr(copies, "wave_variants") else "variants"
+    if not isinstance(variants, int) or variants < 0:
+        raise ConfigError(f"{name(variants_field)} is {variants!r}; expected 0 (off) or more copies")
+    for key, (least, most) in LIMITS.items():
+        bounds = getattr(copies, key)
+        if bounds is None and key == "noise_snr_db":
+            continue
+        if (bounds is None or len(bounds) != 2 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in bounds)
+                or not least <= bounds[0] <= bounds[1] <= most):
+            raise ConfigError(f"{name(key)} is {bounds!r}; expected [low, high] with {least:g} <= low <= high <= {most:g}")
+    defaults = {"speed": list(DEFAULT_SPEED), "gain_db": list(DEFAULT_GAIN_DB), "noise_snr_db": None}
+    changed = [key for key, default in defaults.items()
+               if (None if getattr(copies, key) is None else list(getattr(copies, key))) != default]
+    if not variants and changed:  # a range that does nothing would mislead
+        raise ConfigError(f"{name(changed[0])} sets the copies' range, but {name(variants_field)} is 0: "
+                          "set it to the number of copies (1 or more)")
 
 
 def variant_parameters(utterance_id: str, k: int, speed: Sequence[float], gain_db: Sequence[float],
@@ -48,7 +101,31 @@ def perturb(wav: np.ndarray, speed: float, gain_db: float, snr_db: float | None,
     return out
 
 
-def wave_copy(wav: np.ndarray, utterance_id: str, k: int, speed: Sequence[float], gain_db: Sequence[float],
-              noise_snr_db: Sequence[float] | None) -> np.ndarray:
-    """Copy k of the utterance `utterance_id` whose samples are wav [S]."""
-    return perturb(wav, **variant_parameters(utterance_id, k, speed, gain_db, noise_snr_db))
+class CopyChoices(Sampler[list[tuple[int, int]]]):
+    """Wraps a batch sampler of dataset indices: yields each batch as [(index, k)], k in 0..variants (0: the clip
+    itself), uniform, from a generator seeded by (seed, epoch): one draw per utterance and epoch, whatever the
+    rank, shard or batch order. `set_epoch` reaches the wrapped sampler too (Lightning calls it on `sampler`)."""
+
+    def __init__(self, batches, num_items: int, variants: int, seed: int = 0):
+        self.batches, self.num_items, self.variants, self.seed = batches, num_items, variants, seed
+        self.epoch = 0
+
+    @property
+    def sampler(self) -> "CopyChoices":
+        return self  # as DurationBatchSampler: Lightning's set_epoch goes to `batch_sampler.sampler`
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batches.set_epoch(epoch)
+
+    def choices(self) -> np.ndarray:
+        """[num_items] int: this epoch's k of every index."""
+        return np.random.default_rng([self.seed, self.epoch, 0x5EED]).integers(0, self.variants + 1, self.num_items)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        choices = self.choices()
+        for batch in self.batches:
+            yield [(index, int(choices[index])) for index in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches)

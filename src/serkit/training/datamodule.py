@@ -1,36 +1,27 @@
-"""One fold's loaders for Lightning: the training loader shards per DDP rank; evaluation never shards; training
-batches alone get the waveform copies (training/wave_augment.py)."""
+"""One fold's loaders for Lightning: the training loader shards per DDP rank and alone draws the clips' wave copies
+(data/wave_copies.py); evaluation never shards and never sees a copy."""
 
 from __future__ import annotations
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from ..data.batch import Batch
 from ..data.config import DataConfig
 from ..data.corpora import FoldSplit
 from ..data.dataset import build_loader
 from ..data.utterance import Utterance
-from ..train_config import AugmentConfig
-from .wave_augment import WavePerturbation
+from ..data.wave_copies import WaveCopies
 
 
 class FoldDataModule(L.LightningDataModule):
     def __init__(self, split: FoldSplit, labels: list[str], cfg: DataConfig, seed: int = 0,
-                 augment: AugmentConfig | None = None):
+                 copies: WaveCopies | None = None):
         super().__init__()
         self.split = split
         self.labels = labels
         self.cfg = cfg
         self.seed = seed
-        self.wave_augment = WavePerturbation(augment) if augment is not None and augment.perturbs_waves else None
-
-    def on_before_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        # on the CPU, before the batch moves to the device; in the training loop only (not validation, test or
-        # the sanity check), so no evaluation ever sees a perturbed clip
-        if self.wave_augment is not None and self.trainer is not None and self.trainer.training:
-            return self.wave_augment(batch)
-        return batch
+        self.copies = copies
 
     def train_dataloader(self) -> DataLoader:
         # The trainer knows the world only once fit() has started, hence the lookup here and not in __init__.
@@ -39,6 +30,7 @@ class FoldDataModule(L.LightningDataModule):
         return build_loader(
             self.split.train, self.labels, self.cfg.max_batch_seconds, shuffle=True, seed=self.seed,
             num_workers=self.cfg.num_workers, num_replicas=world_size, rank=rank, num_buckets=self.cfg.num_buckets,
+            copies=self.copies,
         )
 
     def val_dataloader(self) -> DataLoader:

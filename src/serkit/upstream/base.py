@@ -106,6 +106,11 @@ class Upstream(nn.Module):
         raise ConfigError(f"upstream {type(self).__name__}: LoRA (upstream.lora_rank) is supported by the hf and "
                           "whisper upstreams only")
 
+    def modules_after_blocks(self) -> list[nn.Module]:
+        """Modules outside the encoder blocks (`lora_root`) that run after the top block, e.g. a final layer norm:
+        layer-wise learning-rate decay (training/layer_decay.py) gives them the top block's rate. None by default."""
+        return []
+
     def cached_modules(self) -> list[nn.Module]:
         """The modules whose weights decide what a feature cache stores: all of the upstream when it is frozen,
         its frozen bottom when it has one (upstream/cache.py hashes them into the cache key)."""

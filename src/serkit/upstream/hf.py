@@ -192,6 +192,11 @@ class HFSpeechUpstream(Upstream):
     def lora_root(self) -> tuple[torch.nn.Module, int]:
         return self.model, self.model.config.num_hidden_layers
 
+    def modules_after_blocks(self) -> list[torch.nn.Module]:
+        # pre-LN ("stable layer norm") encoders apply encoder.layer_norm after the top block (see _encode); post-LN
+        # ones apply it to the blocks' input, below them
+        return [self.model.encoder.layer_norm] if getattr(self.model.config, "do_stable_layer_norm", False) else []
+
     def freeze_feature_encoder(self) -> None:
         # The bare encoders (HubertModel, ...) lack the task heads' freeze_feature_encoder(); the CNN's own
         # _freeze_parameters() exists on all four families and also tells HF the CNN needs no gradient.

@@ -238,6 +238,9 @@ class WhisperUpstream(Upstream):
     def lora_root(self) -> tuple[torch.nn.Module, int]:
         return self.encoder, len(self.encoder.layers)
 
+    def modules_after_blocks(self) -> list[torch.nn.Module]:
+        return [self.encoder.layer_norm]
+
     def _bottom_modules(self, blocks: int) -> list[torch.nn.Module]:
         enc = self.encoder
         return [enc.conv1, enc.conv2, enc.embed_positions, *enc.layers[:blocks]]
