@@ -45,7 +45,8 @@ class AugmentConfig:
                 raise ConfigError(f"key 'train.augment.{key}' is {getattr(self, key)}; expected a fraction in [0, 1]")
         if self.mixup < 0:
             raise ConfigError(f"key 'train.augment.mixup' is {self.mixup}; expected 0 (off) or a positive alpha")
-        check_wave_copies(self, lambda key: f"key 'train.augment.{key}'")
+        check_wave_copies(self.wave_variants, self.speed, self.gain_db, self.noise_snr_db,
+                          lambda key: f"key 'train.augment.{'wave_variants' if key == 'variants' else key}'")
 
     def wave_copies(self) -> WaveCopies | None:
         """The copies training draws from (None: off)."""

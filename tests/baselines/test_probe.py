@@ -228,7 +228,7 @@ def test_probe_command_with_wave_copies_records_them_and_refuses_bad_ranges(mani
               "--folds", "1", "--c", "0.1", "--quiet", "--cache", str(tmp_path / "cache")]
     assert main([*common, "--wave-variants", "2", "--wave-gain-db", "0,0"]) == 0
     (out,) = (tmp_path / "runs").iterdir()
-    assert out.name.endswith("_mean_wave2_gain-db0_0")  # a range given: a folder of its own
+    assert out.name.endswith("_mean_wave2_gain-db0_0")  # a range other than the default: a folder of its own
     record = json.loads((out / "probe.json").read_text())
     assert record["wave_copies"] == {"variants": 2, "speed": [0.9, 1.1], "gain_db": [0.0, 0.0], "noise_snr_db": None}
     # the clips, and 2 copies of the clips fold 1 trains on, went through the shared cache
@@ -236,6 +236,8 @@ def test_probe_command_with_wave_copies_records_them_and_refuses_bad_ranges(mani
 
     trained = len(BaselineFolds(DataConfig(corpus="manifest", root=str(manifest), check=False), [1]).part_ids(1)["train"])
     assert 0 < trained < 24 and len(list((tmp_path / "cache").rglob("*.safetensors"))) == 24 + 2 * trained
+    assert main([*common, "--wave-variants", "2", "--wave-speed", "0.90,1.10"]) == 0  # the default, written out
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir())[0].endswith("_mean_wave2")
     assert main([*common, "--wave-variants", "1", "--wave-speed", "1.2,0.9"]) != 0
     assert "--wave-speed is [1.2, 0.9]; expected [low, high]" in capsys.readouterr().err
     assert main([*common, "--wave-noise-snr-db", "10,20"]) != 0

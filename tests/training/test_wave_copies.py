@@ -111,11 +111,18 @@ def test_bad_ranges_are_refused_with_their_key(override, key):
         load_config(overrides=["train.augment.wave_variants=2", override])
 
 
-def test_a_range_without_copies_is_refused():
+def test_a_range_without_copies_is_refused_and_odd_values_too():
     with pytest.raises(ConfigError, match=r"train\.augment\.speed' sets the copies' range, but key "
-                                          r"'train\.augment\.wave_variants' is 0"):
+                                          r"'train\.augment\.wave_variants' is 0: .* or the range back to its "
+                                          r"default \(\[0\.9, 1\.1\]\)"):
         load_config(overrides=["train.augment.speed=[0.8,1.2]"])
     assert load_config(overrides=["train.augment.speed=[0.9,1.1]"]).train.augment.wave_copies() is None
+    noisy = load_config(overrides=["train.augment.wave_variants=1", "train.augment.noise_snr_db=[10,30]"])
+    assert noisy.train.augment.wave_copies() == WaveCopies(1, [0.9, 1.1], [-6.0, 6.0], [10.0, 30.0])
+    for bad in (dict(variants=True), dict(variants=1, speed={0.9, 1.1}), dict(variants=1, gain_db=[0, float("nan")])):
+        with pytest.raises(ConfigError):
+            WaveCopies(**bad)
+    assert WaveCopies(np.int64(2), [np.float32(0.9), 1.0]).variants == 2  # numpy numbers are numbers
 
 
 def test_a_fold_copies_training_clips_only_and_caches_each_copy_once(tiny_config, synth_iemocap_root, tmp_path,
@@ -155,3 +162,29 @@ def test_a_fold_copies_training_clips_only_and_caches_each_copy_once(tiny_config
     assert plain < len(entries) <= plain + 2 * len(split.train)
     run_fold(cfg, split, data.classes, tmp_path / "fold_1_again")
     assert sorted(cache.rglob("*.safetensors")) == entries  # the copies were read back, not encoded anew
+
+
+def test_worker_processes_load_the_same_copies(tmp_path):
+    """(index, k) pairs cross into DataLoader workers: 2 workers give the batches one process gives."""
+    import soundfile as sf
+
+    from serkit.data.utterance import Utterance
+
+    utterances = []
+    for i in range(12):
+        sf.write(tmp_path / f"{i}.wav", tone(200 + 30 * i, 0.3 + 0.05 * i), RATE)
+        utterances.append(Utterance(id=f"u{i}", path=str(tmp_path / f"{i}.wav"), label="x", speaker="s", group="1",
+                                    duration=0.3 + 0.05 * i))
+    copies = WaveCopies(2, [0.8, 1.2], [-3, 3], [20, 30])
+
+    def batches(workers: int) -> list:
+        loader = build_loader(utterances, ["x"], 1.5, shuffle=True, seed=4, num_workers=workers, copies=copies)
+        loader.batch_sampler.sampler.set_epoch(3)
+        return [(b.ids, b.wavs, b.wav_lens) for b in loader]
+
+    alone, workers = batches(0), batches(2)
+    assert len(alone) == len(workers) > 1
+    for (ids, wavs, lens), (ids2, wavs2, lens2) in zip(alone, workers):
+        assert ids == ids2 and torch.equal(lens, lens2) and torch.equal(wavs, wavs2)
+    plain = {u.id: len(UtteranceDataset([u], ["x"])[0].wav) for u in utterances}
+    assert any(int(n) != plain[i] for ids, _, lens in alone for i, n in zip(ids, lens))  # some are copies

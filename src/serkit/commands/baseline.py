@@ -28,7 +28,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", help="comma-separated folds to run (default: all)")
     p.add_argument("--c", help="comma-separated grid of C values (default: 1e-4,1e-3,1e-2,0.1,1,10)")
     p.add_argument("--out", help="output folder (default: runs/baseline_<system>_<corpus>; the probe's adds the "
-                                 "encoder's name, the pooling and _refit, so its variants never share a folder)")
+                                 "encoder's name, the pooling, _refit and _waveK with any non-default ranges, so its "
+                                 "variants never share a folder)")
     p.add_argument("--features", help="opensmile-svm: feature cache file (.npz) to read and extend "
                                       "(default: OUT/egemaps.npz)")
     p.add_argument("--encoder", help="probe: the frozen encoder (preset, hub id or local folder)")
@@ -92,18 +93,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _wave_copies(args: argparse.Namespace):
     """The probe's --wave-* flags -> WaveCopies, checked as train.augment is (the errors name the flags)."""
-    from types import SimpleNamespace
-
     from ..data.wave_copies import WaveCopies, check_wave_copies
     from .parsing import parse_numbers
 
-    given = {"variants": args.wave_variants}
+    fields = {**WaveCopies().__dict__, "variants": args.wave_variants}
     for flag in WAVE_RANGES:
         text = getattr(args, f"wave_{flag.replace('-', '_')}")
         if text is not None:
-            given[flag.replace("-", "_")] = parse_numbers(text, f"--wave-{flag}", float) or []
-    fields = {**WaveCopies().__dict__, **given}
-    check_wave_copies(SimpleNamespace(**fields), lambda key: f"--wave-{key.replace('_', '-')}")
+            fields[flag.replace("-", "_")] = parse_numbers(text, f"--wave-{flag}", float) or []
+    check_wave_copies(**fields, name=lambda key: f"--wave-{key.replace('_', '-')}")
     return WaveCopies(**fields)
 
 
@@ -115,9 +113,12 @@ def _default_out(args: argparse.Namespace) -> str:
 
     encoder = re.sub(r"[^A-Za-z0-9._-]+", "_", args.encoder.rstrip("/").split("/")[-1])  # a folder's or hub id's name
     wave = ""
-    if args.wave_variants:  # the copies' ranges too, when not the defaults: other copies, another folder
-        ranges = [getattr(args, f"wave_{flag.replace('-', '_')}") for flag in WAVE_RANGES]
-        wave = f"_wave{args.wave_variants}" + "".join(f"_{flag}{text}" for flag, text in zip(WAVE_RANGES, ranges)
-                                                       if text is not None)
-        wave = re.sub(r"[^A-Za-z0-9._-]+", "_", wave)
+    if args.wave_variants:  # the copies' ranges too, unless the defaults: other copies, another folder
+        from ..data.wave_copies import is_default
+
+        copies = _wave_copies(args)
+        ranges = {flag: getattr(copies, flag.replace("-", "_")) for flag in WAVE_RANGES}
+        wave = f"_wave{copies.variants}" + "".join(f"_{flag}{bounds[0]:g}_{bounds[1]:g}"
+                                                   for flag, bounds in ranges.items()
+                                                   if not is_default(flag.replace("-", "_"), bounds))
     return f"{out}_{encoder}_{args.pooling}{'_refit' if args.refit else ''}{wave}"

@@ -16,6 +16,8 @@ the copies as training rows instead (baselines/probe.py).
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +30,7 @@ from .audio import TARGET_SAMPLE_RATE
 
 DEFAULT_SPEED = (0.9, 1.1)
 DEFAULT_GAIN_DB = (-6.0, 6.0)
+DEFAULTS = {"speed": DEFAULT_SPEED, "gain_db": DEFAULT_GAIN_DB, "noise_snr_db": None}
 LIMITS = {"speed": (0.5, 2.0), "gain_db": (-40.0, 40.0), "noise_snr_db": (-20.0, 100.0)}
 
 
@@ -42,33 +45,40 @@ class WaveCopies:
     noise_snr_db: list[float] | None = None
 
     def __post_init__(self):
-        check_wave_copies(self, lambda key: key)
+        check_wave_copies(self.variants, self.speed, self.gain_db, self.noise_snr_db, lambda key: key)
 
     def make(self, wav: np.ndarray, utterance_id: str, k: int) -> np.ndarray:
         """Copy k (1..variants) of the utterance `utterance_id` whose samples are wav [S] -> [~S / speed]."""
         return perturb(wav, **variant_parameters(utterance_id, k, self.speed, self.gain_db, self.noise_snr_db))
 
 
-def check_wave_copies(copies, name: Callable[[str], str]) -> None:
-    """Refuse bad values of an object with WaveCopies' fields (`variants` or `wave_variants`, speed, gain_db,
-    noise_snr_db); name(field) -> how the message names it (a config key, a command-line flag)."""
-    variants = copies.wave_variants if hasattr(copies, "wave_variants") else copies.variants
-    variants_field = "wave_variants" if hasattr(copies, "wave_variants") else "variants"
-    if not isinstance(variants, int) or variants < 0:
-        raise ConfigError(f"{name(variants_field)} is {variants!r}; expected 0 (off) or more copies")
-    for key, (least, most) in LIMITS.items():
-        bounds = getattr(copies, key)
+def check_wave_copies(variants, speed, gain_db, noise_snr_db, name: Callable[[str], str]) -> None:
+    """Refuse a bad number of copies or range; name(field) -> how the message names the field ("variants",
+    "speed", "gain_db", "noise_snr_db") to the user: a config key, a command-line flag."""
+    if isinstance(variants, bool) or not isinstance(variants, numbers.Integral) or variants < 0:
+        raise ConfigError(f"{name('variants')} is {variants!r}; expected 0 (off) or more copies")
+    given = {"speed": speed, "gain_db": gain_db, "noise_snr_db": noise_snr_db}
+    for key, bounds in given.items():
         if bounds is None and key == "noise_snr_db":
             continue
-        if (bounds is None or len(bounds) != 2 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in bounds)
-                or not least <= bounds[0] <= bounds[1] <= most):
+        least, most = LIMITS[key]
+        numbers_ok = (isinstance(bounds, Sequence) and len(bounds) == 2
+                      and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                              for v in bounds))
+        if not numbers_ok or not least <= bounds[0] <= bounds[1] <= most:
             raise ConfigError(f"{name(key)} is {bounds!r}; expected [low, high] with {least:g} <= low <= high <= {most:g}")
-    defaults = {"speed": list(DEFAULT_SPEED), "gain_db": list(DEFAULT_GAIN_DB), "noise_snr_db": None}
-    changed = [key for key, default in defaults.items()
-               if (None if getattr(copies, key) is None else list(getattr(copies, key))) != default]
+    changed = [key for key, bounds in given.items() if not is_default(key, bounds)]
     if not variants and changed:  # a range that does nothing would mislead
-        raise ConfigError(f"{name(changed[0])} sets the copies' range, but {name(variants_field)} is 0: "
-                          "set it to the number of copies (1 or more)")
+        default = DEFAULTS[changed[0]]
+        raise ConfigError(f"{name(changed[0])} sets the copies' range, but {name('variants')} is 0: set that to the "
+                          f"number of copies (1 or more), or the range back to its default "
+                          f"({'null' if default is None else list(default)})")
+
+
+def is_default(key: str, bounds) -> bool:
+    """Whether a range (speed, gain_db, noise_snr_db) is the default one."""
+    default = DEFAULTS[key]
+    return bounds is None if default is None else bounds is not None and [float(v) for v in bounds] == list(default)
 
 
 def variant_parameters(utterance_id: str, k: int, speed: Sequence[float], gain_db: Sequence[float],
