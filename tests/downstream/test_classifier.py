@@ -59,3 +59,34 @@ def test_norm_takes_a_training_batch_of_one():
     head = Classifier.from_config(ClassifierConfig(norm=True), input_dim=4, num_classes=2)
     head.train()
     assert torch.isfinite(head(torch.randn(1, 4))).all()
+
+
+def test_hidden_layer_makes_a_small_mlp_and_a_linear_head_keeps_its_names():
+    torch.manual_seed(0)
+    mlp = Classifier.from_config(ClassifierConfig(hidden=16, dropout=0.3), input_dim=12, num_classes=4).eval()
+    embedding = torch.randn(5, 12)
+    first, activation = mlp.hidden[0], torch.nn.functional.gelu
+    expected = activation(embedding @ first.weight.T + first.bias) @ mlp.linear.weight.T + mlp.linear.bias
+    torch.testing.assert_close(mlp(embedding), expected)
+    assert mlp.linear.in_features == 16
+    assert set(Classifier.from_config(ClassifierConfig(), 12, 4).state_dict()) == {"linear.weight", "linear.bias"}
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match=r"model\.classifier\.hidden"):
+            Classifier(12, 4, hidden=bad)
+
+
+def test_an_mlp_head_survives_its_bundle(tmp_path):
+    from serkit.bundle import load_bundle, save_bundle
+    from serkit.config import load_config
+    from serkit.model import build_model
+
+    cfg = load_config(overrides=["model.upstreams=[{name: fbank, layers: last, freeze: all}]",
+                                 "model.aggregators=[{name: stats}]", "model.classifier.hidden=8"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, num_classes=3).eval()
+    save_bundle(tmp_path / "bundle", model, cfg, ["a", "b", "c"])
+    loaded, loaded_cfg, _ = load_bundle(tmp_path / "bundle")
+    assert loaded_cfg.model.classifier.hidden == 8
+    wavs = torch.randn(2, 16000)
+    lens = torch.tensor([16000, 9000])
+    torch.testing.assert_close(loaded(wavs, lens), model(wavs, lens))
