@@ -18,7 +18,7 @@ from .registry import command
 
 SYSTEMS = ("opensmile-svm", "probe")
 DEFAULT_CACHE = "runs/feature_cache"  # the RAVDESS configs' train.feature_cache
-WAVE_RANGES = {"speed": "0.9,1.1", "gain-db": "-6,6", "noise-snr-db": None}  # flag -> default (data/wave_copies.py)
+WAVE_RANGES = ("speed", "gain-db", "noise-snr-db")  # --wave-<flag>; defaults: data/wave_copies.py DEFAULTS
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -42,9 +42,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                                                          "training and validation actors together before testing")
     p.add_argument("--wave-variants", type=int, default=0,
                    help="probe: add K fixed speed/gain/noise copies of each training clip as training rows (default 0)")
-    for flag, default in WAVE_RANGES.items():
+    from ..data.wave_copies import DEFAULTS
+
+    for flag in WAVE_RANGES:
+        default = DEFAULTS[flag.replace("-", "_")]
         p.add_argument(f"--wave-{flag}", help=f"probe: LOW,HIGH range of the copies' {flag.replace('-', ' ')} "
-                                             f"(default {default or 'none'}, as train.augment)")
+                                             f"(default {','.join(f'{v:g}' for v in default) if default else 'none'}"
+                                             ", as train.augment)")
     p.add_argument("--cache", default=DEFAULT_CACHE, help=f"probe: feature cache folder (default {DEFAULT_CACHE})")
     p.add_argument("--no-cache", action="store_true", help="probe: encode without the feature cache")
     p.add_argument("--quiet", action="store_true", help="probe: no progress lines on stderr while encoding")
