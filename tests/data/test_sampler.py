@@ -116,3 +116,90 @@ def test_bad_arguments():
         DurationBatchSampler([1.0], 0)
     with pytest.raises(ValueError, match="rank"):
         DurationBatchSampler([1.0], 10, num_replicas=2, rank=2)
+
+
+# 40 clips, 3 buckets, seed 1: the fill packs 12, 11, 13 and 12 batches in epochs 0-3 (checked below), the case
+# where Lightning, reading len() once, skips epoch 1's validation and drops one of epoch 2's batches.
+VARYING = dict(max_batch_seconds=30.0, shuffle=True, seed=1, num_buckets=3)
+
+
+def varying_lengths() -> list[float]:
+    return durations(40, seed=1)
+
+
+def test_with_epochs_every_epoch_yields_the_most_any_packs():
+    lengths = varying_lengths()
+    plain = DurationBatchSampler(lengths, **VARYING)
+    natural = [len(epoch(plain, number)) for number in range(4)]
+    assert natural == [12, 11, 13, 12]  # the fixture varies both ways, or this test would prove nothing
+    sampler = DurationBatchSampler(lengths, epochs=4, **VARYING)
+    for number in range(4):
+        batches = epoch(sampler, number)
+        assert len(batches) == len(sampler) == 13
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        assert all(padded_seconds(b, lengths) <= 30.0 for b in batches)
+    assert epoch(sampler, 2) == epoch(plain, 2)  # the epoch that packed the most is untouched
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_with_epochs_ddp_shards_keep_one_count(replicas):
+    lengths = varying_lengths()
+    counts = set()
+    for number in range(4):
+        shards = _shards(lengths, replicas, number, epochs=4, num_buckets=3)
+        counts |= {len(shard) for shard in shards}
+        assert sorted(i for shard in shards for batch in shard for i in batch) == list(range(len(lengths)))
+    assert len(counts) == 1
+
+
+def test_without_shuffle_epochs_change_nothing():
+    lengths = durations()
+    assert epoch(DurationBatchSampler(lengths, 40.0, shuffle=False, epochs=3), 1) == \
+        epoch(DurationBatchSampler(lengths, 40.0, shuffle=False), 1)
+
+
+def _lightning_epochs(sampler) -> tuple[dict[int, list[int]], list[int]]:
+    """Fit a one-weight model for 4 epochs on `sampler`'s batches: (indices trained per epoch, epochs validated)."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    class Probe(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.trained: dict[int, list[int]] = {}
+            self.validated: list[int] = []
+
+        def training_step(self, batch, index):
+            self.trained.setdefault(self.current_epoch, []).extend(batch.tolist())
+            return (self.weight * batch.float()).sum()
+
+        def validation_step(self, batch, index):
+            self.validated.append(self.current_epoch)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    items = torch.arange(len(sampler.durations))
+    module = Probe()
+    trainer = L.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, DataLoader(items, batch_sampler=sampler), DataLoader(items[:4], batch_size=4))
+    return module.trained, sorted(set(module.validated))
+
+
+def test_lightning_trains_every_clip_and_validates_every_epoch():
+    lengths = varying_lengths()
+    trained, validated = _lightning_epochs(DurationBatchSampler(lengths, epochs=4, **VARYING))
+    assert validated == [0, 1, 2, 3]
+    assert all(sorted(trained[e]) == list(range(len(lengths))) for e in range(4))
+    # Without `epochs` Lightning keeps epoch 0's count: epoch 1 is not validated and epoch 2 loses a batch.
+    trained, validated = _lightning_epochs(DurationBatchSampler(lengths, **VARYING))
+    assert validated == [0, 2, 3]
+    assert len(trained[2]) < len(lengths)
+
+
+def test_bad_epochs():
+    with pytest.raises(ValueError, match="epochs"):
+        DurationBatchSampler([1.0], 10, epochs=0)

@@ -51,7 +51,12 @@ def runs(tiny_config, synth_iemocap_root, tmp_path_factory) -> dict:
 
     def data_module(split, *args, **kwargs):
         seen["train"], seen["valid"] = [u.id for u in split.train], [u.id for u in split.valid]
+        seen["refit_loader_epochs"] = kwargs.get("epochs")
         return real_module(split, *args, **kwargs)
+
+    def first_fit_data_module(*args, **kwargs):
+        seen["first_fit_loader_epochs"] = kwargs.get("epochs")
+        return real_module(*args, **kwargs)
 
     def average(paths):
         seen["averaged_epochs"] = [int(read_metadata(p)["epoch"]) for p in paths]
@@ -63,6 +68,7 @@ def runs(tiny_config, synth_iemocap_root, tmp_path_factory) -> dict:
         return model, metrics, predictions
 
     patch.setattr(refit_module, "FoldDataModule", data_module)
+    patch.setattr(fold_module, "FoldDataModule", first_fit_data_module)
     patch.setattr(refit_module, "average_checkpoints", average)
     patch.setattr(fold_module, "refit_and_test", refit)
     try:
@@ -98,6 +104,8 @@ def test_the_refit_trains_on_train_and_valid_and_stops_after_the_last_chosen_epo
     cost = json.loads((runs["refit"] / "fold_1" / "cost.json").read_text())
     chosen = runs["seen"]["averaged_epochs"]
     assert cost["refit_epochs"] == max(chosen) + 1 and cost["epochs"] == 4
+    # both fits' training loaders keep one batch count over the schedule's epochs (DurationBatchSampler, step 5)
+    assert runs["seen"]["first_fit_loader_epochs"] == runs["seen"]["refit_loader_epochs"] == 4
     with open(runs["refit"] / "fold_1" / "refit" / "logs" / "metrics.csv") as f:
         epochs = {int(float(row["epoch"])) for row in csv.DictReader(f) if row.get("epoch")}
     assert max(epochs) == max(chosen)

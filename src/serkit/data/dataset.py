@@ -73,13 +73,15 @@ def collate(examples: Sequence[Example]) -> Batch:
 def build_loader(utterances: Sequence[Utterance], labels: Sequence[str], max_batch_seconds: float, shuffle: bool,
                  seed: int = 0, num_workers: int = 0, num_replicas: int = 1, rank: int = 0,
                  root: str | Path | None = None, num_buckets: int = DEFAULT_NUM_BUCKETS,
-                 copies: WaveCopies | None = None) -> DataLoader:
+                 copies: WaveCopies | None = None, epochs: int | None = None) -> DataLoader:
     """A DataLoader of Batch over `utterances`, batched by DurationBatchSampler. Outside Lightning (which
     does it by itself), call `loader.batch_sampler.set_epoch(epoch)` before each epoch. copies (training
-    only): each clip, every epoch, is itself or one of its `copies.variants` copies (CopyChoices, seeded by seed)."""
+    only): each clip, every epoch, is itself or one of its `copies.variants` copies (CopyChoices, seeded by seed).
+    epochs (training): the same batch count in each of them, as Lightning expects (DurationBatchSampler, step 5)."""
     dataset = UtteranceDataset(utterances, labels, root, copies)
     sampler = DurationBatchSampler([utt.duration for utt in dataset.utterances], max_batch_seconds, shuffle=shuffle,
-                                   seed=seed, num_buckets=num_buckets, num_replicas=num_replicas, rank=rank)
+                                   seed=seed, num_buckets=num_buckets, num_replicas=num_replicas, rank=rank,
+                                   epochs=epochs)
     if copies is not None and copies.variants:
         sampler = CopyChoices(sampler, len(dataset), copies.variants, seed)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,

@@ -17,10 +17,16 @@ One epoch (deterministic for (seed, epoch); every rank computes the same global 
    (fewer utterances than ranks, or none fit two to a batch) are batches repeated from the start of the
    list, so a few utterances are seen twice that epoch.
 
+5. training (`epochs` given): step 3 packs a different number of batches in different epochs, but Lightning
+   reads `len()` once, at its first epoch, and then ends every epoch at that count (a batch more is silently
+   dropped) and validates only on reaching it (an epoch a batch short skips validation: its checkpoint is never
+   ranked). So every epoch of 0..epochs-1 yields the same count, the most any of them packs: an epoch that packs
+   fewer halves its largest batches (still within budget) until it has as many.
+
 Used as `DataLoader(dataset, batch_sampler=sampler)`. Call `set_epoch(epoch)` before each epoch; Lightning
 does it by itself (it calls `loader.batch_sampler.sampler.set_epoch`, hence the `sampler` property). With
-DDP, give the Trainer `use_distributed_sampler=False` so it keeps this sampler. The batch count may differ by a few
-between epochs because step 3 sees a different order; `len()` is exact for the current epoch.
+DDP, give the Trainer `use_distributed_sampler=False` so it keeps this sampler. `len()` is exact for the current
+epoch; with `epochs` it is the same for all of them (past `epochs`, an epoch may pack more).
 """
 
 from __future__ import annotations
@@ -40,16 +46,20 @@ class DurationBatchSampler(Sampler[list[int]]):
     """Yields lists of dataset indices; `durations[i]` is utterance i's length in seconds."""
 
     def __init__(self, durations: Sequence[float], max_batch_seconds: float, shuffle: bool = True, seed: int = 0,
-                 num_buckets: int = DEFAULT_NUM_BUCKETS, num_replicas: int = 1, rank: int = 0):
+                 num_buckets: int = DEFAULT_NUM_BUCKETS, num_replicas: int = 1, rank: int = 0,
+                 epochs: int | None = None):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be > 0, got {max_batch_seconds}")
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"epochs must be >= 1 (or None), got {epochs}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         self.durations = np.asarray(durations, dtype=np.float64)
         self.max_batch_seconds, self.shuffle, self.seed = float(max_batch_seconds), shuffle, seed
         self.num_buckets, self.num_replicas, self.rank = max(1, num_buckets), num_replicas, rank
-        self.epoch = 0
+        self.epoch, self.epochs = 0, epochs
         self._cache: tuple[int, list[list[int]]] | None = None
+        self._count: int | None = None  # every epoch's global batch count, with `epochs` (docstring, step 5)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -68,13 +78,21 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     def _rank_batches(self) -> list[list[int]]:
         if self._cache is None or self._cache[0] != self.epoch:
-            batches = _equalise(self._global_batches(), self.num_replicas)
+            batches = _equalise(self._global_batches(self.epoch), self.num_replicas, self._epoch_count())
             self._cache = (self.epoch, batches[self.rank :: self.num_replicas])
         return self._cache[1]
 
-    def _global_batches(self) -> list[list[int]]:
-        """Every rank's batches for this epoch, in the order they will be dealt."""
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def _epoch_count(self) -> int:
+        """The global batch count every epoch is brought up to: the most any of the `epochs` packs (0: none)."""
+        if self.epochs is None or not self.shuffle:  # without shuffle every epoch packs the same batches
+            return 0
+        if self._count is None:
+            self._count = max(len(_equalise(self._global_batches(e), self.num_replicas)) for e in range(self.epochs))
+        return self._count
+
+    def _global_batches(self, epoch: int) -> list[list[int]]:
+        """Every rank's batches for `epoch`, in the order they will be dealt."""
+        rng = np.random.default_rng([self.seed, epoch])
         by_length = np.argsort(self.durations, kind="stable")
         if self.shuffle:
             buckets = np.array_split(by_length, min(self.num_buckets, max(1, len(by_length))))
@@ -100,17 +118,18 @@ class DurationBatchSampler(Sampler[list[int]]):
         return batches
 
 
-def _equalise(batches: list[list[int]], num_replicas: int) -> list[list[int]]:
-    """Make len(batches) a multiple of num_replicas: halve the largest batches, else repeat batches."""
+def _equalise(batches: list[list[int]], num_replicas: int, at_least: int = 0) -> list[list[int]]:
+    """Make len(batches) a multiple of num_replicas and >= at_least (itself a multiple): halve the largest batches,
+    else (every batch a single utterance) repeat batches."""
     batches = list(batches)
-    while len(batches) % num_replicas:
+    while len(batches) % num_replicas or len(batches) < at_least:
         largest = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
         if largest is None or len(batches[largest]) < 2:
             break
         batch = batches[largest]
         half = len(batch) // 2
         batches[largest : largest + 1] = [batch[:half], batch[half:]]
-    if batches and len(batches) % num_replicas:
-        shortfall = num_replicas - len(batches) % num_replicas
-        batches += [batches[i % len(batches)] for i in range(shortfall)]
+    if batches and (len(batches) % num_replicas or len(batches) < at_least):
+        target = max(at_least, -(-len(batches) // num_replicas) * num_replicas)
+        batches += [batches[i % len(batches)] for i in range(target - len(batches))]
     return batches

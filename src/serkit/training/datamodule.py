@@ -14,14 +14,18 @@ from ..data.wave_copies import WaveCopies
 
 
 class FoldDataModule(L.LightningDataModule):
+    """epochs: the trainer's max_epochs, so the training loader yields the same batch count in every epoch (Lightning
+    reads it once; DurationBatchSampler, step 5)."""
+
     def __init__(self, split: FoldSplit, labels: list[str], cfg: DataConfig, seed: int = 0,
-                 copies: WaveCopies | None = None):
+                 copies: WaveCopies | None = None, epochs: int | None = None):
         super().__init__()
         self.split = split
         self.labels = labels
         self.cfg = cfg
         self.seed = seed
         self.copies = copies
+        self.epochs = epochs
 
     def train_dataloader(self) -> DataLoader:
         # The trainer knows the world only once fit() has started, hence the lookup here and not in __init__.
@@ -30,7 +34,7 @@ class FoldDataModule(L.LightningDataModule):
         return build_loader(
             self.split.train, self.labels, self.cfg.max_batch_seconds, shuffle=True, seed=self.seed,
             num_workers=self.cfg.num_workers, num_replicas=world_size, rank=rank, num_buckets=self.cfg.num_buckets,
-            copies=self.copies,
+            copies=self.copies, epochs=self.epochs,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -185,7 +185,8 @@ def _first_fit(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_
     if cfg.train.feature_cache:  # frozen upstreams' frames: computed once, read from disk afterwards
         install_feature_cache(model, cfg.train.feature_cache, cfg.train.feature_cache_dtype)
     module = SERModule(model, cfg.train, labels)
-    datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed, copies=cfg.train.augment.wave_copies())
+    datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed, copies=cfg.train.augment.wave_copies(),
+                                epochs=cfg.train.max_epochs)
     topk = TopKCheckpoint(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor)
     trainer = L.Trainer(
         **_trainer_options(cfg),

@@ -80,7 +80,8 @@ def refit_and_test(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], f
     if cfg.train.feature_cache:
         install_feature_cache(model, cfg.train.feature_cache, cfg.train.feature_cache_dtype)
     joined = FoldSplit(split.fold, train=[*split.train, *split.valid], valid=[], test=split.test)
-    datamodule = FoldDataModule(joined, labels, cfg.data, seed=cfg.seed, copies=cfg.train.augment.wave_copies())
+    datamodule = FoldDataModule(joined, labels, cfg.data, seed=cfg.seed, copies=cfg.train.augment.wave_copies(),
+                                epochs=cfg.train.max_epochs)
     folder = fold_dir / "refit"
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # a killed refit's: never averaged into this one
     snapshots = EpochSnapshots(folder / "checkpoints", epochs, {CONFIG_HASH: config_hash(cfg.model)})
