@@ -8,7 +8,6 @@ as YAML next to every checkpoint and in every model bundle.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -124,35 +123,6 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
 
 
 def config_hash(cfg) -> str:
-    """Stable hash of a (model) config: checkpoints from different configs are never averaged together.
-
-    Only what differs from the defaults is hashed (with each config's class name, which tells components apart), so
-    a field added later with a default that keeps the old behaviour leaves the hash as it was: a run killed under an
-    older serkit still resumes and its checkpoints still average with the new ones."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_object(cfg)
-    blob = json.dumps(_non_default(cfg), sort_keys=True, default=str).encode()
+    """Stable hash of a (model) config: checkpoints from different configs are never averaged together."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _non_default(value):
-    """Dataclasses -> {"class": name, field: value for the fields that differ from their default}; lists, tuples
-    and mappings element by element; anything else as it is."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {"class": type(value).__name__}
-        for spec in dataclasses.fields(value):
-            item = getattr(value, spec.name)
-            if spec.default is not dataclasses.MISSING:
-                default = spec.default
-            elif spec.default_factory is not dataclasses.MISSING:
-                default = spec.default_factory()
-            else:
-                default = _MISSING
-            if default is _MISSING or item != default:
-                out[spec.name] = _non_default(item)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_non_default(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _non_default(item) for key, item in value.items()}
-    return value

@@ -139,30 +139,3 @@ def test_max_epochs_0_is_refused_before_training(tiny_config, synth_iemocap_root
     err = capsys.readouterr().err
     assert "key 'train.max_epochs' is 0; expected 1 or more" in err and "no checkpoint" not in err
     assert not out.exists()
-
-
-def test_config_hash_ignores_a_field_added_later_with_its_default():
-    """A run killed under an older serkit resumes under a newer one that added a config field with a default."""
-    import dataclasses
-
-    from serkit.downstream.classifier import ClassifierConfig
-
-    cfg = load_config(overrides=["model.classifier.dropout=0.3"])
-    before = config_hash(cfg.model)
-    # the same class (name and fields) with one more field, as a later serkit version would have it
-    later = dataclasses.make_dataclass("ClassifierConfig", [("extra", int, dataclasses.field(default=0))],
-                                       bases=(ClassifierConfig,))
-    cfg.model.classifier = later(dropout=0.3)
-    assert config_hash(cfg.model) == before
-    cfg.model.classifier = later(dropout=0.3, extra=1)
-    assert config_hash(cfg.model) != before
-    from omegaconf import OmegaConf
-    assert config_hash(OmegaConf.structured(load_config(overrides=["model.classifier.dropout=0.3"]).model)) == before
-
-
-def test_config_hash_tells_components_with_default_parameters_apart():
-    whisper = load_config({"model": {"upstreams": [{"name": "whisper"}]}}).model
-    fbank = load_config({"model": {"upstreams": [{"name": "fbank"}]}}).model
-    mean = load_config({"model": {"aggregators": [{"name": "mean"}]}}).model
-    ecapa = load_config({"model": {"aggregators": [{"name": "ecapa"}]}}).model
-    assert config_hash(whisper) != config_hash(fbank) and config_hash(mean) != config_hash(ecapa)
