@@ -234,7 +234,7 @@ def whisper_fold(cfg, split, labels: list[str], device, fold_dir: Path, max_seco
     for upstream in model.upstreams:
         log_mel_without_autocast(upstream)
     module = SERModule(model, cfg.train, labels)
-    datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed)
+    datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed, epochs=cfg.train.max_epochs)
     topk = TopKCheckpoint(fold_dir / "checkpoints", k=cfg.train.top_k, monitor=cfg.train.monitor)
     timer = TrainTimer(device)
     trainer = L.Trainer(

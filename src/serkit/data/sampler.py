@@ -4,7 +4,7 @@ Why not lhotse's DynamicBucketingSampler: it wants lhotse CutSets (Recording + S
 we would convert our Utterance lists both ways and take on a large dependency for ~100 lines of logic.
 This sampler needs only each utterance's duration.
 
-One epoch (deterministic for (seed, epoch); every rank computes the same global list):
+One epoch (deterministic for (seed, epoch, epochs); every rank computes the same global list):
 1. sort utterances by duration and cut the order into `num_buckets` buckets of equal count, so a batch
    mixes similar lengths (little padding);
 2. with shuffle, permute within each bucket (so batches differ between epochs);

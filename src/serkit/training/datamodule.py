@@ -31,11 +31,17 @@ class FoldDataModule(L.LightningDataModule):
         # The trainer knows the world only once fit() has started, hence the lookup here and not in __init__.
         world_size = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        return build_loader(
+        loader = build_loader(
             self.split.train, self.labels, self.cfg.max_batch_seconds, shuffle=True, seed=self.seed,
             num_workers=self.cfg.num_workers, num_replicas=world_size, rank=rank, num_buckets=self.cfg.num_buckets,
             copies=self.copies, epochs=self.epochs,
         )
+        # Lightning makes the first epoch's iterator (workers prefetch from it) right after asking for the loader and
+        # before its own set_epoch; a resumed fit would deal epoch 0's batches in its first epoch. The trainer's
+        # epoch is already restored from the checkpoint here.
+        if self.trainer is not None:
+            loader.batch_sampler.set_epoch(self.trainer.current_epoch)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader(self.split.valid)
