@@ -16,7 +16,6 @@ One epoch (deterministic for (seed, epoch, epochs); every rank computes the same
    budget) until it is: shards stay disjoint and covering. Only when every batch is a single utterance
    (fewer utterances than ranks, or none fit two to a batch) are batches repeated from the start of the
    list, so a few utterances are seen twice that epoch.
-
 5. training (`epochs` given): step 3 packs a different number of batches in different epochs, but Lightning
    reads `len()` once, at its first epoch, and then ends every epoch at that count (a batch more is silently
    dropped) and validates only on reaching it (an epoch a batch short skips validation: its checkpoint is never
