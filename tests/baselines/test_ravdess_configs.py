@@ -42,3 +42,16 @@ def test_config_merges_into_a_valid_experiment(system, four_classes):
             padded = system.endswith("_pad.yaml") or system.startswith(PAD_SYSTEMS)
             assert upstream.whisper_input == ("pad" if padded else "crop")
             assert upstream.layers == "weighted"
+
+
+def test_the_wave_copy_recipe_is_the_command_results_md_ran():
+    """whisper_base_stats_aug_wave2_e75.yaml is the stats head's config with the overrides its results.md row was
+    first run with (train.augment.wave_variants=2 train.max_epochs=75 and its name): the same config, field by field."""
+    from serkit.config import to_dict
+
+    common = CONFIGS / "common.yaml"
+    recipe = load_config(common, CONFIGS / "whisper_base_stats_aug_wave2_e75.yaml")
+    ran = load_config(common, CONFIGS / "whisper_base_stats_aug.yaml", overrides=[
+        "train.augment.wave_variants=2", "train.max_epochs=75", "name=ravdess_whisper_base_stats_aug_wave2_e75"])
+    assert to_dict(recipe) == to_dict(ran)
+    assert recipe.train.augment.wave_variants == 2 and recipe.train.max_epochs == 75
