@@ -2,20 +2,22 @@
 
 The head and the probe see the same frozen frames; the probe fits a logistic regression to each layer's pooled
 statistics, with the clips' fixed wave copies as extra rows, and validation chooses its layer view and C. This
-script trains heads by SGD on those very pooled rows, in memory (a 6-fold run takes ~1 min of one core instead
-of ~1 h for `serkit cv`), so one recipe change at a time can be measured against the probe on the same rows:
+script trains heads by SGD on those very pooled rows, in memory (a 6-fold run takes 1-3 min of one core, where
+`serkit cv` takes 25-70 min), so one recipe change at a time can be measured against the probe on the same rows:
 
     # each layer's mean and std of every clip and of its K wave copies, read from serkit's feature cache
     python scripts/pooled_head_study.py extract --root ../shared/data/ravdess --option folds=emobox \\
         --encoder ../shared/models/whisper-base-encoder --cache runs/feature_cache --copies 2 --out POOLED.npz
-    # the head: softmax layer weights -> batch norm -> dropout -> linear; AdamW, one-cycle linear schedule,
-    # label smoothing, mixup; top-5 epochs by validation UA averaged, as serkit's head
+    # the head: softmax layer weights -> batch norm -> dropout -> linear; AdamW, label smoothing, mixup; top-5
+    # epochs by validation UA averaged, as serkit's head
     python scripts/pooled_head_study.py head POOLED.npz --copies 2 --mode one --epochs 75
 
 `--mode one`: each epoch deals every training clip once, as itself or one of its copies (serkit cv's
 `train.augment.wave_variants`); `all`: every clip and every copy each epoch (the probe's rows).
-What it differs in from serkit's head: statistics are pooled per layer before the layer weights (serkit
-weights layer-normalised frames, then pools) and there are no frame masks. Results: docs/results.md.
+What it differs in from serkit's head, so its figures are a guide: statistics are pooled per layer before the
+layer weights (serkit weights layer-normalised frames, then pools); no frame masks; batches of a fixed 16 clips
+(serkit: up to 60 s of audio); PyTorch's OneCycleLR (linear, 10 % warm-up from lr/25, AdamW's beta1 cycled
+0.95-0.85) where serkit warms up linearly and decays to 0 with beta1 0.9. Results: docs/results.md.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, 
                smoothing: float = 0.1, mixup: float = 0.4, top_k: int = 5, seed: int = 0) -> dict:
     """train: the versions of the training clips (plain first, then each copy), each [N, L, F], labels train_y
     [N]; valid/test [M, L, F] plain. -> {"valid", "test": UA of the top-k average, "epochs": the chosen ones,
-    "layer_weights"}. Validation alone chooses the epochs; test is scored once, at the end."""
+    "history": validation UA of every epoch, "final_lr", "layer_weights"}. Validation alone chooses the epochs;
+    test is scored once, at the end."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     mix_rng = np.random.default_rng(seed)
@@ -141,6 +144,7 @@ def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, 
     best = sorted(kept, key=lambda k: (-k[0], k[1]))[:top_k]
     head.load_state_dict({key: sum(k[2][key].float() for k in best) / len(best) for key in best[0][2]})
     return {"valid": score(valid_x, valid_y), "test": score(test_x, test_y), "epochs": sorted(k[1] for k in best),
+            "history": [k[0] for k in kept], "final_lr": optimiser.param_groups[0]["lr"],
             "layer_weights": torch.softmax(head.weights, 0).detach().numpy().round(3).tolist()}
 
 
