@@ -29,6 +29,8 @@ import sys
 import numpy as np
 import torch
 
+from serkit.evaluation.metrics import compute_metrics  # serkit's UA: the study and `serkit cv` score alike
+
 PARTS = ("train", "valid", "test")
 
 
@@ -89,11 +91,6 @@ class PooledHead(torch.nn.Module):
         return self.linear(self.dropout(self.norm(e)))
 
 
-def unweighted_accuracy(predicted: np.ndarray, targets: np.ndarray, num_classes: int) -> float:
-    recalls = [np.mean(predicted[targets == c] == c) for c in range(num_classes) if np.any(targets == c)]
-    return 100.0 * float(np.mean(recalls))
-
-
 def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, valid_y: np.ndarray,
                test: np.ndarray, test_y: np.ndarray, num_classes: int, *, mode: str = "one", epochs: int = 25,
                lr: float = 1e-3, weight_decay: float = 1e-2, batch: int = 16, dropout: float = 0.3,
@@ -118,7 +115,7 @@ def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, 
     def score(x, y):
         head.eval()
         with torch.no_grad():
-            return unweighted_accuracy(head(x).argmax(1).numpy(), y, num_classes)
+            return 100.0 * compute_metrics(head(x).argmax(1).numpy(), y, [str(c) for c in range(num_classes)]).ua
 
     kept = []  # (valid UA, epoch, state)
     for epoch in range(epochs):
