@@ -14,10 +14,13 @@ script trains heads by SGD on those very pooled rows, in memory (a 6-fold run ta
 
 `--mode one`: each epoch deals every training clip once, as itself or one of its copies (serkit cv's
 `train.augment.wave_variants`); `all`: every clip and every copy each epoch (the probe's rows).
+Head shapes serkit does not have, to screen before building them: `--hidden N` (an MLP with one hidden layer)
+and `--layers concat` (the layers side by side instead of weighted).
 What it differs in from serkit's head, so its figures are a guide: statistics are pooled per layer before the
 layer weights (serkit weights layer-normalised frames, then pools); no frame masks; batches of a fixed 16 clips
-(serkit: up to 60 s of audio); PyTorch's OneCycleLR (linear, 10 % warm-up from lr/25, AdamW's beta1 cycled
-0.95-0.85) where serkit warms up linearly and decays to 0 with beta1 0.9. Results: docs/results.md.
+(serkit: up to 60 s of audio); by default PyTorch's OneCycleLR (linear, 10 % warm-up from lr/25, AdamW's beta1
+cycled 0.95-0.85) where serkit warms up linearly and decays to 0 with beta1 0.9 (`--schedule serkit`: serkit's
+own). Results: docs/results.md.
 """
 
 from __future__ import annotations
@@ -70,17 +73,28 @@ def epoch_rows(num_clips: int, versions: int, mode: str, generator: torch.Genera
 
 
 class PooledHead(torch.nn.Module):
-    """[B, L, F] pooled layers -> logits [B, K]: softmax layer weights (zero init: the mean of the layers),
-    batch norm without affine (serkit's `classifier.norm`), dropout, linear."""
+    """[B, L, F] pooled layers -> logits [B, K]. layers "weighted": softmax layer weights (zero init: the mean of
+    the layers) -> [B, F]; "concat": the layers side by side -> [B, L F]. Then batch norm without affine (serkit's
+    `classifier.norm`), dropout, and a linear layer (hidden 0, serkit's head) or an MLP (Linear(., hidden), GELU,
+    dropout, Linear(hidden, K))."""
 
-    def __init__(self, num_layers: int, dim: int, num_classes: int, dropout: float):
+    def __init__(self, num_layers: int, dim: int, num_classes: int, dropout: float, hidden: int = 0,
+                 layers: str = "weighted"):
         super().__init__()
-        self.weights = torch.nn.Parameter(torch.zeros(num_layers))
-        self.norm = torch.nn.BatchNorm1d(dim, affine=False)
+        if layers not in ("weighted", "concat"):
+            raise ValueError(f"layers {layers!r}: expected 'weighted' or 'concat'")
+        self.layers = layers
+        self.weights = torch.nn.Parameter(torch.zeros(num_layers), requires_grad=layers == "weighted")
+        width = dim if layers == "weighted" else num_layers * dim
+        self.norm = torch.nn.BatchNorm1d(width, affine=False)
         self.dropout = torch.nn.Dropout(dropout)
-        self.linear = torch.nn.Linear(dim, num_classes)
+        self.linear = (torch.nn.Linear(width, num_classes) if hidden == 0 else torch.nn.Sequential(
+            torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Dropout(dropout),
+            torch.nn.Linear(hidden, num_classes)))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layers == "concat":
+            return x.flatten(1)
         return torch.einsum("l,blf->bf", torch.softmax(self.weights, 0), x)
 
     def forward(self, x: torch.Tensor, mix: tuple[torch.Tensor, float] | None = None) -> torch.Tensor:
@@ -91,10 +105,26 @@ class PooledHead(torch.nn.Module):
         return self.linear(self.dropout(self.norm(e)))
 
 
+def make_schedule(optimiser: torch.optim.Optimizer, lr: float, steps: int, schedule: str):
+    """"onecycle": PyTorch's OneCycleLR (linear, 10 % warm-up from lr/25, beta1 cycled 0.95-0.85); "serkit":
+    serkit's own, a LambdaLR of `warmup_linear_decay` (10 % linear warm-up from lr/warm-up steps, then linear
+    decay to 0; beta1 stays AdamW's 0.9), as `serkit cv` builds it (training/module.py)."""
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps, pct_start=0.1,
+                                                   anneal_strategy="linear")
+    if schedule == "serkit":
+        from serkit.training.schedule import warmup_linear_decay
+
+        warmup = int(round(0.1 * steps))
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_linear_decay(step, steps, warmup))
+    raise ValueError(f"schedule {schedule!r}: expected 'onecycle' or 'serkit'")
+
+
 def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, valid_y: np.ndarray,
                test: np.ndarray, test_y: np.ndarray, num_classes: int, *, mode: str = "one", epochs: int = 25,
                lr: float = 1e-3, weight_decay: float = 1e-2, batch: int = 16, dropout: float = 0.3,
-               smoothing: float = 0.1, mixup: float = 0.4, top_k: int = 5, seed: int = 0) -> dict:
+               smoothing: float = 0.1, mixup: float = 0.4, top_k: int = 5, seed: int = 0, hidden: int = 0,
+               layers: str = "weighted", schedule: str = "onecycle") -> dict:
     """train: the versions of the training clips (plain first, then each copy), each [N, L, F], labels train_y
     [N]; valid/test [M, L, F] plain. -> {"valid", "test": UA of the top-k average, "epochs": the chosen ones,
     "history": validation UA of every epoch, "final_lr", "layer_weights"}. Validation alone chooses the epochs;
@@ -104,12 +134,11 @@ def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, 
     mix_rng = np.random.default_rng(seed)
     rows = torch.from_numpy(np.concatenate(train)).float()
     targets = torch.from_numpy(np.tile(train_y, len(train)))
-    head = PooledHead(rows.shape[1], rows.shape[2], num_classes, dropout)
+    head = PooledHead(rows.shape[1], rows.shape[2], num_classes, dropout, hidden, layers)
     optimiser = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     per_epoch = len(train_y) if mode == "one" else len(targets)
     steps = epochs * -(-per_epoch // batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps, pct_start=0.1,
-                                                   anneal_strategy="linear")
+    scheduler = make_schedule(optimiser, lr, steps, schedule)
     valid_x, test_x = torch.from_numpy(valid).float(), torch.from_numpy(test).float()
 
     def score(x, y):
@@ -124,7 +153,7 @@ def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, 
         for start in range(0, len(order), batch):
             b = order[start:start + batch]
             if len(b) < 2:  # batch norm needs two rows; the scheduler still steps, as serkit's does not skip
-                schedule.step()
+                scheduler.step()
                 continue
             soft = torch.nn.functional.one_hot(targets[b], num_classes).float()
             soft = soft * (1 - smoothing) + smoothing / num_classes
@@ -136,13 +165,14 @@ def train_head(train: list[np.ndarray], train_y: np.ndarray, valid: np.ndarray, 
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            schedule.step()
+            scheduler.step()
         kept.append((score(valid_x, valid_y), epoch, copy.deepcopy(head.state_dict())))
     best = sorted(kept, key=lambda k: (-k[0], k[1]))[:top_k]
     head.load_state_dict({key: sum(k[2][key].float() for k in best) / len(best) for key in best[0][2]})
     return {"valid": score(valid_x, valid_y), "test": score(test_x, test_y), "epochs": sorted(k[1] for k in best),
             "history": [k[0] for k in kept], "final_lr": optimiser.param_groups[0]["lr"],
-            "layer_weights": torch.softmax(head.weights, 0).detach().numpy().round(3).tolist()}
+            "layer_weights": (torch.softmax(head.weights, 0).detach().numpy().round(3).tolist()
+                              if layers == "weighted" else None)}
 
 
 def run_folds(pooled: dict, copies: int, **options) -> list[dict]:
@@ -181,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--mode", choices=("one", "all"), default="one")
     for flag, kind, default in (("epochs", int, 25), ("lr", float, 1e-3), ("weight-decay", float, 1e-2),
                                 ("batch", int, 16), ("dropout", float, 0.3), ("smoothing", float, 0.1),
-                                ("mixup", float, 0.4), ("seed", int, 0)):
+                                ("mixup", float, 0.4), ("seed", int, 0), ("hidden", int, 0)):
         h.add_argument(f"--{flag}", type=kind, default=default)
+    h.add_argument("--layers", choices=("weighted", "concat"), default="weighted")
+    h.add_argument("--schedule", choices=("onecycle", "serkit"), default="onecycle")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.step == "extract":
@@ -190,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}")
         return 0
     options = {k: getattr(args, k) for k in ("mode", "epochs", "lr", "weight_decay", "batch", "dropout", "smoothing",
-                                             "mixup", "seed")}
+                                             "mixup", "seed", "hidden", "layers", "schedule")}
     results = run_folds(dict(np.load(args.pooled)), args.copies, **options)
     for r in results:
         print(f"fold {r['fold']}: valid UA {r['valid']:.1f}, test UA {r['test']:.1f}, epochs {r['epochs']}")

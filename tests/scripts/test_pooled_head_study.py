@@ -84,3 +84,39 @@ def test_missing_copies_are_refused_naming_the_flag(study):
     pooled = {k: v for k, v in _pooled().items() if k != "copy2"}
     with pytest.raises(SystemExit, match="--copies 2: the file has no copy2"):
         study.run_folds(pooled, 2, epochs=1)
+
+
+def test_serkit_schedule_warms_up_then_decays_to_zero_as_serkit_cv_does(study):
+    from serkit.training.schedule import warmup_linear_decay
+
+    optimiser = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    scheduler = study.make_schedule(optimiser, 0.01, 20, "serkit")
+    seen = []
+    for step in range(20):
+        seen.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.01 * warmup_linear_decay(s, 20, 2) for s in range(20)])
+    assert seen[1] == pytest.approx(0.01) and optimiser.param_groups[0]["lr"] == 0.0
+    assert optimiser.param_groups[0]["betas"][0] == 0.9  # no momentum cycling, unlike OneCycleLR
+    with pytest.raises(ValueError, match="'onecycle' or 'serkit'"):
+        study.make_schedule(optimiser, 0.01, 20, "cosine")
+
+
+@pytest.mark.parametrize("options, least", [({"schedule": "serkit"}, 85), ({"hidden": 16}, 85),
+                                            ({"layers": "concat"}, 70)])  # concat: 24 inputs, 24 training clips
+def test_every_head_shape_and_schedule_learns_and_runs_its_course(study, options, least):
+    results = study.run_folds(_pooled(), 2, epochs=8, top_k=3, batch=8, lr=0.05, **options)
+    assert np.mean([r["test"] for r in results]) >= least, results  # chance: 50
+    assert all(r["final_lr"] < 0.05 / 1000 for r in results), results
+    assert study.run_folds(_pooled(), 2, epochs=8, top_k=3, batch=8, lr=0.05, **options) == results
+
+
+def test_head_shapes(study):
+    x = torch.randn(5, 3, 8)
+    mlp = study.PooledHead(3, 8, 4, 0.0, hidden=16)
+    assert mlp(x).shape == (5, 4) and sum(p.numel() for p in mlp.linear.parameters()) == 8 * 16 + 16 + 16 * 4 + 4
+    concat = study.PooledHead(3, 8, 4, 0.0, layers="concat")
+    assert concat(x).shape == (5, 4) and concat.linear.in_features == 24 and not concat.weights.requires_grad
+    with pytest.raises(ValueError, match="'weighted' or 'concat'"):
+        study.PooledHead(3, 8, 4, 0.0, layers="sum")
