@@ -90,13 +90,14 @@ def test_serkit_schedule_warms_up_then_decays_to_zero_as_serkit_cv_does(study):
     from serkit.training.schedule import warmup_linear_decay
 
     optimiser = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
-    scheduler = study.make_schedule(optimiser, 0.01, 20, "serkit")
+    scheduler = study.make_schedule(optimiser, 0.01, 17, "serkit")
     seen = []
-    for step in range(20):
+    for step in range(17):
         seen.append(optimiser.param_groups[0]["lr"])
         optimiser.step()
         scheduler.step()
-    assert seen == pytest.approx([0.01 * warmup_linear_decay(s, 20, 2) for s in range(20)])
+    # 17 steps: round(1.7) = 2 warm-up steps, as serkit cv rounds (a floor would give 1)
+    assert seen == pytest.approx([0.01 * warmup_linear_decay(s, 17, 2) for s in range(17)])
     assert seen[1] == pytest.approx(0.01) and optimiser.param_groups[0]["lr"] == 0.0
     assert optimiser.param_groups[0]["betas"][0] == 0.9  # no momentum cycling, unlike OneCycleLR
     with pytest.raises(ValueError, match="'onecycle' or 'serkit'"):
@@ -110,6 +111,25 @@ def test_every_head_shape_and_schedule_learns_and_runs_its_course(study, options
     assert np.mean([r["test"] for r in results]) >= least, results  # chance: 50
     assert all(r["final_lr"] < 0.05 / 1000 for r in results), results
     assert study.run_folds(_pooled(), 2, epochs=8, top_k=3, batch=8, lr=0.05, **options) == results
+    default = study.run_folds(_pooled(), 2, epochs=8, top_k=3, batch=8, lr=0.05)
+    assert [r["history"] for r in results] != [r["history"] for r in default]  # the option took effect
+    assert all((r["layer_weights"] is None) == (options.get("layers") == "concat") for r in results)
+
+
+def test_the_command_line_passes_the_head_options_through(study, tmp_path, capsys, monkeypatch):
+    np.savez(tmp_path / "pooled.npz", **_pooled())
+    seen = {}
+    real = study.train_head
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study, "train_head", spy)
+    assert study.main(["head", str(tmp_path / "pooled.npz"), "--epochs", "2", "--batch", "8", "--hidden", "8",
+                       "--layers", "concat", "--schedule", "serkit"]) == 0
+    assert (seen["hidden"], seen["layers"], seen["schedule"], seen["epochs"]) == (8, "concat", "serkit", 2)
+    assert "'layers': 'concat'" in capsys.readouterr().out
 
 
 def test_head_shapes(study):
