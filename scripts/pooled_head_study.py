@@ -113,9 +113,10 @@ def make_schedule(optimiser: torch.optim.Optimizer, lr: float, steps: int, sched
         return torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps, pct_start=0.1,
                                                    anneal_strategy="linear")
     if schedule == "serkit":
+        from serkit.train_config import TrainConfig
         from serkit.training.schedule import warmup_linear_decay
 
-        warmup = int(round(0.1 * steps))
+        warmup = int(round(TrainConfig.warmup * steps))  # serkit's default warm-up fraction, rounded as cv does
         return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_linear_decay(step, steps, warmup))
     raise ValueError(f"schedule {schedule!r}: expected 'onecycle' or 'serkit'")
 
