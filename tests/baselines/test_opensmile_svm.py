@@ -69,3 +69,26 @@ def test_command_prints_the_table_and_refuses_bad_input(manifest, tmp_path, caps
         assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), *probe_only,
                      "--out", str(out)]) == 1
         assert "--refit, --pooling and --wave-* apply to the probe" in capsys.readouterr().err
+
+
+def test_speaker_norm_fits_standardised_rows_and_keeps_the_cache_raw(manifest, tmp_path, monkeypatch, capsys):
+    from serkit.data.prepare import read_corpus
+    from serkit.data.speaker_norm import speaker_standardise
+
+    seen = []
+    fit = opensmile_svm.fit_fold
+    monkeypatch.setattr(opensmile_svm, "fit_fold", lambda features, *a: (seen.append(features), fit(features, *a))[1])
+    out = tmp_path / "run"
+    assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), "--folds", "1",
+                 "--c", "0.1", "--speaker-norm", "--out", str(out)]) == 0
+    assert json.loads((out / "baseline.json").read_text())["speaker_norm"] is True
+    utts = read_corpus(DataConfig(corpus="manifest", root=str(manifest), check=False)).prepared.utterances
+    raw = opensmile_svm.egemaps_features(utts, out / "egemaps.npz")  # the cache holds the raw functionals
+    expected = speaker_standardise(raw, [u.speaker for u in utts])
+    row = {u.id: i for i, u in enumerate(utts)}
+    from serkit.baselines.folds import BaselineFolds
+
+    ids = BaselineFolds(DataConfig(corpus="manifest", root=str(manifest), check=False)).part_ids(1)
+    for part in ("train", "valid", "test"):
+        np.testing.assert_allclose(seen[0][part], expected[[row[u] for u in ids[part]]], atol=1e-5)
+    assert not np.allclose(raw, expected, atol=1e-2)

@@ -242,3 +242,59 @@ def test_probe_command_with_wave_copies_records_them_and_refuses_bad_ranges(mani
     assert "--wave-speed is [1.2, 0.9]; expected [low, high]" in capsys.readouterr().err
     assert main([*common, "--wave-noise-snr-db", "10,20"]) != 0
     assert "--wave-variants is 0" in capsys.readouterr().err
+
+
+def test_speaker_norm_standardises_each_speaker_and_each_copy_on_its_own(manifest, encoder, tmp_path, monkeypatch):
+    """--speaker-norm: the rows the probe fits and scores are every speaker's pooled rows standardised by that
+    speaker's own rows (test speakers' too: no label read), each wave copy's by the same speaker's rows of that
+    copy; the record says so."""
+    from serkit.data.speaker_norm import speaker_standardise
+    from serkit.data.wave_copies import WaveCopies
+
+    torch.set_num_threads(1)
+    seen = []
+    fit = probe.fit_probe
+    monkeypatch.setattr(probe, "fit_probe", lambda features, targets, labels, *a, **k: (
+        seen.append((features, k["copies"])), fit(features, targets, labels, *a, **k))[1])
+    data_cfg = DataConfig(corpus="manifest", root=str(manifest), check=False)
+    wave = WaveCopies(variants=1, speed=[0.8, 1.2])
+    probe.run_probe(data_cfg, tmp_path, _cfg(encoder), folds=[1, 2], c_grid=(0.1,), wave=wave, speaker_norm=True)
+    assert json.loads((tmp_path / "probe.json").read_text())["speaker_norm"] is True
+    utts = read_corpus(data_cfg).prepared.utterances
+    speakers = [u.speaker for u in utts]
+    expected = speaker_standardise(probe.pooled_layers(utts, _cfg(encoder)), speakers)
+    copy = speaker_standardise(probe.pooled_layers(utts, _cfg(encoder), transform=lambda w, u: wave.make(w, u.id, 1)),
+                               speakers)
+    assert not np.allclose(copy, expected, atol=1e-3)
+    row = {u.id: i for i, u in enumerate(utts)}
+    ids = {fold: probe.BaselineFolds(data_cfg).part_ids(fold) for fold in (1, 2)}
+    for fold, (features, copies) in zip((1, 2), seen):
+        for part in ("train", "valid", "test"):
+            rows = [row[u] for u in ids[fold][part]]
+            np.testing.assert_allclose(features[part], expected[rows], atol=1e-5)
+        np.testing.assert_allclose(copies[0]["train"], copy[[row[u] for u in ids[fold]["train"]]], atol=1e-5)
+        test_speakers = {speakers[row[u]] for u in ids[fold]["test"]}
+        assert len(test_speakers) == 1  # a whole speaker, standardised by its own clips alone
+        np.testing.assert_allclose(features["test"].mean(0), 0, atol=1e-5)
+
+
+def test_speaker_norm_refuses_a_one_clip_speaker_before_encoding(manifest, encoder, tmp_path, monkeypatch, capsys):
+    lines = manifest.read_text().splitlines()
+    lonely = lines[1].rsplit(",", 1)[0] + ",lonely"
+    (tmp_path / "manifest.csv").write_text("\n".join([lines[0], *lines[2:], lonely]).replace(
+        "spk", str(manifest.parent / "spk")) + "\n")
+    monkeypatch.setattr(probe, "pooled_layers", lambda *a, **k: pytest.fail("encoded before refusing"))
+    code = main(["baseline", "probe", "--corpus", "manifest", "--root", str(tmp_path / "manifest.csv"), "--encoder",
+                 str(encoder), "--speaker-norm", "--no-cache", "--out", str(tmp_path / "out")])
+    assert code != 0
+    assert "speaker normalisation of the corpus needs at least 2 clips of every speaker; 1 speaker(s) have fewer: " \
+           "'lonely' (1)" in capsys.readouterr().err
+
+
+def test_speaker_norm_probe_gets_a_folder_of_its_own(manifest, encoder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["baseline", "probe", "--corpus", "manifest", "--root", str(manifest), "--encoder", str(encoder),
+                 "--folds", "1", "--c", "0.1", "--no-cache", "--quiet", "--pooling", "stats", "--speaker-norm"]) == 0
+    (made,) = (tmp_path / "runs").iterdir()
+    assert made.name == f"baseline_probe_manifest_{encoder.name}_stats_spknorm"
+    assert json.loads((made / "probe.json").read_text())["speaker_norm"] is True

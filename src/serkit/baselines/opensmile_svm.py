@@ -10,6 +10,9 @@ model scored on the test actors. Tables: the same cv.md / cv.csv / cv.json + plo
 Features are cached in an .npz file (default `<out>/egemaps.npz`; `features=` / `--features` to share one
 between runs, e.g. the 4-class subset after the 8 classes), keyed by audio path, segment, file size and mtime,
 so a file that changes is recomputed.
+
+speaker_norm: each speaker's functionals standardised by that speaker's own mean and std over their clips
+first (data/speaker_norm.py; the classical speaker normalisation of SER, a transductive protocol).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
 from ..data.config import DataConfig
+from ..data.speaker_norm import speaker_standardise
 from ..data.utterance import Utterance
 from ..errors import ConfigError
 from ..evaluation.metrics import Metrics, compute_metrics
@@ -93,16 +97,22 @@ def fit_fold(features: dict[str, np.ndarray], targets: dict[str, np.ndarray], la
 
 
 def run_opensmile_svm(data_cfg: DataConfig, out_dir: str | Path, folds: Sequence[int] | None = None,
-                      c_grid: Sequence[float] = C_GRID, features: str | Path | None = None
-                      ) -> tuple[CVSummary, list[FoldFit]]:
-    """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and baseline.json to `out_dir`."""
+                      c_grid: Sequence[float] = C_GRID, features: str | Path | None = None,
+                      speaker_norm: bool = False) -> tuple[CVSummary, list[FoldFit]]:
+    """Every (selected) fold of the corpus; writes cv.md/csv/json, plots and baseline.json to `out_dir`.
+    speaker_norm: standardise each speaker's functionals by their own statistics first."""
     data = BaselineFolds(data_cfg, folds)
+    speakers = [u.speaker for u in data.utterances]
+    if speaker_norm:  # refuse a one-clip speaker before extracting anything
+        speaker_standardise(np.zeros((len(speakers), 1)), speakers, "the corpus")
     all_features = egemaps_features(data.utterances, features or Path(out_dir) / FEATURE_FILE)
+    if speaker_norm:
+        all_features = speaker_standardise(all_features, speakers, "the corpus")
     fits = [FoldFit(fold, *fit_fold(fold_features, targets, data.classes, c_grid))
             for fold, fold_features, targets in data.split(all_features)]
     summary = data.write_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({data_cfg.corpus})",
                                 [(f.fold, f.test) for f in fits], "baseline.json", {
-        "features": "opensmile eGeMAPSv02 functionals (88)", "classifier": "StandardScaler + LinearSVC "
+        "features": "opensmile eGeMAPSv02 functionals (88)", "speaker_norm": speaker_norm, "classifier": "StandardScaler + LinearSVC "
         "(class_weight=balanced), C chosen by validation UA", "c_grid": list(c_grid),
         "per_fold": [{"fold": f.fold, "c": f.c, "valid_ua": f.valid.ua, "valid_ua_by_c": {str(k): v for k, v in
                       f.valid_ua_by_c.items()}, "test": f.test.to_dict()} for f in fits],

@@ -22,6 +22,10 @@ data/wave_copies.py), each training utterance's K copies are added as training r
 refit, each validation utterance's); the choice is still scored on the plain validation clips, and no test
 clip is copied. The copies come through the same feature cache, so they are encoded once for the
 probe and `serkit cv` alike.
+With speaker normalisation (data/speaker_norm.py; a transductive protocol: every speaker's clips, test speakers'
+included, give that speaker's statistics, no labels read), each speaker's pooled rows are standardised by their
+own mean and std, and each wave copy's rows by the same speaker's rows of that copy, before the view, the
+standardisation and the regression.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import torch
 
 from ..data.audio import TARGET_SAMPLE_RATE, load_audio
 from ..data.config import DataConfig
+from ..data.speaker_norm import speaker_standardise
 from ..data.utterance import Utterance
 from ..data.wave_copies import WaveCopies
 from ..downstream.mean_pool import MeanPooling
@@ -143,16 +148,22 @@ def fit_probe(pooled: dict[str, np.ndarray], targets: dict[str, np.ndarray], lab
 def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamConfig,
               folds: Sequence[int] | None = None, c_grid: Sequence[float] = C_GRID,
               cache_dir: str | Path | None = None, progress: bool = False, pooling: str = "mean",
-              refit: bool = False, wave: WaveCopies | None = None) -> tuple[CVSummary, list[ProbeFit]]:
+              refit: bool = False, wave: WaveCopies | None = None, speaker_norm: bool = False
+              ) -> tuple[CVSummary, list[ProbeFit]]:
     """Every (selected) fold of the corpus; writes cv.md/csv/json, plots, probe.json and, per fold,
     fold_<k>/predictions.csv (the chosen model's validation and test probabilities) to `out_dir`.
-    wave: fixed copies of the clips added as training rows (None: none)."""
+    wave: fixed copies of the clips added as training rows (None: none). speaker_norm: standardise each speaker's
+    rows by their own statistics first (every clip of the corpus, unlabelled, gives its speaker's)."""
     started = time.process_time()
     wave = wave or WaveCopies()
     data = BaselineFolds(data_cfg, folds)
+    if speaker_norm:  # before any encoding: a speaker with one clip is refused at once, not after an hour
+        speaker_standardise(np.zeros((len(data.utterances), 1)), [u.speaker for u in data.utterances], "the corpus")
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling)
+    if speaker_norm:
+        pooled = speaker_standardise(pooled, [u.speaker for u in data.utterances], "the corpus")
     copy_splits = [data.split(rows) for rows in _copied_rows(data, wave, refit, upstream_cfg, cache_dir, progress,
-                                                             pooling)]
+                                                             pooling, speaker_norm)]
     fits = []
     for fold, features, targets in data.split(pooled):
         copies = [next(split)[1] for split in copy_splits]  # the same fold's rows of each copy
@@ -165,7 +176,7 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
     summary = data.write_report(out_dir, f"linear probe, {upstream_cfg.source} ({data_cfg.corpus})",
                                 [(f.fold, f.test) for f in fits], "probe.json", {
         "upstream": upstream_cfg.__dict__, "pooling": pooling, "refit_on_train_and_valid": refit,
-        "wave_copies": wave.__dict__,
+        "wave_copies": wave.__dict__, "speaker_norm": speaker_norm,
         "features": f"every layer pooled over real frames ({'mean and std' if pooling == 'stats' else 'mean'})",
         "classifier": "StandardScaler + LogisticRegression (class_weight=balanced); layer view and C chosen by "
                       "validation UA", "c_grid": list(c_grid), "num_layers": int(pooled.shape[1]),
@@ -180,10 +191,10 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
 
 
 def _copied_rows(data: BaselineFolds, wave: WaveCopies, refit: bool, upstream_cfg: UpstreamConfig,
-                 cache_dir, progress: bool, pooling: str) -> list[np.ndarray]:
+                 cache_dir, progress: bool, pooling: str, speaker_norm: bool = False) -> list[np.ndarray]:
     """Per copy k = 1..wave.variants: [N, L, D] rows like `pooled_layers`'s, filled for the utterances some
     selected fold trains on (its training part; with refit, its validation part too); the rest stay 0 and are
-    never read."""
+    never read. speaker_norm: each speaker's filled rows of copy k standardised by their own statistics."""
     parts = ("train", "valid") if refit else ("train",)
     trained = {utt_id for fold in data.folds for part, ids in data.part_ids(fold).items() if part in parts
                for utt_id in ids}
@@ -192,6 +203,8 @@ def _copied_rows(data: BaselineFolds, wave: WaveCopies, refit: bool, upstream_cf
     for k in range(1, wave.variants + 1):
         some = pooled_layers([data.utterances[i] for i in rows], upstream_cfg, cache_dir, progress=progress,
                              pooling=pooling, transform=lambda wav, utt, k=k: wave.make(wav, utt.id, k))
+        if speaker_norm:
+            some = speaker_standardise(some, [data.utterances[i].speaker for i in rows], f"wave copy {k}")
         full = np.zeros((len(data.utterances), *some.shape[1:]), dtype=some.dtype)
         full[rows] = some
         copied.append(full)

@@ -1,11 +1,13 @@
 """`serkit baseline SYSTEM --corpus CORPUS --root DIR [--labels a,b,c] [--option K=V] [--folds 1,2] [--c 0.1,1]
 [--out DIR]`: a baseline on the corpus's own folds (the folds and test sets `serkit cv` uses).
 
-- `opensmile-svm [--features FILE]`: openSMILE eGeMAPSv02 + linear SVM (needs `pip install serkit[baseline]`);
+- `opensmile-svm [--features FILE] [--speaker-norm]`: openSMILE eGeMAPSv02 + linear SVM (needs `pip install serkit[baseline]`);
 - `probe --encoder SOURCE [--upstream hf|whisper] [--whisper-input pad|crop] [--pooling mean|stats]
-  [--refit] [--wave-variants K [--wave-speed LO,HI] [--wave-gain-db LO,HI] [--wave-noise-snr-db LO,HI]]
+  [--refit] [--speaker-norm] [--wave-variants K [--wave-speed LO,HI] [--wave-gain-db LO,HI] [--wave-noise-snr-db LO,HI]]
   [--cache DIR | --no-cache]`: the linear probe of a frozen encoder (every layer pooled, logistic regression;
   layer and C chosen on validation; --refit: trained again on training + validation actors before the test;
+  --speaker-norm (both systems): each speaker's features standardised by their own statistics over their
+  clips before the classifier, a transductive protocol (data/speaker_norm.py);
   --wave-variants: K fixed speed/gain/noise copies of each training clip added as training rows, the copies
   `train.augment.wave_variants` trains on), reading and filling the same feature cache as `serkit cv`."""
 
@@ -40,6 +42,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="probe: pool each layer's frames by their mean (default, as SUPERB and EmoBox) or mean + std")
     p.add_argument("--refit", action="store_true", help="probe: train the chosen layer view and C again on the "
                                                          "training and validation actors together before testing")
+    p.add_argument("--speaker-norm", action="store_true",
+                   help="both: standardise each speaker's features by that speaker's own mean and std over "
+                        "their clips (test speakers' too, no labels read: a transductive protocol)")
     p.add_argument("--wave-variants", type=int, default=0,
                    help="probe: add K fixed speed/gain/noise copies of each training clip as training rows (default 0)")
     from ..data.wave_copies import DEFAULTS
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                                         "freeze": "all", **whisper_input}, "upstream")
         summary, fits = run_probe(data, out, upstream_cfg, folds, c_grid, None if args.no_cache else args.cache,
                                   progress=not args.quiet, pooling=args.pooling, refit=args.refit,
-                                  wave=_wave_copies(args))
+                                  wave=_wave_copies(args), speaker_norm=args.speaker_norm)
         chosen = "layer view and C chosen per fold: " + ", ".join(f"{f.fold}: {f.view} C={f.c:g}" for f in fits)
     else:
         from ..baselines.opensmile_svm import run_opensmile_svm
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         if args.refit or args.pooling != "mean" or wave:  # the probe's options: silently ignored, they would mislead
             raise ConfigError("--refit, --pooling and --wave-* apply to the probe; opensmile-svm has none of them")
 
-        summary, fits = run_opensmile_svm(data, out, folds, c_grid, args.features)
+        summary, fits = run_opensmile_svm(data, out, folds, c_grid, args.features, speaker_norm=args.speaker_norm)
         chosen = "C chosen per fold: " + ", ".join(f"{f.fold}: {f.c:g}" for f in fits)
     print(f"{summary.to_markdown()}\n{chosen}\nreport: {out}")
     return 0
@@ -111,8 +116,9 @@ def _wave_copies(args: argparse.Namespace):
 
 def _default_out(args: argparse.Namespace) -> str:
     out = f"runs/baseline_{args.system.replace('-', '_')}_{args.corpus}"
+    spknorm = "_spknorm" if args.speaker_norm else ""
     if args.system != "probe" or not args.encoder:
-        return out
+        return out + spknorm
     import re
 
     encoder = re.sub(r"[^A-Za-z0-9._-]+", "_", args.encoder.rstrip("/").split("/")[-1])  # a folder's or hub id's name
@@ -125,4 +131,4 @@ def _default_out(args: argparse.Namespace) -> str:
         wave = f"_wave{copies.variants}" + "".join(f"_{flag}{bounds[0]:g}_{bounds[1]:g}"
                                                    for flag, bounds in ranges.items()
                                                    if not is_default(flag.replace("-", "_"), bounds))
-    return f"{out}_{encoder}_{args.pooling}{'_refit' if args.refit else ''}{wave}"
+    return f"{out}_{encoder}_{args.pooling}{spknorm}{'_refit' if args.refit else ''}{wave}"

@@ -1,0 +1,46 @@
+"""Speaker normalisation: each speaker's per-clip features standardised by that speaker's own statistics.
+
+Why: much of what separates two clips in a frozen encoder's pooled features is who speaks, not how they feel.
+Subtracting each speaker's mean and dividing by their standard deviation, feature by feature, over that
+speaker's own clips (speaker-level z-normalisation, a classic of SER: Busso et al., "Iterative feature
+normalization scheme for automatic emotion detection from speech", IEEE TAC 2013) leaves how a clip differs
+from the speaker's usual voice.
+
+It reads no labels, but it needs a set of clips of every speaker, test speakers included: a transductive
+protocol (a batch of one speaker's recordings, a long recording's segments), reported apart from results on
+single clips. The statistics are only as good as the speaker's reference clips: on RAVDESS every actor's clips
+cover the 8 emotions evenly, the best case; fewer clips, or clips of one emotion, give less (docs/results.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+MIN_CLIPS = 2  # one clip would standardise to all zeros: its speaker's statistics are the clip itself
+EPS = 1e-5  # added to each std, so a feature constant over one speaker's clips maps to 0, not to inf
+
+
+def speaker_standardise(features: np.ndarray, speakers: Sequence[str], what: str = "features") -> np.ndarray:
+    """features [N, ...] (row i: one clip of speakers[i]) -> [N, ...] float32: each speaker's rows minus the mean,
+    divided by the std (+ EPS), of that speaker's rows, element by element. what: how an error names the rows.
+    Refuses a speaker with fewer than MIN_CLIPS rows, naming them."""
+    if len(speakers) != len(features):
+        raise ConfigError(f"speaker normalisation of {what}: {len(features)} rows but {len(speakers)} speakers")
+    counts = Counter(speakers)
+    few = sorted(s for s, n in counts.items() if n < MIN_CLIPS)
+    if few:
+        shown = ", ".join(f"{s!r} ({counts[s]})" for s in few[:5]) + (f" and {len(few) - 5} more" if len(few) > 5 else "")
+        raise ConfigError(f"speaker normalisation of {what} needs at least {MIN_CLIPS} clips of every speaker; "
+                          f"{len(few)} speaker(s) have fewer: {shown}. Drop them, or run without speaker normalisation")
+    out = np.empty(features.shape, dtype=np.float32)
+    speakers = np.asarray(speakers)
+    for speaker in counts:
+        rows = speakers == speaker
+        mine = features[rows].astype(np.float64)
+        out[rows] = (mine - mine.mean(axis=0)) / (mine.std(axis=0) + EPS)
+    return out

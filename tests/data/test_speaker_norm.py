@@ -1,0 +1,58 @@
+"""Speaker normalisation (data/speaker_norm.py): each speaker's rows standardised by that speaker's own rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serkit.data.speaker_norm import speaker_standardise
+from serkit.errors import ConfigError
+
+
+def _rows(seed=0, shape=(3, 4)):
+    rng = np.random.default_rng(seed)
+    speakers = ["a"] * 5 + ["b"] * 7 + ["c"] * 4
+    return rng.normal(size=(len(speakers), *shape)) * 3 + 10, speakers
+
+
+def test_each_speaker_has_zero_mean_and_unit_std_per_element():
+    x, speakers = _rows()
+    out = speaker_standardise(x, speakers)
+    assert out.shape == x.shape and out.dtype == np.float32
+    for speaker in set(speakers):
+        mine = out[np.array(speakers) == speaker]
+        np.testing.assert_allclose(mine.mean(0), 0, atol=1e-5)
+        np.testing.assert_allclose(mine.std(0), 1, atol=1e-3)
+
+
+def test_a_speakers_offset_and_scale_vanish_and_other_speakers_do_not_matter():
+    """What it is for: a per-speaker affine change of the features (a voice higher, louder, ...) leaves the
+    standardised rows as they were, and one speaker's rows never depend on another's."""
+    x, speakers = _rows()
+    base = speaker_standardise(x, speakers)
+    b = np.array(speakers) == "b"
+    shifted = x.copy()
+    shifted[b] = shifted[b] * 2.5 - 40  # speaker b's every feature scaled and shifted
+    np.testing.assert_allclose(speaker_standardise(shifted, speakers), base, atol=1e-4)
+    others = x.copy()
+    others[~b] = np.random.default_rng(1).normal(size=others[~b].shape)  # everyone else's rows replaced
+    np.testing.assert_array_equal(speaker_standardise(others, speakers)[b], base[b])
+
+
+def test_a_constant_feature_becomes_zero_not_inf():
+    x, speakers = _rows()
+    x[:, 0, 0] = 7.0
+    out = speaker_standardise(x, speakers)
+    assert np.isfinite(out).all() and (out[:, 0, 0] == 0).all()
+
+
+def test_refuses_speakers_with_one_clip_naming_them_and_a_row_count_mismatch():
+    x, speakers = _rows()
+    speakers = speakers[:-1] + ["lonely"]
+    with pytest.raises(ConfigError, match=r"at least 2 clips of every speaker; 1 speaker\(s\) have fewer: 'lonely' \(1\)"):
+        speaker_standardise(x, speakers, "the corpus")
+    many = [f"s{i}" for i in range(len(x))]
+    with pytest.raises(ConfigError, match=r"16 speaker\(s\) have fewer: .* and 11 more"):
+        speaker_standardise(x, many)
+    with pytest.raises(ConfigError, match="of wave copy 2: 16 rows but 3 speakers"):
+        speaker_standardise(x, ["a", "b", "c"], "wave copy 2")
