@@ -39,8 +39,8 @@ PARTS = ("train", "valid", "test")
 
 def extract(root: str, encoder: str, cache: str, copies: int, out: str, options: list[str]) -> dict:
     """Writes `out` (.npz): "plain" and "copy1".."copyK" [N, L, 2 D] float32 (each layer's mean then std over the
-    real frames, serkit's probe's "stats" pooling), "ids", "labels", "classes", and per fold k "f<k>_<part>"
-    (utterance ids). Every copy is made for every clip (each clip trains in some fold)."""
+    real frames, serkit's probe's "stats" pooling), "ids", "labels", "speakers", "classes", and per fold k
+    "f<k>_<part>" (utterance ids). Every copy is made for every clip (each clip trains in some fold)."""
     from serkit.baselines.folds import BaselineFolds
     from serkit.baselines.probe import pooled_layers
     from serkit.commands.data import data_config
@@ -57,6 +57,7 @@ def extract(root: str, encoder: str, cache: str, copies: int, out: str, options:
     for fold in data.folds:
         arrays.update({f"f{fold}_{part}": np.array(ids) for part, ids in data.part_ids(fold).items()})
     np.savez(out, ids=np.array([u.id for u in data.utterances]), labels=np.array([u.label for u in data.utterances]),
+             speakers=np.array([u.speaker for u in data.utterances]),
              classes=np.array(data.classes), **arrays)
     return arrays
 

@@ -287,7 +287,7 @@ def test_speaker_norm_refuses_a_one_clip_speaker_before_encoding(manifest, encod
     code = main(["baseline", "probe", "--corpus", "manifest", "--root", str(tmp_path / "manifest.csv"), "--encoder",
                  str(encoder), "--speaker-norm", "--no-cache", "--out", str(tmp_path / "out")])
     assert code != 0
-    assert "speaker normalisation of the corpus needs at least 2 clips of every speaker; 1 speaker(s) have fewer: " \
+    assert "speaker normalisation of the corpus needs at least 2 reference clips of every speaker; 1 speaker(s) have fewer: " \
            "'lonely' (1)" in capsys.readouterr().err
 
 

@@ -49,10 +49,27 @@ def test_a_constant_feature_becomes_zero_not_inf():
 def test_refuses_speakers_with_one_clip_naming_them_and_a_row_count_mismatch():
     x, speakers = _rows()
     speakers = speakers[:-1] + ["lonely"]
-    with pytest.raises(ConfigError, match=r"at least 2 clips of every speaker; 1 speaker\(s\) have fewer: 'lonely' \(1\)"):
+    with pytest.raises(ConfigError, match=r"at least 2 reference clips of every speaker; 1 speaker\(s\) have fewer: 'lonely' \(1\)"):
         speaker_standardise(x, speakers, "the corpus")
     many = [f"s{i}" for i in range(len(x))]
     with pytest.raises(ConfigError, match=r"16 speaker\(s\) have fewer: .* and 11 more"):
         speaker_standardise(x, many)
     with pytest.raises(ConfigError, match="of wave copy 2: 16 rows but 3 speakers"):
         speaker_standardise(x, ["a", "b", "c"], "wave copy 2")
+
+
+def test_a_reference_subset_gives_the_statistics_and_every_row_is_standardised_by_them():
+    x, speakers = _rows()
+    reference = np.zeros(len(x), dtype=bool)
+    reference[[0, 2, 5, 6, 7, 12, 15]] = True  # a, a, b, b, b, c, c
+    out = speaker_standardise(x, speakers, reference=reference)
+    for speaker in set(speakers):
+        rows = np.array(speakers) == speaker
+        ref = x[rows & reference]
+        np.testing.assert_allclose(out[rows], (x[rows] - ref.mean(0)) / (ref.std(0) + 1e-5), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(out, speaker_standardise(x, speakers), atol=1e-2)
+    reference[12] = False  # c keeps one reference clip
+    with pytest.raises(ConfigError, match=r"1 speaker\(s\) have fewer: 'c' \(1\)"):
+        speaker_standardise(x, speakers, reference=reference)
+    with pytest.raises(ConfigError, match=r"reference mask of shape \(3,\) for 16 rows"):
+        speaker_standardise(x, speakers, reference=np.ones(3, dtype=bool))

@@ -25,22 +25,29 @@ MIN_CLIPS = 2  # one clip would standardise to all zeros: its speaker's statisti
 EPS = 1e-5  # added to each std, so a feature constant over one speaker's clips maps to 0, not to inf
 
 
-def speaker_standardise(features: np.ndarray, speakers: Sequence[str], what: str = "features") -> np.ndarray:
+def speaker_standardise(features: np.ndarray, speakers: Sequence[str], what: str = "features",
+                        reference: np.ndarray | None = None) -> np.ndarray:
     """features [N, ...] (row i: one clip of speakers[i]) -> [N, ...] float32: each speaker's rows minus the mean,
-    divided by the std (+ EPS), of that speaker's rows, element by element. what: how an error names the rows.
-    Refuses a speaker with fewer than MIN_CLIPS rows, naming them."""
+    divided by the std (+ EPS), of that speaker's reference rows, element by element. reference: bool [N], which
+    rows give their speaker's statistics (None: all of them; a subset: an enrolment of a few clips). what: how an
+    error names the rows. Refuses a speaker with fewer than MIN_CLIPS reference rows, naming them."""
     if len(speakers) != len(features):
         raise ConfigError(f"speaker normalisation of {what}: {len(features)} rows but {len(speakers)} speakers")
-    counts = Counter(speakers)
+    reference = np.ones(len(features), dtype=bool) if reference is None else np.asarray(reference, dtype=bool)
+    if reference.shape != (len(features),):
+        raise ConfigError(f"speaker normalisation of {what}: reference mask of shape {reference.shape} for "
+                          f"{len(features)} rows")
+    counts = Counter(s for s, ref in zip(speakers, reference) if ref)
+    counts.update({s: 0 for s in speakers if s not in counts})
     few = sorted(s for s, n in counts.items() if n < MIN_CLIPS)
     if few:
         shown = ", ".join(f"{s!r} ({counts[s]})" for s in few[:5]) + (f" and {len(few) - 5} more" if len(few) > 5 else "")
-        raise ConfigError(f"speaker normalisation of {what} needs at least {MIN_CLIPS} clips of every speaker; "
+        raise ConfigError(f"speaker normalisation of {what} needs at least {MIN_CLIPS} reference clips of every speaker; "
                           f"{len(few)} speaker(s) have fewer: {shown}. Drop them, or run without speaker normalisation")
     out = np.empty(features.shape, dtype=np.float32)
     speakers = np.asarray(speakers)
     for speaker in counts:
         rows = speakers == speaker
-        mine = features[rows].astype(np.float64)
-        out[rows] = (mine - mine.mean(axis=0)) / (mine.std(axis=0) + EPS)
+        ref = features[rows & reference].astype(np.float64)
+        out[rows] = (features[rows] - ref.mean(axis=0)) / (ref.std(axis=0) + EPS)
     return out
