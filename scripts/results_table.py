@@ -5,8 +5,9 @@
 The YAML lists one entry per row: `system`, `encoder`, `classes` (8 or 4), `run` (a folder under RUNS_DIR
 holding a `serkit cv` run's cv.json + cost.json, or a `serkit baseline` run's cv.json + probe.json /
 baseline.json) and `command` (what produced it) and an `id` shared by a system's 8- and 4-class rows; optional `pairs` lists
-paired comparisons `{name, a, b}` by row id (a - b, fold by fold). Every number comes from the run folders: nothing is
-typed in by hand.
+paired comparisons `{name, a, b}` by row id (a - b, fold by fold). Optional `protocol`: "clip" (the default: every clip
+scored on its own) or "speaker" (features normalised per speaker over that speaker's clips, test speakers' included:
+a transductive protocol, tabled apart). Every number comes from the run folders: nothing is typed in by hand.
 
 Refit runs (`train.refit`) report no best single checkpoint (theirs trained on other data than the tested
 model), so they get no averaged-vs-best comparison; their epochs per fold count the refit's too.
@@ -36,7 +37,7 @@ def load_row(entry: dict, runs: Path) -> dict:
                 "trainable_params": max(c["trainable_params"] for c in folds_cost)}
     row = {
         "id": entry["id"], "system": entry["system"], "encoder": entry["encoder"], "folds": entry.get("folds", "emobox"),
-        "classes": entry["classes"], "command": entry["command"],
+        "classes": entry["classes"], "command": entry["command"], "protocol": protocol_of(entry),
         "fold_ids": [f["fold"] for f in folds],
         "ua": 100 * cv["summary"]["ua"]["mean"], "wa": 100 * cv["summary"]["wa"]["mean"],
         "ua_std": 100 * cv["summary"]["ua"]["std"], "wa_std": 100 * cv["summary"]["wa"]["std"],
@@ -55,6 +56,16 @@ def load_row(entry: dict, runs: Path) -> dict:
     return row
 
 
+PROTOCOLS = ("clip", "speaker")
+
+
+def protocol_of(entry: dict) -> str:
+    protocol = entry.get("protocol", "clip")
+    if protocol not in PROTOCOLS:
+        raise SystemExit(f"row {entry.get('id')!r}: protocol {protocol!r}, expected one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
 def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key: str = "ua_per_fold"
            ) -> tuple[float, float, list[str]]:
     """Mean and std of a - b over the folds both ran (a run cut short compares on the folds it finished)."""
@@ -64,11 +75,11 @@ def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key:
     return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0, common
 
 
-def markdown(rows: list[dict], classes: int) -> str:
+def markdown(rows: list[dict], classes: int, protocol: str = "clip") -> str:
     lines = ["| system | encoder | " + " | ".join(f"fold {i}" for i in range(1, 7))
              + " | WA | UA | best-ckpt UA | trainable | CPU s | CPU s / epoch |",
              "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|---:|---:|"]
-    for r in (r for r in rows if r["classes"] == classes):
+    for r in (r for r in rows if r["classes"] == classes and r.get("protocol", "clip") == protocol):
         scores = dict(zip(r["fold_ids"], zip(r["wa_per_fold"], r["ua_per_fold"])))
         per_fold = " | ".join(f"{scores[str(i)][0]:.1f} / {scores[str(i)][1]:.1f}" if str(i) in scores else "—"
                               for i in range(1, 7))
@@ -104,7 +115,7 @@ def main() -> None:
             kept = earlier.get((entry["id"], entry["classes"]))
             if kept is not None and kept["command"] == entry["command"]:
                 print(f"(kept from {args.json}: {entry['system']}, {entry['classes']} classes: {entry['run']})")
-                rows.append({**kept, "carried": True})
+                rows.append({"protocol": "clip", **kept, "carried": True})
             else:
                 print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
             continue
@@ -141,11 +152,16 @@ def main() -> None:
 HEADINGS = {8: "### 8 classes (1440 files; chance 12.5 %)\n\nPer fold: WA / UA (%) on the test actors; serkit systems "
                "report the average of their top-5 checkpoints.",
             4: "### 4 classes: neutral, happy, angry, sad (672 files; chance 25 %)"}
+SPEAKER_HEADING = ("### Speaker-normalised (transductive), {classes} classes\n\nEach speaker's features standardised by "
+                   "that speaker's own clips, test speakers' included (no labels read): not comparable with the "
+                   "tables above or with EmoBox's.")
 START, END = "<!-- EMOBOX-TABLES -->", "<!-- /EMOBOX-TABLES -->"
 
 
 def tables(rows: list[dict], comparisons: list[dict]) -> str:
     parts = [f"{HEADINGS[classes]}\n\n{markdown(rows, classes)}" for classes in (8, 4)]
+    parts += [f"{SPEAKER_HEADING.format(classes=classes)}\n\n{markdown(rows, classes, 'speaker')}" for classes in (8, 4)
+              if any(r.get("protocol") == "speaker" and r["classes"] == classes for r in rows)]
     if comparisons:
         lines = ["### Paired differences (a − b, fold by fold, mean ± std)", "",
                  "| comparison | classes | folds | UA (points) | WA (points) |", "|---|---:|---|---:|---:|"]

@@ -1,9 +1,10 @@
 """`serkit baseline SYSTEM --corpus CORPUS --root DIR [--labels a,b,c] [--option K=V] [--folds 1,2] [--c 0.1,1]
 [--out DIR]`: a baseline on the corpus's own folds (the folds and test sets `serkit cv` uses).
 
-- `opensmile-svm [--features FILE] [--speaker-norm]`: openSMILE eGeMAPSv02 + linear SVM (needs `pip install serkit[baseline]`);
-- `probe --encoder SOURCE [--upstream hf|whisper] [--whisper-input pad|crop] [--pooling mean|stats]
-  [--refit] [--speaker-norm] [--wave-variants K [--wave-speed LO,HI] [--wave-gain-db LO,HI] [--wave-noise-snr-db LO,HI]]
+- `opensmile-svm [--features FILE] [--speaker-norm]`: openSMILE eGeMAPSv02 + linear SVM (needs
+  `pip install serkit[baseline]`);
+- `probe --encoder SOURCE [--upstream hf|whisper] [--whisper-input pad|crop] [--pooling mean|stats] [--refit]
+  [--speaker-norm] [--wave-variants K [--wave-speed LO,HI] [--wave-gain-db LO,HI] [--wave-noise-snr-db LO,HI]]
   [--cache DIR | --no-cache]`: the linear probe of a frozen encoder (every layer pooled, logistic regression;
   layer and C chosen on validation; --refit: trained again on training + validation actors before the test;
   --speaker-norm (both systems): each speaker's features standardised by their own statistics over their

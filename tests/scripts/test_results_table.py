@@ -1,0 +1,43 @@
+"""scripts/results_table.py: rows of the speaker-normalised (transductive) protocol are tabled apart from the
+per-clip rows, and an unknown protocol is refused."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "results_table.py"
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(system: str, classes: int, ua: float, protocol: str | None) -> dict:
+    row = {"id": system, "system": system, "encoder": "enc", "classes": classes, "fold_ids": ["1", "2"],
+           "ua": ua, "wa": ua, "ua_std": 1.0, "wa_std": 1.0, "ua_per_fold": [ua - 1, ua + 1],
+           "wa_per_fold": [ua - 1, ua + 1], "trainable_params": 10, "cpu_seconds": 5}
+    return row if protocol is None else {**row, "protocol": protocol}
+
+
+def test_speaker_rows_get_tables_of_their_own(table):
+    rows = [_row("plain probe", 8, 70.0, None), _row("normed probe", 8, 80.0, "speaker"),
+            _row("plain probe 4", 4, 85.0, "clip")]
+    text = table.tables(rows, [])
+    clip, speaker = text.split("### Speaker-normalised (transductive), 8 classes")
+    assert "plain probe" in clip and "normed probe" not in clip and "plain probe 4" in clip
+    assert "normed probe" in speaker and "plain probe" not in speaker
+    assert "Speaker-normalised (transductive), 4 classes" not in text  # no 4-class speaker row: no empty table
+
+
+def test_protocol_of_defaults_to_clip_and_refuses_others(table):
+    assert table.protocol_of({"id": "a"}) == "clip"
+    assert table.protocol_of({"id": "a", "protocol": "speaker"}) == "speaker"
+    with pytest.raises(SystemExit, match="row 'a': protocol 'session'"):
+        table.protocol_of({"id": "a", "protocol": "session"})
