@@ -18,6 +18,7 @@ from their reference clips (each wave copy's from the same clips' copies):
   2013 normalise). A user knows this of their enrolment clips; here the reference clips of a test speaker are
   also among the clips scored, so read it as an upper bound for such an enrolment;
 - none: no normalisation.
+--center-only subtracts each speaker's mean and keeps the scale (a std from a few clips is noisy).
 Results: docs/results.md.
 """
 
@@ -59,8 +60,9 @@ def reference_rows(speakers: np.ndarray, labels: np.ndarray, reference: str, see
     raise SystemExit(f"--reference {reference!r}: expected all, none, random:K (K >= 2) or labels:a,b")
 
 
-def normalised(pooled: dict, copies: int, reference: str, seed: int = 0) -> dict:
-    """The file's arrays with "plain" and "copy1".."copyK" standardised per speaker by their reference rows."""
+def normalised(pooled: dict, copies: int, reference: str, seed: int = 0, scale: bool = True) -> dict:
+    """The file's arrays with "plain" and "copy1".."copyK" standardised per speaker by their reference rows
+    (scale=False: centred only)."""
     if "speakers" not in pooled:
         raise SystemExit("the file has no speakers: write it again with pooled_head_study.py extract")
     versions = ["plain"] + [f"copy{k}" for k in range(1, copies + 1)]
@@ -71,7 +73,8 @@ def normalised(pooled: dict, copies: int, reference: str, seed: int = 0) -> dict
     if mask is None:
         return dict(pooled)
     speakers = [str(s) for s in pooled["speakers"]]
-    return {**pooled, **{v: speaker_standardise(pooled[v], speakers, v, reference=mask) for v in versions}}
+    return {**pooled, **{v: speaker_standardise(pooled[v], speakers, v, reference=mask, scale=scale)
+                         for v in versions}}
 
 
 def run_folds(pooled: dict, copies: int) -> list[dict]:
@@ -97,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--reference", default="all", help="all | none | random:K | labels:a,b (default all)")
     parser.add_argument("--seed", type=int, default=0, help="random:K's draw")
+    parser.add_argument("--center-only", action="store_true", help="subtract each speaker's mean, do not divide by "
+                                                                       "the std")
     parser.add_argument("--write", help="write the normalised arrays to this .npz instead of running the probe")
     args = parser.parse_args(argv)
-    pooled = normalised(dict(np.load(args.pooled)), args.copies, args.reference, args.seed)
+    pooled = normalised(dict(np.load(args.pooled)), args.copies, args.reference, args.seed, not args.center_only)
     if args.write:
         np.savez(args.write, **pooled)
         print(f"wrote {args.write}")
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"fold {r['fold']}: valid UA {r['valid']:.1f}, test UA {r['test']:.1f} ({r['view']}, C={r['c']:g})")
     valid, test = (np.array([r[k] for r in results]) for k in ("valid", "test"))
-    print(f"reference {args.reference} copies {args.copies}: valid UA {valid.mean():.2f}, test UA {test.mean():.2f} "
+    centred = " centred only" if args.center_only else ""
+    print(f"reference {args.reference}{centred} copies {args.copies}: valid UA {valid.mean():.2f}, test UA {test.mean():.2f} "
           f"± {test.std(ddof=1) if len(test) > 1 else 0:.2f} per fold {test.round(1).tolist()}")
     return 0
 

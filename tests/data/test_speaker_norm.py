@@ -73,3 +73,11 @@ def test_a_reference_subset_gives_the_statistics_and_every_row_is_standardised_b
         speaker_standardise(x, speakers, reference=reference)
     with pytest.raises(ConfigError, match=r"reference mask of shape \(3,\) for 16 rows"):
         speaker_standardise(x, speakers, reference=np.ones(3, dtype=bool))
+
+
+def test_scale_false_centres_each_speaker_and_keeps_the_scale():
+    x, speakers = _rows()
+    out = speaker_standardise(x, speakers, scale=False)
+    for speaker in set(speakers):
+        rows = np.array(speakers) == speaker
+        np.testing.assert_allclose(out[rows], x[rows] - x[rows].mean(0), atol=1e-4)

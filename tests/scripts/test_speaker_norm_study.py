@@ -66,6 +66,10 @@ def test_every_version_is_standardised_by_its_own_reference_rows(study):
         expected = speaker_standardise(pooled[version], list(pooled["speakers"]), reference=mask)
         np.testing.assert_array_equal(out[version], expected)
         np.testing.assert_allclose(out[version][mask & (pooled["speakers"] == "s3")].mean(0), 0, atol=1e-5)
+    centred = study.normalised(pooled, 1, "labels:a", scale=False)["plain"]
+    np.testing.assert_allclose(centred, speaker_standardise(pooled["plain"], list(pooled["speakers"]), reference=mask,
+                                                            scale=False))
+    assert not np.allclose(centred, out["plain"], atol=1e-2)
     assert study.normalised(pooled, 1, "none")["plain"] is pooled["plain"]
     with pytest.raises(SystemExit, match="no copy2"):
         study.normalised(pooled, 2, "all")
@@ -84,5 +88,7 @@ def test_the_probe_over_folds_gains_when_the_speakers_offsets_are_removed(study,
     np.savez(path, **pooled)
     assert study.main([str(path), "--copies", "1", "--reference", "random:6"]) == 0
     assert "reference random:6 copies 1: valid UA" in capsys.readouterr().out
+    assert study.main([str(path), "--copies", "1", "--reference", "random:6", "--center-only"]) == 0
+    assert "reference random:6 centred only copies 1: valid UA" in capsys.readouterr().out
     assert study.main([str(path), "--copies", "1", "--write", str(tmp_path / "n.npz")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "n.npz")["plain"], study.normalised(pooled, 1, "all")["plain"])

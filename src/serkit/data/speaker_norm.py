@@ -26,11 +26,12 @@ EPS = 1e-5  # added to each std, so a feature constant over one speaker's clips 
 
 
 def speaker_standardise(features: np.ndarray, speakers: Sequence[str], what: str = "features",
-                        reference: np.ndarray | None = None) -> np.ndarray:
+                        reference: np.ndarray | None = None, scale: bool = True) -> np.ndarray:
     """features [N, ...] (row i: one clip of speakers[i]) -> [N, ...] float32: each speaker's rows minus the mean,
     divided by the std (+ EPS), of that speaker's reference rows, element by element. reference: bool [N], which
-    rows give their speaker's statistics (None: all of them; a subset: an enrolment of a few clips). what: how an
-    error names the rows. Refuses a speaker with fewer than MIN_CLIPS reference rows, naming them."""
+    rows give their speaker's statistics (None: all of them; a subset: an enrolment of a few clips). scale=False:
+    subtract the mean only (a std from a few clips is noisy). what: how an error names the rows. Refuses a
+    speaker with fewer than MIN_CLIPS reference rows, naming them."""
     if len(speakers) != len(features):
         raise ConfigError(f"speaker normalisation of {what}: {len(features)} rows but {len(speakers)} speakers")
     reference = np.ones(len(features), dtype=bool) if reference is None else np.asarray(reference, dtype=bool)
@@ -49,5 +50,6 @@ def speaker_standardise(features: np.ndarray, speakers: Sequence[str], what: str
     for speaker in counts:
         rows = speakers == speaker
         ref = features[rows & reference].astype(np.float64)
-        out[rows] = (features[rows] - ref.mean(axis=0)) / (ref.std(axis=0) + EPS)
+        centred = features[rows] - ref.mean(axis=0)
+        out[rows] = centred / (ref.std(axis=0) + EPS) if scale else centred
     return out
