@@ -115,7 +115,7 @@ def main() -> None:
             kept = earlier.get((entry["id"], entry["classes"]))
             if kept is not None and kept["command"] == entry["command"]:
                 print(f"(kept from {args.json}: {entry['system']}, {entry['classes']} classes: {entry['run']})")
-                rows.append({"protocol": "clip", **kept, "carried": True})
+                rows.append({**kept, "protocol": protocol_of(entry), "carried": True})
             else:
                 print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
             continue
@@ -152,16 +152,16 @@ def main() -> None:
 HEADINGS = {8: "### 8 classes (1440 files; chance 12.5 %)\n\nPer fold: WA / UA (%) on the test actors; serkit systems "
                "report the average of their top-5 checkpoints.",
             4: "### 4 classes: neutral, happy, angry, sad (672 files; chance 25 %)"}
-SPEAKER_HEADING = ("### Speaker-normalised (transductive), {classes} classes\n\nEach speaker's features standardised by "
-                   "that speaker's own clips, test speakers' included (no labels read): not comparable with the "
+SPEAKER_HEADING = ("### Speaker-normalised (transductive), {classes} classes\n\nEach speaker's features standardised "
+                   "by that speaker's own clips, test speakers' included (no labels read): not comparable with the "
                    "tables above or with EmoBox's.")
 START, END = "<!-- EMOBOX-TABLES -->", "<!-- /EMOBOX-TABLES -->"
 
 
 def tables(rows: list[dict], comparisons: list[dict]) -> str:
     parts = [f"{HEADINGS[classes]}\n\n{markdown(rows, classes)}" for classes in (8, 4)]
-    parts += [f"{SPEAKER_HEADING.format(classes=classes)}\n\n{markdown(rows, classes, 'speaker')}" for classes in (8, 4)
-              if any(r.get("protocol") == "speaker" and r["classes"] == classes for r in rows)]
+    parts += [f"{SPEAKER_HEADING.format(classes=classes)}\n\n{markdown(rows, classes, 'speaker')}"
+              for classes in (8, 4) if any(r.get("protocol") == "speaker" and r["classes"] == classes for r in rows)]
     if comparisons:
         lines = ["### Paired differences (a − b, fold by fold, mean ± std)", "",
                  "| comparison | classes | folds | UA (points) | WA (points) |", "|---|---:|---|---:|---:|"]

@@ -36,7 +36,8 @@ PARTS = ("train", "valid", "test")
 
 
 def reference_rows(speakers: np.ndarray, labels: np.ndarray, reference: str, seed: int = 0) -> np.ndarray | None:
-    """-> bool [N]: the rows that give their speaker's statistics (None: "none", no normalisation)."""
+    """speakers, labels [N] (one per clip) -> bool [N]: the rows that give their speaker's statistics (None:
+    "none", no normalisation)."""
     if reference == "none":
         return None
     if reference == "all":
@@ -61,8 +62,8 @@ def reference_rows(speakers: np.ndarray, labels: np.ndarray, reference: str, see
 
 
 def normalised(pooled: dict, copies: int, reference: str, seed: int = 0, scale: bool = True) -> dict:
-    """The file's arrays with "plain" and "copy1".."copyK" standardised per speaker by their reference rows
-    (scale=False: centred only)."""
+    """The file's arrays ("plain", "copy1".."copyK": [N, L, F]; "speakers", "labels": [N]) with every version
+    standardised per speaker by its own reference rows (scale=False: centred only); the rest as they are."""
     if "speakers" not in pooled:
         raise SystemExit("the file has no speakers: write it again with pooled_head_study.py extract")
     versions = ["plain"] + [f"copy{k}" for k in range(1, copies + 1)]
@@ -114,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fold {r['fold']}: valid UA {r['valid']:.1f}, test UA {r['test']:.1f} ({r['view']}, C={r['c']:g})")
     valid, test = (np.array([r[k] for r in results]) for k in ("valid", "test"))
     centred = " centred only" if args.center_only else ""
-    print(f"reference {args.reference}{centred} copies {args.copies}: valid UA {valid.mean():.2f}, test UA {test.mean():.2f} "
-          f"± {test.std(ddof=1) if len(test) > 1 else 0:.2f} per fold {test.round(1).tolist()}")
+    spread = test.std(ddof=1) if len(test) > 1 else 0
+    print(f"reference {args.reference}{centred} copies {args.copies}: valid UA {valid.mean():.2f}, "
+          f"test UA {test.mean():.2f} ± {spread:.2f} per fold {test.round(1).tolist()}")
     return 0
 
 

@@ -91,4 +91,9 @@ def test_speaker_norm_fits_standardised_rows_and_keeps_the_cache_raw(manifest, t
     ids = BaselineFolds(DataConfig(corpus="manifest", root=str(manifest), check=False)).part_ids(1)
     for part in ("train", "valid", "test"):
         np.testing.assert_allclose(seen[0][part], expected[[row[u] for u in ids[part]]], atol=1e-5)
-    assert not np.allclose(raw, expected, atol=1e-2)
+    assert not np.allclose(raw, expected, atol=1e-2)  # the cache holds the functionals, not normalised ones
+    monkeypatch.chdir(tmp_path)  # without --out: a folder of its own
+    assert main(["baseline", "opensmile-svm", "--corpus", "manifest", "--root", str(manifest), "--folds", "1",
+                 "--c", "0.1", "--speaker-norm", "--features", str(out / "egemaps.npz")]) == 0
+    assert json.loads((tmp_path / "runs" / "baseline_opensmile_svm_manifest_spknorm" / "baseline.json").read_text()
+                      )["speaker_norm"] is True

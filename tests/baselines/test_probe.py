@@ -278,17 +278,67 @@ def test_speaker_norm_standardises_each_speaker_and_each_copy_on_its_own(manifes
         np.testing.assert_allclose(features["test"].mean(0), 0, atol=1e-5)
 
 
+def _rewritten(manifest, out, change) -> str:
+    """A copy of the fixture's manifest at `out`, its paths absolute, each (path, label, speaker) row -> change(row)."""
+    header, *rows = manifest.read_text().splitlines()
+    rows = [change((str(manifest.parent / path), label, speaker))
+            for path, label, speaker in (row.split(",") for row in rows)]
+    out.write_text("\n".join([header, *(",".join(row) for row in rows)]) + "\n")
+    return str(out)
+
+
+def test_speaker_norm_reads_no_test_label(manifest, encoder, tmp_path, monkeypatch):
+    """Flipping every label of fold 1's test speaker changes nothing the probe fits or chooses: the statistics
+    come from the clips, not from their labels."""
+    seen = []
+    fit = probe.fit_probe
+    monkeypatch.setattr(probe, "fit_probe", lambda features, targets, labels, *a, **k: (
+        seen.append(features), fit(features, targets, labels, *a, **k))[1])
+    data_cfg = DataConfig(corpus="manifest", root=str(manifest), check=False)
+    (test_speaker,) = {u.split("_")[0] for u in probe.BaselineFolds(data_cfg).part_ids(1)["test"]}
+    flip = {"calm": "excited", "excited": "calm"}
+    flipped = _rewritten(manifest, tmp_path / "flipped.csv",
+                         lambda row: (row[0], flip[row[1]] if row[2] == test_speaker else row[1], row[2]))
+    fits = [probe.run_probe(DataConfig(corpus="manifest", root=root, check=False), tmp_path / name, _cfg(encoder),
+                            folds=[1], c_grid=(0.01, 1.0), speaker_norm=True)[1][0]
+            for name, root in (("plain", str(manifest)), ("flipped", flipped))]
+    assert (fits[0].view, fits[0].c, fits[0].valid_ua) == (fits[1].view, fits[1].c, fits[1].valid_ua)
+    for part in ("train", "valid", "test"):
+        np.testing.assert_array_equal(seen[0][part], seen[1][part])
+    assert fits[0].test.ua != fits[1].test.ua  # the test score did read the flipped labels, after the choice
+
+
+def test_speaker_norm_refit_copies_validation_rows_by_their_speakers_copies(manifest, encoder, tmp_path,
+                                                                            monkeypatch):
+    from serkit.data.speaker_norm import speaker_standardise
+    from serkit.data.wave_copies import WaveCopies
+
+    seen = []
+    fit = probe.fit_probe
+    monkeypatch.setattr(probe, "fit_probe", lambda features, targets, labels, *a, **k: (
+        seen.append(k["copies"]), fit(features, targets, labels, *a, **k))[1])
+    data_cfg = DataConfig(corpus="manifest", root=str(manifest), check=False)
+    wave = WaveCopies(variants=1, speed=[0.8, 1.2])
+    probe.run_probe(data_cfg, tmp_path, _cfg(encoder), folds=[2], c_grid=(0.1,), wave=wave, speaker_norm=True,
+                    refit=True)
+    utts = read_corpus(data_cfg).prepared.utterances
+    copy = speaker_standardise(probe.pooled_layers(utts, _cfg(encoder), transform=lambda w, u: wave.make(w, u.id, 1)),
+                               [u.speaker for u in utts])
+    row = {u.id: i for i, u in enumerate(utts)}
+    ids = probe.BaselineFolds(data_cfg).part_ids(2)
+    for part in ("train", "valid"):
+        np.testing.assert_allclose(seen[0][0][part], copy[[row[u] for u in ids[part]]], atol=1e-5)
+
+
 def test_speaker_norm_refuses_a_one_clip_speaker_before_encoding(manifest, encoder, tmp_path, monkeypatch, capsys):
-    lines = manifest.read_text().splitlines()
-    lonely = lines[1].rsplit(",", 1)[0] + ",lonely"
-    (tmp_path / "manifest.csv").write_text("\n".join([lines[0], *lines[2:], lonely]).replace(
-        "spk", str(manifest.parent / "spk")) + "\n")
+    root = _rewritten(manifest, tmp_path / "manifest.csv",  # one clip of spk1 said by a speaker of its own
+                      lambda row: (row[0], row[1], "lonely" if row[0].endswith("spk1_0.wav") else row[2]))
     monkeypatch.setattr(probe, "pooled_layers", lambda *a, **k: pytest.fail("encoded before refusing"))
-    code = main(["baseline", "probe", "--corpus", "manifest", "--root", str(tmp_path / "manifest.csv"), "--encoder",
-                 str(encoder), "--speaker-norm", "--no-cache", "--out", str(tmp_path / "out")])
+    code = main(["baseline", "probe", "--corpus", "manifest", "--root", root, "--encoder", str(encoder),
+                 "--speaker-norm", "--no-cache", "--out", str(tmp_path / "out")])
     assert code != 0
-    assert "speaker normalisation of the corpus needs at least 2 reference clips of every speaker; 1 speaker(s) have fewer: " \
-           "'lonely' (1)" in capsys.readouterr().err
+    assert "speaker normalisation of the corpus needs at least 2 reference clips of every speaker; 1 speaker(s) " \
+           "have fewer: 'lonely' (1)" in capsys.readouterr().err
 
 
 def test_speaker_norm_probe_gets_a_folder_of_its_own(manifest, encoder, tmp_path, monkeypatch):

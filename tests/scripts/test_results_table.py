@@ -41,3 +41,22 @@ def test_protocol_of_defaults_to_clip_and_refuses_others(table):
     assert table.protocol_of({"id": "a", "protocol": "speaker"}) == "speaker"
     with pytest.raises(SystemExit, match="row 'a': protocol 'session'"):
         table.protocol_of({"id": "a", "protocol": "session"})
+
+
+def test_a_carried_row_takes_its_protocol_from_the_yaml(table, tmp_path, monkeypatch):
+    """--keep-missing: a row whose run folder is gone keeps its figures from the earlier JSON, but its protocol
+    is the YAML's (an earlier JSON may predate the field), so it lands in the right table."""
+    import json
+
+    import yaml
+
+    entry = {"id": "p", "system": "normed probe", "encoder": "enc", "classes": 8, "run": "gone",
+             "command": "serkit baseline probe --speaker-norm", "protocol": "speaker"}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"rows": [entry]}))
+    earlier = _row("normed probe", 8, 80.0, None)
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [{**earlier, "id": "p", "command": entry["command"]}]}))
+    monkeypatch.setattr("sys.argv", ["results_table.py", str(tmp_path / "spec.yaml"), str(tmp_path / "runs"),
+                                     "--keep-missing", "--json", str(tmp_path / "r.json")])
+    table.main()
+    (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert row["protocol"] == "speaker" and row["carried"] and row["ua"] == 80.0

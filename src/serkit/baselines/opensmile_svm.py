@@ -113,7 +113,8 @@ def run_opensmile_svm(data_cfg: DataConfig, out_dir: str | Path, folds: Sequence
     summary = data.write_report(out_dir, f"openSMILE eGeMAPSv02 + linear SVM ({data_cfg.corpus})",
                                 [(f.fold, f.test) for f in fits], "baseline.json", {
         "features": "opensmile eGeMAPSv02 functionals (88)", "speaker_norm": speaker_norm,
-        "classifier": "StandardScaler + LinearSVC (class_weight=balanced), C chosen by validation UA", "c_grid": list(c_grid),
+        "classifier": "StandardScaler + LinearSVC (class_weight=balanced), C chosen by validation UA",
+        "c_grid": list(c_grid),
         "per_fold": [{"fold": f.fold, "c": f.c, "valid_ua": f.valid.ua, "valid_ua_by_c": {str(k): v for k, v in
                       f.valid_ua_by_c.items()}, "test": f.test.to_dict()} for f in fits],
     })

@@ -22,10 +22,11 @@ data/wave_copies.py), each training utterance's K copies are added as training r
 refit, each validation utterance's); the choice is still scored on the plain validation clips, and no test
 clip is copied. The copies come through the same feature cache, so they are encoded once for the
 probe and `serkit cv` alike.
-With speaker normalisation (data/speaker_norm.py; a transductive protocol: every speaker's clips, test speakers'
-included, give that speaker's statistics, no labels read), each speaker's pooled rows are standardised by their
-own mean and std, and each wave copy's rows by the same speaker's rows of that copy, before the view, the
-standardisation and the regression.
+With speaker normalisation (data/speaker_norm.py; a transductive protocol: every speaker's clips in the corpus
+as read, test speakers' included, give that speaker's statistics, no labels read beyond the corpus's own label
+filter), each speaker's pooled rows are standardised by their own mean and std, and each wave copy's rows by the
+same speaker's copied rows (the clips some selected fold trains on: all of a speaker's clips when the folds
+keep speakers apart, as RAVDESS's and IEMOCAP's do), before the view, the standardisation and the regression.
 """
 
 from __future__ import annotations
@@ -158,7 +159,11 @@ def run_probe(data_cfg: DataConfig, out_dir: str | Path, upstream_cfg: UpstreamC
     wave = wave or WaveCopies()
     data = BaselineFolds(data_cfg, folds)
     if speaker_norm:  # before any encoding: a speaker with one clip is refused at once, not after an hour
-        speaker_standardise(np.zeros((len(data.utterances), 1)), [u.speaker for u in data.utterances], "the corpus")
+        speakers = [u.speaker for u in data.utterances]
+        speaker_standardise(np.zeros((len(speakers), 1)), speakers, "the corpus")
+        if wave.variants:
+            copied = _copied_indices(data, refit)
+            speaker_standardise(np.zeros((len(copied), 1)), [speakers[i] for i in copied], "the copied clips")
     pooled = pooled_layers(data.utterances, upstream_cfg, cache_dir, progress=progress, pooling=pooling)
     if speaker_norm:
         pooled = speaker_standardise(pooled, [u.speaker for u in data.utterances], "the corpus")
@@ -195,10 +200,7 @@ def _copied_rows(data: BaselineFolds, wave: WaveCopies, refit: bool, upstream_cf
     """Per copy k = 1..wave.variants: [N, L, D] rows like `pooled_layers`'s, filled for the utterances some
     selected fold trains on (its training part; with refit, its validation part too); the rest stay 0 and are
     never read. speaker_norm: each speaker's filled rows of copy k standardised by their own statistics."""
-    parts = ("train", "valid") if refit else ("train",)
-    trained = {utt_id for fold in data.folds for part, ids in data.part_ids(fold).items() if part in parts
-               for utt_id in ids}
-    rows = [i for i, utt in enumerate(data.utterances) if utt.id in trained]
+    rows = _copied_indices(data, refit)
     copied = []
     for k in range(1, wave.variants + 1):
         some = pooled_layers([data.utterances[i] for i in rows], upstream_cfg, cache_dir, progress=progress,
@@ -209,3 +211,11 @@ def _copied_rows(data: BaselineFolds, wave: WaveCopies, refit: bool, upstream_cf
         full[rows] = some
         copied.append(full)
     return copied
+
+
+def _copied_indices(data: BaselineFolds, refit: bool) -> list[int]:
+    """Indices into data.utterances of the clips some selected fold trains on (with refit, validates on too)."""
+    parts = ("train", "valid") if refit else ("train",)
+    trained = {utt_id for fold in data.folds for part, ids in data.part_ids(fold).items() if part in parts
+               for utt_id in ids}
+    return [i for i, utt in enumerate(data.utterances) if utt.id in trained]
