@@ -159,6 +159,13 @@ def test_missing_audio_file(tmp_path):
     _error(manifest, "b.wav not found", 3)
 
 
+def test_a_path_too_long_for_the_file_system_is_a_row_error_not_an_oserror(tmp_path):
+    """Found by the fuzz test: stat() of a 300-character file name raises ENAMETOOLONG; the row is refused, named."""
+    wav(tmp_path / "a.wav")
+    manifest = csv_manifest(tmp_path / "m.csv", "path,label,speaker", ["a.wav,x,s", f"{'x' * 300}.wav,x,s"])
+    _error(manifest, "cannot be looked up: File name too long", 3)
+
+
 def test_unreadable_audio_names_the_manifest_line(tmp_path):
     (tmp_path / "fake.wav").write_bytes(b"not audio" * 50)
     _error(csv_manifest(tmp_path / "m.csv", "path,label,speaker", ["fake.wav,x,s"]), "fake.wav.*cannot decode", 2)

@@ -159,7 +159,12 @@ def _audio_path(manifest: Path, line: int, value: str) -> Path:
         if normal == ".." or normal.startswith(".." + os.sep):
             raise DataError(f"path {value!r} leaves the manifest's folder (use an absolute path)", manifest, line)
         path = manifest.parent.absolute() / normal
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as error:  # a name the file system cannot hold (too long, ...): unusable like a missing file
+        raise _UnusableAudio(f"audio path {str(path)[:200]!r} cannot be looked up: {error.strerror}", manifest, line,
+                             path) from None
+    if not exists:
         raise _UnusableAudio(f"audio file {path} not found", manifest, line, path)
     if not path.is_file():
         raise _UnusableAudio(f"{path} is not a regular file (a folder, device or pipe; expected an audio file)",
