@@ -3,22 +3,14 @@ synthetic pooled file (the real one needs Whisper's cached frames; `extract` is 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pooled_head_study.py"
-
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("pooled_head_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def study(load_script):
+    return load_script("pooled_head_study")
 
 
 def test_one_deals_each_clip_once_in_some_version_and_all_deals_every_row(study):
