@@ -55,3 +55,22 @@ def test_the_wave_copy_recipe_is_the_command_results_md_ran():
         "train.augment.wave_variants=2", "train.max_epochs=75", "name=ravdess_whisper_base_stats_aug_wave2_e75"])
     assert to_dict(recipe) == to_dict(ran)
     assert recipe.train.augment.wave_variants == 2 and recipe.train.max_epochs == 75
+
+
+def test_the_fine_tuning_recipe_is_the_copy_heads_but_for_the_encoder():
+    """whisper_base_finetune.yaml (claim (a), full fine-tuning) keeps the 75-epoch copy head's head, regularisers and
+    augmentation, so the pair in results.md compares the encoder's training and nothing else of the model."""
+    from serkit.config import to_dict
+
+    common = CONFIGS / "common.yaml"
+    tuned = to_dict(load_config(common, CONFIGS / "whisper_base_finetune.yaml"))
+    frozen = to_dict(load_config(common, CONFIGS / "whisper_base_stats_aug_wave2_e75.yaml"))
+    (up_tuned,), (up_frozen,) = tuned["model"]["upstreams"], frozen["model"]["upstreams"]
+    assert (up_tuned["freeze"], up_tuned["whisper_input"]) == ("cnn", "crop")
+    assert {k: v for k, v in up_tuned.items() if k not in ("freeze", "whisper_input")} == \
+        {k: v for k, v in up_frozen.items() if k not in ("freeze", "whisper_input")}
+    assert {k: v for k, v in tuned["model"].items() if k != "upstreams"} == \
+        {k: v for k, v in frozen["model"].items() if k != "upstreams"}
+    for key in ("lr_downstream", "weight_decay", "label_smoothing", "augment", "top_k", "average", "monitor"):
+        assert tuned["train"][key] == frozen["train"][key], key
+    assert tuned["train"]["feature_cache"] is None and tuned["train"]["lr_layer_decay"] == 0.8
