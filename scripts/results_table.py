@@ -7,7 +7,9 @@ holding a `serkit cv` run's cv.json + cost.json, or a `serkit baseline` run's cv
 baseline.json) and `command` (what produced it) and an `id` shared by a system's 8- and 4-class rows; optional `pairs` lists
 paired comparisons `{name, a, b}` by row id (a - b, fold by fold). Optional `protocol`: "clip" (the default: every clip
 scored on its own) or "speaker" (features normalised per speaker over that speaker's clips, test speakers' included:
-a transductive protocol, tabled apart). Every number comes from the run folders: nothing is typed in by hand.
+a transductive protocol, tabled apart). Optional `summary`: `{id, name}` entries, the rows of a short "At a glance"
+table put first (each id's 8- and 4-class UA side by side, under a short name). Every number comes from the run
+folders: nothing is typed in by hand.
 
 Refit runs (`train.refit`) report no best single checkpoint (theirs trained on other data than the tested
 model), so they get no averaged-vs-best comparison; their epochs per fold count the refit's too.
@@ -141,7 +143,7 @@ def main() -> None:
                                 "ua_diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
                                 "wa_diff": None, "wa_diff_std": None})
     Path(args.json).write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=1) + "\n")
-    text = tables(rows, comparisons)
+    text = tables(rows, comparisons, spec.get("summary", []))
     print(text)
     if args.fill:
         fill(Path(args.fill), text)
@@ -158,8 +160,40 @@ SPEAKER_HEADING = ("### Speaker-normalised (transductive), {classes} classes\n\n
 START, END = "<!-- EMOBOX-TABLES -->", "<!-- /EMOBOX-TABLES -->"
 
 
-def tables(rows: list[dict], comparisons: list[dict]) -> str:
-    parts = [f"{HEADINGS[classes]}\n\n{markdown(rows, classes)}" for classes in (8, 4)]
+SUMMARY_HEADING = ("### At a glance\n\nUA (%) on the test actors, mean ± std over the folds; each row is a row of the "
+                   "tables below (its full name, per-fold figures and command there; † as there); trainable parameters of the "
+                   "8-class model.")
+PROTOCOL_NAMES = {"clip": "per clip", "speaker": "speaker-normalised (transductive)"}
+
+
+def summary_table(rows: list[dict], summary: list[dict]) -> str:
+    """The `summary` entries ({id, name}) as one line each: 8- and 4-class UA of that id side by side."""
+    by_id: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_id.setdefault(r["id"], {})[r["classes"]] = r
+    lines = ["| system | 8 classes | 4 classes | trainable | protocol |", "|---|---:|---:|---:|---|"]
+    for number, entry in enumerate(summary, 1):
+        if not isinstance(entry, dict) or set(entry) != {"id", "name"}:
+            raise SystemExit(f"summary entry {number}: expected {{id, name}}, got {entry!r}")
+        found = by_id.get(entry["id"])
+        if not found:
+            raise SystemExit(f"summary entry {number}: no row has the id {entry['id']!r} (nor was it carried over)")
+        cells = [_summary_cell(found[c]) if c in found else "—" for c in (8, 4)]
+        some = found.get(8) or found[4]
+        params = f"{some['trainable_params']:,}" if some.get("trainable_params") else "—"
+        protocol = PROTOCOL_NAMES[some.get("protocol", "clip")]
+        lines.append(f"| {entry['name']} | {cells[0]} | {cells[1]} | {params} | {protocol} |")
+    return "\n".join(lines)
+
+
+def _summary_cell(row: dict) -> str:
+    partial = f" ({len(row['fold_ids'])} folds)" if len(row["fold_ids"]) < 6 else ""
+    return f"**{row['ua']:.1f}** ± {row['ua_std']:.1f}{partial}" + (" †" if row.get("carried") else "")
+
+
+def tables(rows: list[dict], comparisons: list[dict], summary: list[dict] = ()) -> str:
+    parts = [f"{SUMMARY_HEADING}\n\n{summary_table(rows, summary)}"] if summary else []
+    parts += [f"{HEADINGS[classes]}\n\n{markdown(rows, classes)}" for classes in (8, 4)]
     parts += [f"{SPEAKER_HEADING.format(classes=classes)}\n\n{markdown(rows, classes, 'speaker')}"
               for classes in (8, 4) if any(r.get("protocol") == "speaker" and r["classes"] == classes for r in rows)]
     if comparisons:

@@ -1,5 +1,5 @@
 """scripts/results_table.py: rows of the speaker-normalised (transductive) protocol are tabled apart from the
-per-clip rows, and an unknown protocol is refused."""
+per-clip rows, and an unknown protocol is refused; the "At a glance" summary puts a row's class counts side by side."""
 
 from __future__ import annotations
 
@@ -52,3 +52,24 @@ def test_a_carried_row_takes_its_protocol_from_the_yaml(table, tmp_path, monkeyp
     table.main()
     (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert row["protocol"] == "speaker" and row["carried"] and row["ua"] == 80.0
+
+
+def test_the_summary_puts_each_ids_two_class_counts_side_by_side_first(table):
+    rows = [_row("probe", 8, 72.0, None), _row("probe", 4, 82.0, None), _row("head", 8, 74.5, None),
+            {**_row("normed", 8, 84.1, "speaker"), "carried": True}]
+    summary = [{"id": "head", "name": "the head"}, {"id": "probe", "name": "the probe"},
+               {"id": "normed", "name": "normalised probe"}]
+    text = table.tables(rows, [], summary)
+    glance, rest = text.split("### 8 classes")
+    lines = [line for line in glance.splitlines() if line.startswith("| the") or line.startswith("| normalised")]
+    assert lines == ["| the head | **74.5** ± 1.0 (2 folds) | — | 10 | per clip |",
+                     "| the probe | **72.0** ± 1.0 (2 folds) | **82.0** ± 1.0 (2 folds) | 10 | per clip |",
+                     "| normalised probe | **84.1** ± 1.0 (2 folds) † | — | 10 | speaker-normalised (transductive) |"]
+    assert "At a glance" not in table.tables(rows, [])  # no summary in the YAML: no table
+
+
+@pytest.mark.parametrize("entry, message", [({"id": "gone", "name": "x"}, "no row has the id 'gone'"),
+                                            ({"id": "probe"}, "expected {id, name}"), ("probe", "expected {id, name}")])
+def test_a_summary_entry_that_names_no_row_is_refused(table, entry, message):
+    with pytest.raises(SystemExit, match=f"summary entry 2: {message}"):
+        table.summary_table([_row("probe", 8, 72.0, None)], [{"id": "probe", "name": "p"}, entry])
