@@ -161,8 +161,8 @@ START, END = "<!-- EMOBOX-TABLES -->", "<!-- /EMOBOX-TABLES -->"
 
 
 SUMMARY_HEADING = ("### At a glance\n\nUA (%) on the test actors, mean ± std over the folds; each row is a row of the "
-                   "tables below (its full name, per-fold figures and command there; † as there); trainable parameters of the "
-                   "8-class model.")
+                   "tables below (its full name, per-fold figures and command there; † as there); trainable "
+                   "parameters of the 8-class model.")
 PROTOCOL_NAMES = {"clip": "per clip", "speaker": "speaker-normalised (transductive)"}
 
 

@@ -64,7 +64,8 @@ def test_the_summary_puts_each_ids_two_class_counts_side_by_side_first(table):
     lines = [line for line in glance.splitlines() if line.startswith("| the") or line.startswith("| normalised")]
     assert lines == ["| the head | **74.5** ± 1.0 (2 folds) | — | 10 | per clip |",
                      "| the probe | **72.0** ± 1.0 (2 folds) | **82.0** ± 1.0 (2 folds) | 10 | per clip |",
-                     "| normalised probe | **84.1** ± 1.0 (2 folds) † | — | 10 | speaker-normalised (transductive) |"]
+                     "| normalised probe | **84.1** ± 1.0 (2 folds) † | — | 10 | "
+                     "speaker-normalised (transductive) |"]
     assert "At a glance" not in table.tables(rows, [])  # no summary in the YAML: no table
 
 
