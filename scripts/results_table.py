@@ -108,6 +108,7 @@ def main() -> None:
                                                       f"its {START} and {END} lines")
     args = parser.parse_args()
     spec = yaml.safe_load(Path(args.spec).read_text())
+    summary = check_summary(spec.get("summary") or [], {entry["id"] for entry in spec["rows"]})  # before any write
     rows = []
     earlier = {}
     if args.keep_missing and Path(args.json).is_file():
@@ -143,7 +144,7 @@ def main() -> None:
                                 "ua_diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
                                 "wa_diff": None, "wa_diff_std": None})
     Path(args.json).write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=1) + "\n")
-    text = tables(rows, comparisons, spec.get("summary", []))
+    text = tables(rows, comparisons, summary)
     print(text)
     if args.fill:
         fill(Path(args.fill), text)
@@ -166,28 +167,46 @@ SUMMARY_HEADING = ("### At a glance\n\nUA (%) on the test actors, mean ± std ov
 PROTOCOL_NAMES = {"clip": "per clip", "speaker": "speaker-normalised (transductive)"}
 
 
+def check_summary(summary, ids: set[str]) -> list[dict]:
+    """The YAML's `summary` (a list of {id, name}, each id a row's, none twice), or SystemExit naming the entry."""
+    if not isinstance(summary, list):
+        raise SystemExit(f"summary: expected a list of {{id, name}} entries, got {type(summary).__name__}")
+    seen = set()
+    for number, entry in enumerate(summary, 1):
+        if not isinstance(entry, dict) or set(entry) != {"id", "name"}:
+            raise SystemExit(f"summary entry {number}: expected {{id, name}}, got {entry!r}")
+        if entry["id"] not in ids:
+            raise SystemExit(f"summary entry {number}: no row of the YAML has the id {entry['id']!r}")
+        if entry["id"] in seen:
+            raise SystemExit(f"summary entry {number}: the id {entry['id']!r} is listed twice")
+        if "|" in str(entry["name"]):
+            raise SystemExit(f"summary entry {number}: a '|' in the name would break the table")
+        seen.add(entry["id"])
+    return summary
+
+
 def summary_table(rows: list[dict], summary: list[dict]) -> str:
-    """The `summary` entries ({id, name}) as one line each: 8- and 4-class UA of that id side by side."""
+    """The `summary` entries ({id, name}, checked by check_summary) as one line each: the 8- and 4-class UA of
+    that id side by side ("—": no such row, or not run yet)."""
     by_id: dict[str, dict[int, dict]] = {}
     for r in rows:
         by_id.setdefault(r["id"], {})[r["classes"]] = r
     lines = ["| system | 8 classes | 4 classes | trainable | protocol |", "|---|---:|---:|---:|---|"]
-    for number, entry in enumerate(summary, 1):
-        if not isinstance(entry, dict) or set(entry) != {"id", "name"}:
-            raise SystemExit(f"summary entry {number}: expected {{id, name}}, got {entry!r}")
-        found = by_id.get(entry["id"])
-        if not found:
-            raise SystemExit(f"summary entry {number}: no row has the id {entry['id']!r} (nor was it carried over)")
+    for entry in summary:
+        found = by_id.get(entry["id"], {})
         cells = [_summary_cell(found[c]) if c in found else "—" for c in (8, 4)]
-        some = found.get(8) or found[4]
-        params = f"{some['trainable_params']:,}" if some.get("trainable_params") else "—"
-        protocol = PROTOCOL_NAMES[some.get("protocol", "clip")]
+        params, protocol = "—", "—"
+        if found:
+            some = found.get(8) or found[4]
+            if some.get("trainable_params"):
+                params = f"{some['trainable_params']:,}" + ("" if 8 in found else " (4 classes)")
+            protocol = PROTOCOL_NAMES[some.get("protocol", "clip")]
         lines.append(f"| {entry['name']} | {cells[0]} | {cells[1]} | {params} | {protocol} |")
     return "\n".join(lines)
 
 
 def _summary_cell(row: dict) -> str:
-    partial = f" ({len(row['fold_ids'])} folds)" if len(row["fold_ids"]) < 6 else ""
+    partial = f" (folds {', '.join(row['fold_ids'])})" if len(row["fold_ids"]) < 6 else ""
     return f"**{row['ua']:.1f}** ± {row['ua_std']:.1f}{partial}" + (" †" if row.get("carried") else "")
 
 

@@ -55,22 +55,58 @@ def test_a_carried_row_takes_its_protocol_from_the_yaml(table, tmp_path, monkeyp
 
 
 def test_the_summary_puts_each_ids_two_class_counts_side_by_side_first(table):
-    rows = [_row("probe", 8, 72.0, None), _row("probe", 4, 82.0, None), _row("head", 8, 74.5, None),
-            {**_row("normed", 8, 84.1, "speaker"), "carried": True}]
+    six = {"fold_ids": [str(f) for f in range(1, 7)], "ua_per_fold": [74.5] * 6, "wa_per_fold": [74.5] * 6}
+    rows = [_row("probe", 8, 72.0, None), _row("probe", 4, 82.0, None), {**_row("head", 8, 74.5, None), **six},
+            {**_row("normed", 8, 84.1, "speaker"), "carried": True}, _row("four", 4, 85.0, None)]
     summary = [{"id": "head", "name": "the head"}, {"id": "probe", "name": "the probe"},
-               {"id": "normed", "name": "normalised probe"}]
+               {"id": "normed", "name": "normalised probe"}, {"id": "four", "name": "the 4-class one"},
+               {"id": "unrun", "name": "not run yet"}]
     text = table.tables(rows, [], summary)
     glance, rest = text.split("### 8 classes")
-    lines = [line for line in glance.splitlines() if line.startswith("| the") or line.startswith("| normalised")]
-    assert lines == ["| the head | **74.5** ± 1.0 (2 folds) | — | 10 | per clip |",
-                     "| the probe | **72.0** ± 1.0 (2 folds) | **82.0** ± 1.0 (2 folds) | 10 | per clip |",
-                     "| normalised probe | **84.1** ± 1.0 (2 folds) † | — | 10 | "
-                     "speaker-normalised (transductive) |"]
+    lines = [line for line in glance.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert lines == ["| the head | **74.5** ± 1.0 | — | 10 | per clip |",
+                     "| the probe | **72.0** ± 1.0 (folds 1, 2) | **82.0** ± 1.0 (folds 1, 2) | 10 | per clip |",
+                     "| normalised probe | **84.1** ± 1.0 (folds 1, 2) † | — | 10 | "
+                     "speaker-normalised (transductive) |",
+                     "| the 4-class one | — | **85.0** ± 1.0 (folds 1, 2) | 10 (4 classes) | per clip |",
+                     "| not run yet | — | — | — | — |"]
     assert "At a glance" not in table.tables(rows, [])  # no summary in the YAML: no table
 
 
-@pytest.mark.parametrize("entry, message", [({"id": "gone", "name": "x"}, "no row has the id 'gone'"),
-                                            ({"id": "probe"}, "expected {id, name}"), ("probe", "expected {id, name}")])
-def test_a_summary_entry_that_names_no_row_is_refused(table, entry, message):
-    with pytest.raises(SystemExit, match=f"summary entry 2: {message}"):
-        table.summary_table([_row("probe", 8, 72.0, None)], [{"id": "probe", "name": "p"}, entry])
+@pytest.mark.parametrize("summary, message", [
+    ([{"id": "probe", "name": "p"}, {"id": "gone", "name": "x"}],
+     "summary entry 2: no row of the YAML has the id 'gone'"),
+    ([{"id": "probe", "name": "p"}, {"id": "probe"}], "summary entry 2: expected {id, name}"),
+    ([{"id": "probe", "name": "p"}, "probe"], "summary entry 2: expected {id, name}"),
+    ([{"id": "probe", "name": "p"}, {"id": "probe", "name": "q"}], "summary entry 2: the id 'probe' is listed twice"),
+    ([{"id": "probe", "name": "a | b"}], "summary entry 1: a '|' in the name"),
+    ({"probe": "p"}, "summary: expected a list")])
+def test_a_bad_summary_is_refused_naming_the_entry(table, summary, message):
+    with pytest.raises(SystemExit, match=message.replace("|", r"\|")):
+        table.check_summary(summary, {"probe"})
+
+
+def test_main_refuses_a_bad_summary_before_writing_anything(table, tmp_path, monkeypatch):
+    """A summary id no row has stops the run before docs/results.json is rewritten; a good one is tabled first."""
+    import json
+
+    import yaml
+
+    entry = {"id": "p", "system": "a probe", "encoder": "enc", "classes": 8, "run": "gone", "command": "serkit x"}
+    (tmp_path / "r.json").write_text(json.dumps({"rows": [{**_row("a probe", 8, 70.0, None), "id": "p",
+                                                            "command": "serkit x"}]}))
+    before = (tmp_path / "r.json").read_text()
+    argv = ["results_table.py", str(tmp_path / "spec.yaml"), str(tmp_path / "runs"), "--keep-missing",
+            "--json", str(tmp_path / "r.json")]
+    monkeypatch.setattr("sys.argv", argv)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"rows": [entry], "summary": [{"id": "q", "name": "Q"}]}))
+    with pytest.raises(SystemExit, match="no row of the YAML has the id 'q'"):
+        table.main()
+    assert (tmp_path / "r.json").read_text() == before
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"rows": [entry], "summary": [{"id": "p", "name": "P"}]}))
+    (tmp_path / "page.md").write_text(f"x\n{table.START}\n{table.END}\n")
+    monkeypatch.setattr("sys.argv", argv + ["--fill", str(tmp_path / "page.md")])
+    table.main()
+    page = (tmp_path / "page.md").read_text()
+    assert page.index("### At a glance") < page.index("### 8 classes")
+    assert "| P | **70.0** ± 1.0 (folds 1, 2) † | — | 10 | per clip |" in page
