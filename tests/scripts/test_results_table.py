@@ -110,3 +110,26 @@ def test_main_refuses_a_bad_summary_before_writing_anything(table, tmp_path, mon
     page = (tmp_path / "page.md").read_text()
     assert page.index("### At a glance") < page.index("### 8 classes")
     assert "| P | **70.0** ± 1.0 (folds 1, 2) † | — | 10 | per clip |" in page
+
+
+def test_every_row_of_results_json_has_its_yaml_entry_and_command():
+    """docs/results.json is what results_table.py wrote from docs/results_runs.yaml: every row there has the YAML
+    entry of the same id and class count, with the same command (the page promises each row's command), and every
+    summary id and pair names rows of the YAML."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    spec = yaml.safe_load((docs / "results_runs.yaml").read_text())
+    written = json.loads((docs / "results.json").read_text())
+    entries = {(e["id"], e["classes"]): e for e in spec["rows"]}
+    assert len(entries) == len(spec["rows"]), "two YAML rows share an id and a class count"
+    for row in written["rows"]:
+        entry = entries.get((row["id"], row["classes"]))
+        assert entry is not None, f"results.json row {row['id']!r} ({row['classes']} classes) has no YAML entry"
+        assert row["command"] == entry["command"] and row["system"] == entry["system"], row["id"]
+    ids = {e["id"] for e in spec["rows"]}
+    assert {p["a"] for p in spec["pairs"]} | {p["b"] for p in spec["pairs"]} <= ids
+    assert {s["id"] for s in spec["summary"]} <= ids
