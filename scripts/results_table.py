@@ -58,6 +58,44 @@ def load_row(entry: dict, runs: Path) -> dict:
     return row
 
 
+def merge_carried(fresh: dict, kept: dict) -> dict:
+    """A run resumed elsewhere: `fresh` (from the run folder) holds some folds, `kept` (the earlier JSON's row of
+    the same command) others. The folds `fresh` lacks come from `kept` and are listed in `carried_folds` (marked †
+    in the tables); mean and std (ddof=1, as `serkit cv`) are taken again over all folds. CPU seconds add up; the
+    seconds per epoch are the two rows' figures weighted by their folds (each fold runs the same recipe)."""
+    take = [f for f in kept["fold_ids"] if f not in fresh["fold_ids"]]
+    folds = sorted(fresh["fold_ids"] + take, key=int)
+    merged = {**fresh, "fold_ids": folds, "carried_folds": sorted(take, key=int)}
+
+    def pick(key: str) -> list[float]:
+        mine, theirs = dict(zip(fresh["fold_ids"], fresh[key])), dict(zip(kept["fold_ids"], kept[key]))
+        return [mine[f] if f in mine else theirs[f] for f in folds]
+
+    for score in ("ua", "wa"):
+        values = np.array(pick(f"{score}_per_fold"))
+        merged[f"{score}_per_fold"] = values.tolist()
+        merged[score] = float(values.mean())
+        merged[f"{score}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    if "best_single_ua_per_fold" in fresh and "best_single_ua_per_fold" in kept:
+        merged["best_single_ua_per_fold"] = pick("best_single_ua_per_fold")
+        merged["best_single_ua"] = float(np.mean(merged["best_single_ua_per_fold"]))
+    else:  # a gain over some folds only would mislead
+        merged.pop("best_single_ua_per_fold", None)
+        merged.pop("best_single_ua", None)
+    if fresh["cpu_seconds"] is not None and kept["cpu_seconds"] is not None:
+        merged["cpu_seconds"] = fresh["cpu_seconds"] + kept["cpu_seconds"]
+    else:
+        merged["cpu_seconds"] = None
+    per_epoch = (fresh.get("cpu_seconds_per_epoch"), kept.get("cpu_seconds_per_epoch"))
+    if None not in per_epoch:
+        n_fresh, n_kept = len(fresh["fold_ids"]), len(kept["fold_ids"])
+        weighted = (per_epoch[0] * n_fresh + per_epoch[1] * n_kept) / (n_fresh + n_kept)
+        merged["cpu_seconds_per_epoch"] = round(weighted, 1)
+    else:
+        merged["cpu_seconds_per_epoch"] = None
+    return merged
+
+
 PROTOCOLS = ("clip", "speaker")
 
 
@@ -83,8 +121,9 @@ def markdown(rows: list[dict], classes: int, protocol: str = "clip") -> str:
              "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|---:|---:|"]
     for r in (r for r in rows if r["classes"] == classes and r.get("protocol", "clip") == protocol):
         scores = dict(zip(r["fold_ids"], zip(r["wa_per_fold"], r["ua_per_fold"])))
-        per_fold = " | ".join(f"{scores[str(i)][0]:.1f} / {scores[str(i)][1]:.1f}" if str(i) in scores else "—"
-                              for i in range(1, 7))
+        dagger = {f: " †" for f in r.get("carried_folds", ())}
+        per_fold = " | ".join(f"{scores[str(i)][0]:.1f} / {scores[str(i)][1]:.1f}{dagger.get(str(i), '')}"
+                              if str(i) in scores else "—" for i in range(1, 7))
         params = f"{r['trainable_params']:,}" if r["trainable_params"] else "—"
         cpu = f"{r['cpu_seconds']:,.0f}" if r["cpu_seconds"] else "—"
         per_epoch = f"{r['cpu_seconds_per_epoch']:,.1f}" if r.get("cpu_seconds_per_epoch") else "—"
@@ -103,7 +142,8 @@ def main() -> None:
     parser.add_argument("--json", default="docs/results.json")
     parser.add_argument("--keep-missing", action="store_true",
                         help="a row whose run folder is absent keeps its figures from the existing --json (same "
-                             "command only), marked as carried over (†) in the tables")
+                             "command only), marked as carried over (†) in the tables; a run folder holding "
+                             "only some folds takes the others from there (a run resumed elsewhere), each marked †")
     parser.add_argument("--fill", metavar="PAGE", help="also put the tables into PAGE (e.g. docs/results.md) between "
                                                       f"its {START} and {END} lines")
     args = parser.parse_args()
@@ -122,7 +162,13 @@ def main() -> None:
             else:
                 print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
             continue
-        rows.append(load_row(entry, Path(args.runs)))
+        row = load_row(entry, Path(args.runs))
+        kept = earlier.get((entry["id"], entry["classes"]))
+        if kept is not None and kept["command"] == entry["command"] and set(kept["fold_ids"]) - set(row["fold_ids"]):
+            row = merge_carried(row, kept)
+            print(f"(folds {', '.join(row['carried_folds'])} kept from {args.json}: {entry['system']}, "
+                  f"{entry['classes']} classes)")
+        rows.append(row)
     by_name = {(r["id"], r["classes"]): r for r in rows}
     if len(by_name) != len(rows):
         raise SystemExit("two rows share an id and a class count")
@@ -207,7 +253,10 @@ def summary_table(rows: list[dict], summary: list[dict]) -> str:
 
 def _summary_cell(row: dict) -> str:
     partial = f" (folds {', '.join(row['fold_ids'])})" if len(row["fold_ids"]) < 6 else ""
-    return f"**{row['ua']:.1f}** ± {row['ua_std']:.1f}{partial}" + (" †" if row.get("carried") else "")
+    carried = " †" if row.get("carried") else ""
+    if row.get("carried_folds"):
+        carried = f" (folds {', '.join(row['carried_folds'])} †)"
+    return f"**{row['ua']:.1f}** ± {row['ua_std']:.1f}{partial}{carried}"
 
 
 def tables(rows: list[dict], comparisons: list[dict], summary: list[dict] = ()) -> str:

@@ -133,3 +133,57 @@ def test_every_row_of_results_json_has_its_yaml_entry_and_command():
     ids = {e["id"] for e in spec["rows"]}
     assert {p["a"] for p in spec["pairs"]} | {p["b"] for p in spec["pairs"]} <= ids
     assert {s["id"] for s in spec["summary"]} <= ids
+
+
+def test_a_run_resumed_elsewhere_takes_its_missing_folds_from_the_earlier_json(table):
+    """Folds 3 and 6 run here, folds 1, 2, 4, 5 recorded earlier by the same command: one 6-fold row, the mean and
+    sample std over all six, the kept folds listed and marked † fold by fold; a gain over best single checkpoints
+    only where both halves have it."""
+    import numpy as np
+
+    fresh = {**_row("ft", 8, 0.0, None), "fold_ids": ["3", "6"], "ua_per_fold": [70.0, 76.0],
+             "wa_per_fold": [71.0, 77.0], "cpu_seconds": 100.0, "cpu_seconds_per_epoch": 10.0,
+             "best_single_ua": 72.0, "best_single_ua_per_fold": [69.0, 75.0]}
+    kept = {**_row("ft", 8, 0.0, None), "fold_ids": ["1", "2", "4", "5"], "ua_per_fold": [78.0, 77.0, 82.0, 81.0],
+            "wa_per_fold": [77.0, 78.0, 84.0, 82.0], "cpu_seconds": 200.0, "cpu_seconds_per_epoch": 13.0,
+            "best_single_ua": 1.0, "best_single_ua_per_fold": [77.0, 72.0, 80.0, 83.0]}
+    row = table.merge_carried(fresh, kept)
+    assert row["fold_ids"] == ["1", "2", "3", "4", "5", "6"] and row["carried_folds"] == ["1", "2", "4", "5"]
+    ua = [78.0, 77.0, 70.0, 82.0, 81.0, 76.0]
+    assert row["ua_per_fold"] == ua and row["wa_per_fold"] == [77.0, 78.0, 71.0, 84.0, 82.0, 77.0]
+    assert row["ua"] == pytest.approx(np.mean(ua)) and row["ua_std"] == pytest.approx(np.std(ua, ddof=1))
+    assert row["best_single_ua_per_fold"] == [77.0, 72.0, 69.0, 80.0, 83.0, 75.0]
+    assert row["cpu_seconds"] == 300.0 and row["cpu_seconds_per_epoch"] == 12.0  # (10 * 2 + 13 * 4) / 6
+    line = next(x for x in table.markdown([row], 8).splitlines() if x.startswith("| ft"))
+    assert "78.0 †" in line and "70.0 |" in line and "76.0 |" in line  # kept folds marked, fresh ones not
+    assert "(folds 1, 2, 4, 5 †)" in table.summary_table([row], [{"id": "ft", "name": "ft"}])
+    fresh.pop("best_single_ua_per_fold")
+    assert "best_single_ua" not in table.merge_carried(fresh, kept)
+
+
+def test_main_merges_a_partial_run_folder_with_the_earlier_rows_other_folds(table, tmp_path, monkeypatch):
+    """--keep-missing with a run folder of folds 3 and 6 and an earlier row of folds 1, 2, 4, 5 of the same command:
+    one row of six folds; with another command the earlier folds are not taken."""
+    import json
+
+    import yaml
+
+    def fold(f: str, ua: float) -> dict:
+        return {"fold": f, "metrics": {"ua": ua / 100, "wa": ua / 100}}
+
+    run = tmp_path / "runs" / "ft"
+    run.mkdir(parents=True)
+    (run / "cv.json").write_text(json.dumps({"folds": [fold("3", 70.0), fold("6", 76.0)],
+                                             "summary": {"ua": {"mean": 0.73, "std": 0.04},
+                                                         "wa": {"mean": 0.73, "std": 0.04}}}))
+    entry = {"id": "ft", "system": "ft", "encoder": "enc", "classes": 8, "run": "ft", "command": "serkit cv ft"}
+    earlier = {**_row("ft", 8, 0.0, None), "command": "serkit cv ft", "fold_ids": ["1", "2", "4", "5"],
+               "ua_per_fold": [78.0, 77.0, 82.0, 81.0], "wa_per_fold": [78.0, 77.0, 82.0, 81.0]}
+    for command, folds in (("serkit cv ft", ["1", "2", "3", "4", "5", "6"]), ("serkit cv other", ["3", "6"])):
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"rows": [{**entry, "command": command}]}))
+        (tmp_path / "r.json").write_text(json.dumps({"rows": [earlier]}))
+        monkeypatch.setattr("sys.argv", ["results_table.py", str(tmp_path / "spec.yaml"), str(tmp_path / "runs"),
+                                         "--keep-missing", "--json", str(tmp_path / "r.json")])
+        table.main()
+        (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
+        assert row["fold_ids"] == folds and row["command"] == command
