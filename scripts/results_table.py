@@ -252,11 +252,11 @@ def summary_table(rows: list[dict], summary: list[dict]) -> str:
 
 
 def _summary_cell(row: dict) -> str:
-    partial = f" (folds {', '.join(row['fold_ids'])})" if len(row["fold_ids"]) < 6 else ""
-    carried = " †" if row.get("carried") else ""
-    if row.get("carried_folds"):
-        carried = f" (folds {', '.join(row['carried_folds'])} †)"
-    return f"**{row['ua']:.1f}** ± {row['ua_std']:.1f}{partial}{carried}"
+    folds = [f"folds {', '.join(row['fold_ids'])}"] if len(row["fold_ids"]) < 6 else []
+    if row.get("carried_folds"):  # some folds from an earlier session, the others from this one
+        folds.append(f"† on {', '.join(row['carried_folds'])}")
+    note = f" ({'; '.join(folds)})" if folds else ""
+    return f"**{row['ua']:.1f}** ± {row['ua_std']:.1f}{note}" + (" †" if row.get("carried") else "")
 
 
 def tables(rows: list[dict], comparisons: list[dict], summary: list[dict] = ()) -> str:

@@ -156,7 +156,7 @@ def test_a_run_resumed_elsewhere_takes_its_missing_folds_from_the_earlier_json(t
     assert row["cpu_seconds"] == 300.0 and row["cpu_seconds_per_epoch"] == 12.0  # (10 * 2 + 13 * 4) / 6
     line = next(x for x in table.markdown([row], 8).splitlines() if x.startswith("| ft"))
     assert "78.0 †" in line and "70.0 |" in line and "76.0 |" in line  # kept folds marked, fresh ones not
-    assert "(folds 1, 2, 4, 5 †)" in table.summary_table([row], [{"id": "ft", "name": "ft"}])
+    assert "± 4.3 († on 1, 2, 4, 5) |" in table.summary_table([row], [{"id": "ft", "name": "ft"}])
     fresh.pop("best_single_ua_per_fold")
     assert "best_single_ua" not in table.merge_carried(fresh, kept)
 
