@@ -9,7 +9,8 @@ paired comparisons `{name, a, b}` by row id (a - b, fold by fold). Optional `pro
 scored on its own) or "speaker" (features normalised per speaker over that speaker's clips, test speakers' included:
 a transductive protocol, tabled apart). Optional `summary`: `{id, name}` entries, the rows of a short "At a glance"
 table put first (each id's 8- and 4-class UA side by side, under a short name). Every number comes from the run
-folders: nothing is typed in by hand.
+folders, or with --keep-missing / --merge-partial from the earlier --json's rows of the same command: nothing is
+typed in by hand.
 
 Refit runs (`train.refit`) report no best single checkpoint (theirs trained on other data than the tested
 model), so they get no averaged-vs-best comparison; their epochs per fold count the refit's too.
@@ -61,8 +62,10 @@ def load_row(entry: dict, runs: Path) -> dict:
 def merge_carried(fresh: dict, kept: dict) -> dict:
     """A run resumed elsewhere: `fresh` (from the run folder) holds some folds, `kept` (the earlier JSON's row of
     the same command) others. The folds `fresh` lacks come from `kept` and are listed in `carried_folds` (marked †
-    in the tables); mean and std (ddof=1, as `serkit cv`) are taken again over all folds. CPU seconds add up; the
-    seconds per epoch are the two rows' figures weighted by their folds (each fold runs the same recipe)."""
+    in the tables); on a fold both hold, `fresh` wins. Mean and std (ddof=1, as `serkit cv`) are taken again over
+    all folds. The cost adds the kept folds' own (`carried_cpu_seconds`, kept with the row so that merging again
+    does not count the fresh folds twice; unknown, so None, when only some of them are taken); the seconds per
+    epoch are the two parts' figures weighted by their folds (each fold runs the same recipe)."""
     take = [f for f in kept["fold_ids"] if f not in fresh["fold_ids"]]
     folds = sorted(fresh["fold_ids"] + take, key=int)
     merged = {**fresh, "fold_ids": folds, "carried_folds": sorted(take, key=int)}
@@ -82,15 +85,18 @@ def merge_carried(fresh: dict, kept: dict) -> dict:
     else:  # a gain over some folds only would mislead
         merged.pop("best_single_ua_per_fold", None)
         merged.pop("best_single_ua", None)
-    if fresh["cpu_seconds"] is not None and kept["cpu_seconds"] is not None:
-        merged["cpu_seconds"] = fresh["cpu_seconds"] + kept["cpu_seconds"]
-    else:
-        merged["cpu_seconds"] = None
-    per_epoch = (fresh.get("cpu_seconds_per_epoch"), kept.get("cpu_seconds_per_epoch"))
+    # the kept part's own cost: an earlier merge's kept folds, or the whole earlier row
+    kept_cost_folds = kept.get("carried_folds") or kept["fold_ids"]
+    kept_cpu = kept.get("carried_cpu_seconds") if "carried_folds" in kept else kept["cpu_seconds"]
+    kept_per_epoch = kept.get("carried_cpu_seconds_per_epoch" if "carried_folds" in kept else "cpu_seconds_per_epoch")
+    if sorted(take, key=int) != sorted(kept_cost_folds, key=int):  # its cost is not known fold by fold
+        kept_cpu = kept_per_epoch = None
+    merged["carried_cpu_seconds"], merged["carried_cpu_seconds_per_epoch"] = kept_cpu, kept_per_epoch
+    merged["cpu_seconds"] = None if None in (fresh["cpu_seconds"], kept_cpu) else fresh["cpu_seconds"] + kept_cpu
+    per_epoch = (fresh.get("cpu_seconds_per_epoch"), kept_per_epoch)
     if None not in per_epoch:
-        n_fresh, n_kept = len(fresh["fold_ids"]), len(kept["fold_ids"])
-        weighted = (per_epoch[0] * n_fresh + per_epoch[1] * n_kept) / (n_fresh + n_kept)
-        merged["cpu_seconds_per_epoch"] = round(weighted, 1)
+        n_fresh, n_kept = len(fresh["fold_ids"]), len(take)
+        merged["cpu_seconds_per_epoch"] = round((per_epoch[0] * n_fresh + per_epoch[1] * n_kept) / len(folds), 1)
     else:
         merged["cpu_seconds_per_epoch"] = None
     return merged
@@ -121,7 +127,8 @@ def markdown(rows: list[dict], classes: int, protocol: str = "clip") -> str:
              "|---|---|" + "---|" * 6 + "---:|---:|---:|---:|---:|---:|"]
     for r in (r for r in rows if r["classes"] == classes and r.get("protocol", "clip") == protocol):
         scores = dict(zip(r["fold_ids"], zip(r["wa_per_fold"], r["ua_per_fold"])))
-        dagger = {f: " †" for f in r.get("carried_folds", ())}
+        # a row carried whole has its † on the row; per-fold marks only for a row merged on this machine
+        dagger = {} if r.get("carried") else {f: " †" for f in r.get("carried_folds", ())}
         per_fold = " | ".join(f"{scores[str(i)][0]:.1f} / {scores[str(i)][1]:.1f}{dagger.get(str(i), '')}"
                               if str(i) in scores else "—" for i in range(1, 7))
         params = f"{r['trainable_params']:,}" if r["trainable_params"] else "—"
@@ -142,8 +149,11 @@ def main() -> None:
     parser.add_argument("--json", default="docs/results.json")
     parser.add_argument("--keep-missing", action="store_true",
                         help="a row whose run folder is absent keeps its figures from the existing --json (same "
-                             "command only), marked as carried over (†) in the tables; a run folder holding "
-                             "only some folds takes the others from there (a run resumed elsewhere), each marked †")
+                             "command only), marked as carried over (†) in the tables")
+    parser.add_argument("--merge-partial", action="store_true",
+                        help="with --keep-missing: a run folder holding only some folds takes the others from the "
+                             "existing --json's row of the same command (a run resumed on another machine; only for "
+                             "the same code and config), each kept fold marked † in the tables")
     parser.add_argument("--fill", metavar="PAGE", help="also put the tables into PAGE (e.g. docs/results.md) between "
                                                       f"its {START} and {END} lines")
     args = parser.parse_args()
@@ -164,7 +174,8 @@ def main() -> None:
             continue
         row = load_row(entry, Path(args.runs))
         kept = earlier.get((entry["id"], entry["classes"]))
-        if kept is not None and kept["command"] == entry["command"] and set(kept["fold_ids"]) - set(row["fold_ids"]):
+        if (args.merge_partial and kept is not None and kept["command"] == entry["command"]
+                and set(kept["fold_ids"]) - set(row["fold_ids"])):
             row = merge_carried(row, kept)
             print(f"(folds {', '.join(row['carried_folds'])} kept from {args.json}: {entry['system']}, "
                   f"{entry['classes']} classes)")
@@ -253,7 +264,7 @@ def summary_table(rows: list[dict], summary: list[dict]) -> str:
 
 def _summary_cell(row: dict) -> str:
     folds = [f"folds {', '.join(row['fold_ids'])}"] if len(row["fold_ids"]) < 6 else []
-    if row.get("carried_folds"):  # some folds from an earlier session, the others from this one
+    if row.get("carried_folds") and not row.get("carried"):  # some folds from an earlier session, others from this
         folds.append(f"† on {', '.join(row['carried_folds'])}")
     note = f" ({'; '.join(folds)})" if folds else ""
     return f"**{row['ua']:.1f}** ± {row['ua_std']:.1f}{note}" + (" †" if row.get("carried") else "")

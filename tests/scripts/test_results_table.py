@@ -153,17 +153,35 @@ def test_a_run_resumed_elsewhere_takes_its_missing_folds_from_the_earlier_json(t
     assert row["ua_per_fold"] == ua and row["wa_per_fold"] == [77.0, 78.0, 71.0, 84.0, 82.0, 77.0]
     assert row["ua"] == pytest.approx(np.mean(ua)) and row["ua_std"] == pytest.approx(np.std(ua, ddof=1))
     assert row["best_single_ua_per_fold"] == [77.0, 72.0, 69.0, 80.0, 83.0, 75.0]
+    assert row["best_single_ua"] == pytest.approx(76.0)  # taken again, not the fresh half's 72 or the kept 1.0
     assert row["cpu_seconds"] == 300.0 and row["cpu_seconds_per_epoch"] == 12.0  # (10 * 2 + 13 * 4) / 6
+    again = table.merge_carried(fresh, row)  # the same folder against the merged row: nothing counted twice
+    assert again["cpu_seconds"] == 300.0 and again["cpu_seconds_per_epoch"] == 12.0
+    assert again["ua_per_fold"] == ua and again["carried_folds"] == ["1", "2", "4", "5"]
     line = next(x for x in table.markdown([row], 8).splitlines() if x.startswith("| ft"))
     assert "78.0 †" in line and "70.0 |" in line and "76.0 |" in line  # kept folds marked, fresh ones not
     assert "± 4.3 († on 1, 2, 4, 5) |" in table.summary_table([row], [{"id": "ft", "name": "ft"}])
     fresh.pop("best_single_ua_per_fold")
     assert "best_single_ua" not in table.merge_carried(fresh, kept)
+    carried_whole = {**row, "carried": True}  # its run folder gone too: the † is the row's, not some folds'
+    assert "78.0 |" in next(x for x in table.markdown([carried_whole], 8).splitlines() if x.startswith("| ft"))
+    assert "† on" not in table.summary_table([carried_whole], [{"id": "ft", "name": "ft"}])
+
+
+def test_on_a_fold_both_hold_the_fresh_run_wins_and_the_kept_cost_is_unknown(table):
+    fresh = {**_row("ft", 8, 0.0, None), "fold_ids": ["3", "4", "6"], "ua_per_fold": [70.0, 90.0, 76.0],
+             "wa_per_fold": [70.0, 90.0, 76.0], "cpu_seconds": 150.0, "cpu_seconds_per_epoch": 10.0}
+    kept = {**_row("ft", 8, 0.0, None), "fold_ids": ["1", "2", "4", "5"], "ua_per_fold": [78.0, 77.0, 82.0, 81.0],
+            "wa_per_fold": [78.0, 77.0, 82.0, 81.0], "cpu_seconds": 200.0, "cpu_seconds_per_epoch": 13.0}
+    row = table.merge_carried(fresh, kept)
+    assert row["ua_per_fold"] == [78.0, 77.0, 70.0, 90.0, 81.0, 76.0] and row["carried_folds"] == ["1", "2", "5"]
+    assert row["cpu_seconds"] is None and row["cpu_seconds_per_epoch"] is None  # not 350: fold 4 twice
 
 
 def test_main_merges_a_partial_run_folder_with_the_earlier_rows_other_folds(table, tmp_path, monkeypatch):
-    """--keep-missing with a run folder of folds 3 and 6 and an earlier row of folds 1, 2, 4, 5 of the same command:
-    one row of six folds; with another command the earlier folds are not taken."""
+    """--keep-missing --merge-partial with a run folder of folds 3 and 6 and an earlier row of folds 1, 2, 4, 5 of
+    the same command: one row of six folds; with another command, or without --merge-partial, the earlier folds
+    are not taken."""
     import json
 
     import yaml
@@ -179,11 +197,18 @@ def test_main_merges_a_partial_run_folder_with_the_earlier_rows_other_folds(tabl
     entry = {"id": "ft", "system": "ft", "encoder": "enc", "classes": 8, "run": "ft", "command": "serkit cv ft"}
     earlier = {**_row("ft", 8, 0.0, None), "command": "serkit cv ft", "fold_ids": ["1", "2", "4", "5"],
                "ua_per_fold": [78.0, 77.0, 82.0, 81.0], "wa_per_fold": [78.0, 77.0, 82.0, 81.0]}
-    for command, folds in (("serkit cv ft", ["1", "2", "3", "4", "5", "6"]), ("serkit cv other", ["3", "6"])):
+    six = ["1", "2", "3", "4", "5", "6"]
+    for command, flags, folds in (("serkit cv ft", ["--merge-partial"], six), ("serkit cv other", ["--merge-partial"],
+                                  ["3", "6"]), ("serkit cv ft", [], ["3", "6"])):
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"rows": [{**entry, "command": command}]}))
         (tmp_path / "r.json").write_text(json.dumps({"rows": [earlier]}))
         monkeypatch.setattr("sys.argv", ["results_table.py", str(tmp_path / "spec.yaml"), str(tmp_path / "runs"),
-                                         "--keep-missing", "--json", str(tmp_path / "r.json")])
+                                         "--keep-missing", *flags, "--json", str(tmp_path / "r.json")])
         table.main()
         (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
         assert row["fold_ids"] == folds and row["command"] == command
+        if folds == six:
+            assert row["carried_folds"] == ["1", "2", "4", "5"]
+            assert row["ua_per_fold"] == pytest.approx([78.0, 77.0, 70.0, 82.0, 81.0, 76.0])
+        else:
+            assert "carried_folds" not in row
