@@ -151,7 +151,7 @@ def main() -> None:
                         help="a row whose run folder is absent keeps its figures from the existing --json (same "
                              "command only), marked as carried over (†) in the tables")
     parser.add_argument("--merge-partial", action="store_true",
-                        help="with --keep-missing: a run folder holding only some folds takes the others from the "
+                        help="a run folder holding only some folds takes the others from the "
                              "existing --json's row of the same command (a run resumed on another machine; only for "
                              "the same code and config), each kept fold marked † in the tables")
     parser.add_argument("--fill", metavar="PAGE", help="also put the tables into PAGE (e.g. docs/results.md) between "
@@ -161,7 +161,7 @@ def main() -> None:
     summary = check_summary(spec.get("summary") or [], {entry["id"] for entry in spec["rows"]})  # before any write
     rows = []
     earlier = {}
-    if args.keep_missing and Path(args.json).is_file():
+    if (args.keep_missing or args.merge_partial) and Path(args.json).is_file():
         earlier = {(r["id"], r["classes"]): r for r in json.loads(Path(args.json).read_text())["rows"]}
     for entry in spec["rows"]:
         if not (Path(args.runs) / entry["run"] / "cv.json").is_file():

@@ -180,8 +180,8 @@ def test_on_a_fold_both_hold_the_fresh_run_wins_and_the_kept_cost_is_unknown(tab
 
 def test_main_merges_a_partial_run_folder_with_the_earlier_rows_other_folds(table, tmp_path, monkeypatch):
     """--keep-missing --merge-partial with a run folder of folds 3 and 6 and an earlier row of folds 1, 2, 4, 5 of
-    the same command: one row of six folds; with another command, or without --merge-partial, the earlier folds
-    are not taken."""
+    the same command: one row of six folds, with or without --keep-missing; with another command, or without
+    --merge-partial, the earlier folds are not taken."""
     import json
 
     import yaml
@@ -198,12 +198,14 @@ def test_main_merges_a_partial_run_folder_with_the_earlier_rows_other_folds(tabl
     earlier = {**_row("ft", 8, 0.0, None), "command": "serkit cv ft", "fold_ids": ["1", "2", "4", "5"],
                "ua_per_fold": [78.0, 77.0, 82.0, 81.0], "wa_per_fold": [78.0, 77.0, 82.0, 81.0]}
     six = ["1", "2", "3", "4", "5", "6"]
-    for command, flags, folds in (("serkit cv ft", ["--merge-partial"], six), ("serkit cv other", ["--merge-partial"],
-                                  ["3", "6"]), ("serkit cv ft", [], ["3", "6"])):
+    both, merge = ["--keep-missing", "--merge-partial"], ["--merge-partial"]
+    cases = (("serkit cv ft", both, six), ("serkit cv other", both, ["3", "6"]),
+             ("serkit cv ft", ["--keep-missing"], ["3", "6"]), ("serkit cv ft", merge, six))
+    for command, flags, folds in cases:
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"rows": [{**entry, "command": command}]}))
         (tmp_path / "r.json").write_text(json.dumps({"rows": [earlier]}))
         monkeypatch.setattr("sys.argv", ["results_table.py", str(tmp_path / "spec.yaml"), str(tmp_path / "runs"),
-                                         "--keep-missing", *flags, "--json", str(tmp_path / "r.json")])
+                                         *flags, "--json", str(tmp_path / "r.json")])
         table.main()
         (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
         assert row["fold_ids"] == folds and row["command"] == command
