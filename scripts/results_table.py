@@ -25,6 +25,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from serkit.evaluation.tables import MeanStd
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and std as `serkit cv` takes them (MeanStd: the sample std), the std 0.0 for a single value."""
+    stat = MeanStd.of(values)
+    return stat.mean, 0.0 if stat.std is None else stat.std
+
 
 def load_row(entry: dict, runs: Path) -> dict:
     run = runs / entry["run"]
@@ -62,7 +70,7 @@ def load_row(entry: dict, runs: Path) -> dict:
 def merge_carried(fresh: dict, kept: dict) -> dict:
     """A run resumed elsewhere: `fresh` (from the run folder) holds some folds, `kept` (the earlier JSON's row of
     the same command) others. The folds `fresh` lacks come from `kept` and are listed in `carried_folds` (marked †
-    in the tables); on a fold both hold, `fresh` wins. Mean and std (ddof=1, as `serkit cv`) are taken again over
+    in the tables); on a fold both hold, `fresh` wins. Mean and std (`mean_std`, as `serkit cv`) are taken again over
     all folds. The cost adds the kept folds' own (`carried_cpu_seconds`, kept with the row so that merging again
     does not count the fresh folds twice; unknown, so None, when only some of them are taken); the seconds per
     epoch are the two parts' figures weighted by their folds (each fold runs the same recipe)."""
@@ -75,10 +83,8 @@ def merge_carried(fresh: dict, kept: dict) -> dict:
         return [mine[f] if f in mine else theirs[f] for f in folds]
 
     for score in ("ua", "wa"):
-        values = np.array(pick(f"{score}_per_fold"))
-        merged[f"{score}_per_fold"] = values.tolist()
-        merged[score] = float(values.mean())
-        merged[f"{score}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        merged[f"{score}_per_fold"] = pick(f"{score}_per_fold")
+        merged[score], merged[f"{score}_std"] = mean_std(merged[f"{score}_per_fold"])
     if "best_single_ua_per_fold" in fresh and "best_single_ua_per_fold" in kept:
         merged["best_single_ua_per_fold"] = pick("best_single_ua_per_fold")
         merged["best_single_ua"] = float(np.mean(merged["best_single_ua_per_fold"]))
@@ -118,7 +124,7 @@ def paired(rows: dict[tuple[str, int], dict], a: str, b: str, classes: int, key:
     x, y = rows[(a, classes)], rows[(b, classes)]
     common = [f for f in x["fold_ids"] if f in y["fold_ids"]]
     diff = np.array([x[key][x["fold_ids"].index(f)] - y[key][y["fold_ids"].index(f)] for f in common])
-    return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0, common
+    return (*mean_std(diff), common)
 
 
 def markdown(rows: list[dict], classes: int, protocol: str = "clip") -> str:
@@ -195,10 +201,10 @@ def main() -> None:
     for r in rows:
         if "best_single_ua_per_fold" in r:
             diff = np.array(r["ua_per_fold"]) - np.array(r["best_single_ua_per_fold"])
+            gain, gain_std = mean_std(diff)
             comparisons.append({"name": f"top-5 averaged - best single checkpoint: {r['system']}",
                                 "classes": r["classes"], "a": r["system"], "b": "its best single checkpoint",
-                                "folds": r["fold_ids"], "ua_diff": float(diff.mean()),
-                                "ua_diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0,
+                                "folds": r["fold_ids"], "ua_diff": gain, "ua_diff_std": gain_std,
                                 "wa_diff": None, "wa_diff_std": None})
     Path(args.json).write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=1) + "\n")
     text = tables(rows, comparisons, summary)
