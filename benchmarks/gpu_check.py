@@ -25,21 +25,23 @@ Why whisper_input "pad" (the default): it is what Whisper was trained on (every 
 the mode of the best RAVDESS recipe (docs/results.md: crop cost Whisper tiny.en 1-2 points UA). On an H200 it
 fits: a batch of ~14 RAVDESS clips (max_batch_seconds 60) is 14 windows of 1500 frames through a 20M-parameter
 encoder, ~3.7 TFLOP forward and backward, tens of ms in bf16 (plus the host's log-mel padding), so an
-epoch of ~960 training clips should take 3-8 s and a fold of 6 epochs under a minute, validation, checkpoint
-averaging and scoring included: six folds in ~3-6 minutes (an estimate: no GPU was lent when this was
-written). `--whisper-input crop` (about 8x less encoder work on 3-5 s clips) is the choice for a smaller GPU.
+epoch of ~960 training clips takes ~6.7 s and a fold of 6 epochs 46-55 s, validation, checkpoint averaging
+and scoring included: six folds in ~5 minutes (measured, session 16: docs/benchmarks.md). `--whisper-input
+crop` (about 8x less encoder work on 3-5 s clips) is the choice for a smaller GPU.
 
 Part 2, throughput of a wav2vec2-large-shaped encoder (W2V2_LARGE: wav2vec2-large-lv60's architecture,
 random weights, 315M parameters) with the paper's ECAPA-TDNN head (configs/paper/05_w2v2_ecapa.yaml, freeze
 "cnn"): training steps on random audio whose durations are IEMOCAP-like (lognormal, mean ~4.5 s, from
 benchmarks/batching.py, clipped to --w2v2-max-seconds), batched by serkit's DurationBatchSampler with
-max_batch_seconds as given; utterances/s and audio seconds/s over the steps after --w2v2-warmup, and peak
-GPU memory.
+max_batch_seconds as given and the upstream's pad_multiple_s (the padded width rounded up to a multiple of that
+many seconds); utterances/s and audio seconds/s over the steps after --w2v2-warmup, peak GPU memory, and how
+many timed steps ran a padded width the process had not run before (each costs the GPU first-time work: on
+the H200, 33 utt/s with most widths new against 62 with few, docs/benchmarks.md).
 
 Budget: the whole run must end within 8 minutes. Part 1 starts a fold only while the time spent on it so far
 plus its slowest fold fits in --budget-s (default 340 s), and a fold's training also stops at what is left of
-it (Lightning's max_time); folds left out are listed. Part 2 is fixed by its step counts (well under a
-minute with model building); with imports and the wheels' install, ~7 minutes in all. The JSON (--out) is
+it (Lightning's max_time); folds left out are listed. Part 2 is fixed by its step counts (~2 minutes on the
+H200 with model building); with imports and the wheels' install, ~7.5 minutes in all. The JSON (--out) is
 rewritten after every fold, so a run cut short still leaves what it measured. Everything is seeded (--seed).
 """
 
@@ -114,14 +116,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     w2v2 = p.add_argument_group("part 2: wav2vec2-large-shaped encoder, training-step throughput")
     w2v2.add_argument("--skip-w2v2", action="store_true")
     w2v2.add_argument("--w2v2-size", default="large", choices=W2V2_SIZES)
-    w2v2.add_argument("--w2v2-batch-seconds", default="60,240",
-                      help="comma-separated max_batch_seconds, one measurement each (serkit's default is 60)")
+    w2v2.add_argument("--w2v2-batch-seconds", default="60,60,60/0.5,60/0.5,240/0.5",
+                      help="comma-separated measurements, each SECONDS[/PAD]: max_batch_seconds (serkit's default "
+                           "is 60) and the upstream's pad_multiple_s (0 or absent: off); run i draws its batches "
+                           "with sampler seed --seed + i, so every run meets widths of its own")
     w2v2.add_argument("--w2v2-steps", type=int, default=30, help="timed training steps per measurement")
     w2v2.add_argument("--w2v2-warmup", type=int, default=5, help="untimed steps before them")
     w2v2.add_argument("--w2v2-max-seconds", type=float, default=20.0, help="longest utterance")
     args = p.parse_args(argv)
     args.fold_list = [int(f) for f in args.folds.split(",") if f.strip()]
-    args.batch_seconds_list = [float(s) for s in args.w2v2_batch_seconds.split(",") if s.strip()]
+    try:
+        args.w2v2_runs = [parse_w2v2_run(item) for item in args.w2v2_batch_seconds.split(",") if item.strip()]
+    except ValueError as error:
+        p.error(f"--w2v2-batch-seconds {args.w2v2_batch_seconds!r}: {error}")
     if args.epochs < 1 or args.w2v2_steps < 1 or args.w2v2_warmup < 1 or args.threads < 1:
         p.error("--epochs, --w2v2-steps, --w2v2-warmup and --threads must be >= 1")
     if not args.skip_whisper and not (args.pack / "whisper-base-encoder").is_dir():
@@ -129,6 +136,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.skip_whisper and not (args.pack / "ravdess").is_dir():
         p.error(f"--pack {args.pack}: no ravdess folder (run benchmarks/gpu_pack.py first)")
     return args
+
+
+def parse_w2v2_run(item: str) -> tuple[float, float]:
+    """'60' -> (60.0, 0.0); '60/0.5' -> (60.0, 0.5): max_batch_seconds and pad_multiple_s of one measurement."""
+    seconds, _, pad = item.strip().partition("/")
+    try:
+        return float(seconds), float(pad or 0)
+    except ValueError:
+        raise ValueError(f"{item.strip()!r} is not SECONDS or SECONDS/PAD (e.g. 60 or 60/0.5)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,6 +367,7 @@ def w2v2_part(args, device, work: Path, report: dict, save) -> None:
     from serkit.config import load_config
     from serkit.model import build_model
     from serkit.training.module import SERModule
+    from serkit.upstream.hf import HFSpeechUpstream
 
     started = time.monotonic()
     source = save_w2v2_config(work / f"wav2vec2-{args.w2v2_size}", args.w2v2_size)
@@ -369,8 +386,12 @@ def w2v2_part(args, device, work: Path, report: dict, save) -> None:
                           "max_s": float(durations.max()), "min_s": float(durations.min())},
             "build_seconds": round(built, 1), "warmup_steps": args.w2v2_warmup, "runs": []}
     report["w2v2"] = part
-    for batch_seconds in args.batch_seconds_list:
-        loader = random_speech_loader(durations, batch_seconds, args.seed, args.num_workers)
+    (upstream,) = [m for m in model.modules() if isinstance(m, HFSpeechUpstream)]
+    seen_widths: set[int] = set()  # padded widths this process has run: the GPU's first-time costs are per shape
+    for index, (batch_seconds, pad_s) in enumerate(args.w2v2_runs):
+        # the option of the built model's upstream (HFConfig.pad_multiple_s), switched per measurement
+        upstream.pad_multiple = int(round(pad_s * SAMPLE_RATE))
+        loader = random_speech_loader(durations, batch_seconds, args.seed + index, args.num_workers)
         module = SERModule(model, cfg.train, list(IEMOCAP_LABELS))
         timer = TrainTimer(device)
         trainer = L.Trainer(
@@ -382,17 +403,29 @@ def w2v2_part(args, device, work: Path, report: dict, save) -> None:
         )
         reset_peak(device)
         trainer.fit(module, train_dataloaders=loader)
-        run = {"max_batch_seconds": batch_seconds, **timer.step_throughput(args.w2v2_warmup),
-               "peak_gpu_bytes": peak_bytes(device)}
+        widths = [padded_width(n, upstream) for n in timer.longest]
+        untimed, timed = widths[:args.w2v2_warmup], widths[args.w2v2_warmup:]
+        seen_widths.update(untimed)
+        new = [w for w in timed if w not in seen_widths and not seen_widths.add(w)]
+        run = {"max_batch_seconds": batch_seconds, "pad_multiple_s": pad_s, "sampler_seed": args.seed + index,
+               **timer.step_throughput(args.w2v2_warmup), "distinct_widths": len(set(timed)),
+               "new_widths": len(new), "peak_gpu_bytes": peak_bytes(device)}
         part["runs"].append(run)
-        say(f"wav2vec2-{args.w2v2_size}, max_batch_seconds {batch_seconds:g}: {run['utt_per_s']:.1f} utt/s, "
-            f"{run['steps']} steps of {run['utts_per_step']:.1f} utterances, peak {fmt_gib(run['peak_gpu_bytes'])} GiB")
+        say(f"wav2vec2-{args.w2v2_size}, max_batch_seconds {batch_seconds:g}, pad_multiple_s {pad_s:g}: "
+            f"{run['utt_per_s']:.1f} utt/s, {run['steps']} steps of {run['utts_per_step']:.1f} utterances, "
+            f"{run['new_widths']} of them on a width new to the process, peak {fmt_gib(run['peak_gpu_bytes'])} GiB")
         del trainer, module
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         save()
     part["seconds"] = round(time.monotonic() - started, 1)
+
+
+def padded_width(longest: int, upstream) -> int:
+    """The width (samples) the upstream runs a batch whose longest clip has `longest` samples (hf.py's forward)."""
+    width = max(longest, upstream.min_samples)
+    return -(-width // upstream.pad_multiple) * upstream.pad_multiple if upstream.pad_multiple else width
 
 
 def save_w2v2_config(directory: Path, size: str) -> Path:
@@ -454,6 +487,7 @@ class TrainTimer(Callback):
     def __init__(self, device):
         self.device = device
         self.steps: list[tuple[float, int, float]] = []  # (end time, utterances, audio seconds)
+        self.longest: list[int] = []  # the longest clip of each step, samples
         self.epochs: list[tuple[float, int, float]] = []  # (seconds, utterances, audio seconds)
         self._epoch_start = 0.0
         self._epoch_first_step = 0
@@ -466,6 +500,7 @@ class TrainTimer(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         sync(self.device)
         self.steps.append((time.perf_counter(), len(batch), float(batch.wav_lens.sum()) / SAMPLE_RATE))
+        self.longest.append(int(batch.wav_lens.max()))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         steps = self.steps[self._epoch_first_step:]
@@ -629,10 +664,11 @@ def render(report: dict, seconds: float) -> str:
             f"Training-step throughput: wav2vec2-{w2v2['size']}-shaped encoder (random weights, "
             f"{w2v2['params'] / 1e6:.0f}M parameters) + {w2v2['aggregator']}, IEMOCAP-like lengths, "
             f"{report['precision']}",
-            ["max_batch_seconds", "timed steps", "utts / step", "audio s / step", "median step s", "utt/s",
-             "audio s/s", "peak GPU GiB"])
+            ["max_batch_seconds", "pad_multiple_s", "sampler seed", "timed steps", "widths (new)", "utts / step",
+             "audio s / step", "median step s", "utt/s", "audio s/s", "peak GPU GiB"])
         for run in w2v2["runs"]:
-            table.add(f"{run['max_batch_seconds']:g}", run["steps"], f"{run['utts_per_step']:.1f}",
+            table.add(f"{run['max_batch_seconds']:g}", f"{run['pad_multiple_s']:g}", run["sampler_seed"], run["steps"],
+                      f"{run['distinct_widths']} ({run['new_widths']})", f"{run['utts_per_step']:.1f}",
                       f"{run['audio_s_per_step']:.1f}", f"{run['step_seconds_median']:.3f}", f"{run['utt_per_s']:.1f}",
                       f"{run['audio_s_per_s']:.1f}", fmt_gib(run["peak_gpu_bytes"]))
         durations = w2v2["durations"]
@@ -642,6 +678,8 @@ def render(report: dict, seconds: float) -> str:
             f"{w2v2['config']} (freeze {w2v2['upstream']['freeze']}, layers {w2v2['upstream']['layers']}): "
             f"{w2v2['trainable_params'] / 1e6:.0f}M trainable; steps timed after {w2v2['warmup_steps']} untimed "
             "ones, the GPU synchronised at each step's end",
+            "widths (new): distinct padded widths among the timed steps (in brackets, how many the process had not "
+            "run before: each costs the GPU first-time work); one model runs every measurement, in order",
         ]
         tables.append(table)
     header = (f"GPU check on {machine['device']} (CUDA {machine['cuda']}, torch {machine['versions']['torch']}, "

@@ -142,7 +142,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
                "--threads", "1", "--num-workers", "0", "--precision", "bf16-mixed",
                # fold 1 runs, fold 2 does not fit the (zero) budget
                "--folds", "1,2", "--epochs", "2", "--budget-s", "0", "--max-batch-seconds", "8",
-               "--w2v2-size", "tiny", "--w2v2-batch-seconds", "4", "--w2v2-steps", "2", "--w2v2-warmup", "1",
+               "--w2v2-size", "tiny", "--w2v2-batch-seconds", "4,4/0.25", "--w2v2-steps", "2", "--w2v2-warmup", "1",
                "--w2v2-max-seconds", "1.5"]
     done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -167,15 +167,26 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert w2v2["size"] == "tiny" and w2v2["aggregator"] == "ecapa" and w2v2["upstream"]["freeze"] == "cnn"
     assert 0 < w2v2["trainable_params"] < w2v2["params"]  # the conv feature encoder is frozen
     assert w2v2["durations"]["max_s"] == pytest.approx(1.5)
-    (run,) = w2v2["runs"]
-    assert run["steps"] == 2 and run["utts_per_step"] >= 1 and run["utt_per_s"] > 0
-    assert 0 < run["audio_s_per_step"] <= 4 + 1e-6  # within max_batch_seconds
+    plain, rounded = w2v2["runs"]
+    for run in (plain, rounded):
+        assert run["steps"] == 2 and run["utts_per_step"] >= 1 and run["utt_per_s"] > 0
+        assert 0 < run["audio_s_per_step"] <= 4 + 1e-6  # within max_batch_seconds
+        assert 1 <= run["distinct_widths"] <= 2 and 0 <= run["new_widths"] <= run["distinct_widths"]
+    assert (plain["pad_multiple_s"], plain["sampler_seed"], rounded["pad_multiple_s"], rounded["sampler_seed"]) == (
+        0, 0, 0.25, 1)
 
     table = out.with_suffix(".md").read_text()
     assert table in done.stdout
     assert "| fold | train / test utts |" in table and "mean ± std" in table
     assert "Training-step throughput: wav2vec2-tiny-shaped encoder" in table
     assert "folds 2 not run" in table
+    assert "| 4 | 0.25 | 1 | 2 |" in table  # max_batch_seconds, pad_multiple_s, sampler seed, timed steps
+
+
+def test_a_measurement_that_is_not_seconds_or_seconds_over_pad_is_refused(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--skip-whisper", "--w2v2-batch-seconds", "60,6O/0.5"]
+    done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "'6O/0.5' is not SECONDS or SECONDS/PAD" in done.stderr
 
 
 def test_a_failing_part_is_reported_and_the_run_exits_non_zero(tmp_path):

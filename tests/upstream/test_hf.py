@@ -168,3 +168,28 @@ def test_last_layer_is_the_encoders_final_output_and_its_norm_trains(tiny_speech
     out.hidden[-1].sum().backward()
     final_norm = upstream.model.encoder.layer_norm.weight
     assert final_norm.grad is not None and final_norm.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["wav2vec2-layer", "hubert-layer", "wavlm-layer"])
+def test_pad_multiple_rounds_the_width_and_leaves_every_real_frame(variant, tiny_speech_dirs, wave, batch,
+                                                                    same_real_frames):
+    # 0.25 s = 4000 samples: the 0.83 s clip (13280 samples) is run 16000 wide, i.e. 49 frames where it has 41
+    plain = load(tiny_speech_dirs[variant])
+    rounded = load(tiny_speech_dirs[variant], pad_multiple_s=0.25)
+    rounded.load_state_dict(plain.state_dict())
+    short, long = wave(0.45, seed=1), wave(0.83, seed=2)
+    wavs, lens = batch([long, short])
+    with torch.no_grad():
+        a, b = plain(wavs, lens), rounded(wavs, lens)
+    assert a.frame_lens.tolist() == b.frame_lens.tolist()
+    assert a.hidden[0].shape[1] == int(a.frame_lens.max()) < b.hidden[0].shape[1] == 49
+    for i, n in enumerate(a.frame_lens.tolist()):
+        same_real_frames(b, i, type(a)([h[i:i + 1, :n] for h in a.hidden], a.frame_lens[i:i + 1]))
+
+
+def test_pad_multiple_is_refused_where_there_is_no_padded_width_or_it_is_not_a_duration(tiny_speech_dirs):
+    with pytest.raises(ConfigError, match="runs each utterance alone"):
+        load(tiny_speech_dirs["wav2vec2-group"], pad_multiple_s=0.5)
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="pad_multiple_s"):
+            HFConfig(source=str(tiny_speech_dirs["wav2vec2-layer"]), pad_multiple_s=bad)
