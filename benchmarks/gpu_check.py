@@ -25,7 +25,7 @@ Why whisper_input "pad" (the default): it is what Whisper was trained on (every 
 the mode of the best RAVDESS recipe (docs/results.md: crop cost Whisper tiny.en 1-2 points UA). On an H200 it
 fits: a batch of ~14 RAVDESS clips (max_batch_seconds 60) is 14 windows of 1500 frames through a 20M-parameter
 encoder, ~3.7 TFLOP forward and backward, tens of ms in bf16 (plus the host's log-mel padding), so an
-epoch of ~960 training clips takes ~6.7 s and a fold of 6 epochs 46-55 s, validation, checkpoint averaging
+epoch of ~960 training clips takes ~5.9 s and a fold of 6 epochs 46-55 s, validation, checkpoint averaging
 and scoring included: six folds in ~5 minutes (measured, session 16: docs/benchmarks.md). `--whisper-input
 crop` (about 8x less encoder work on 3-5 s clips) is the choice for a smaller GPU.
 
@@ -39,9 +39,9 @@ many timed steps ran a padded width the process had not run before (each costs t
 the H200, 33 utt/s with most widths new against 62 with few, docs/benchmarks.md).
 
 Budget: the whole run must end within 8 minutes. Part 1 starts a fold only while the time spent on it so far
-plus its slowest fold fits in --budget-s (default 340 s), and a fold's training also stops at what is left of
+plus its slowest fold fits in --budget-s (default 300 s), and a fold's training also stops at what is left of
 it (Lightning's max_time); folds left out are listed. Part 2 is fixed by its step counts (~2 minutes on the
-H200 with model building); with imports and the wheels' install, ~7.5 minutes in all. The JSON (--out) is
+H200 with model building); with imports and the wheels' install, ~7 minutes in all (an estimate). The JSON (--out) is
 rewritten after every fold, so a run cut short still leaves what it measured. Everything is seeded (--seed).
 """
 
@@ -53,6 +53,7 @@ import dataclasses
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import shutil
@@ -109,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          help="peak learning rate of the encoder (the head keeps the recipe's)")
     whisper.add_argument("--whisper-input", default="pad", choices=("pad", "crop"))
     whisper.add_argument("--max-batch-seconds", type=float, default=60.0, help="real audio per batch")
-    whisper.add_argument("--budget-s", type=float, default=340.0,
+    whisper.add_argument("--budget-s", type=float, default=300.0,
                          help="seconds for part 1: a fold starts only while the slowest fold so far still fits")
     whisper.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="further config overrides for part 1 (train.top_k=3, ...), applied last")
@@ -139,12 +140,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def parse_w2v2_run(item: str) -> tuple[float, float]:
-    """'60' -> (60.0, 0.0); '60/0.5' -> (60.0, 0.5): max_batch_seconds and pad_multiple_s of one measurement."""
+    """'60' -> (60.0, 0.0); '60/0.5' -> (60.0, 0.5): max_batch_seconds and pad_multiple_s of one measurement
+    (the pad in HFConfig's range; checked here, before torch is imported, so a typo costs no GPU time)."""
     seconds, _, pad = item.strip().partition("/")
     try:
-        return float(seconds), float(pad or 0)
+        batch_seconds, pad_s = float(seconds), float(pad or 0)
     except ValueError:
         raise ValueError(f"{item.strip()!r} is not SECONDS or SECONDS/PAD (e.g. 60 or 60/0.5)") from None
+    if not (math.isfinite(batch_seconds) and batch_seconds > 0):
+        raise ValueError(f"{item.strip()!r}: max_batch_seconds must be a positive, finite number")
+    if not (math.isfinite(pad_s) and (pad_s == 0 or pad_s * SAMPLE_RATE >= 1)):
+        raise ValueError(f"{item.strip()!r}: pad_multiple_s must be 0 (off) or a finite number of seconds of at "
+                         f"least one sample (1/{SAMPLE_RATE} s)")
+    return batch_seconds, pad_s
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,8 +385,9 @@ def w2v2_part(args, device, work: Path, report: dict, save) -> None:
     model = build_model(cfg.model, num_classes=len(IEMOCAP_LABELS), pretrained=False)  # random weights
     built = time.monotonic() - started
     durations = np.minimum(iemocap_like(args.seed), args.w2v2_max_seconds)
+    upstream_cfg = {**dataclasses.asdict(cfg.model.upstreams[0]), "pad_multiple_s": "per run (runs[i])"}
     part = {"size": args.w2v2_size, "architecture": W2V2_LARGE if args.w2v2_size == "large" else "tiny",
-            "config": W2V2_CONFIG, "upstream": dataclasses.asdict(cfg.model.upstreams[0]),
+            "config": W2V2_CONFIG, "upstream": upstream_cfg,
             "aggregator": cfg.model.aggregators[0].name,
             "params": sum(p.numel() for p in model.parameters()),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -403,7 +412,7 @@ def w2v2_part(args, device, work: Path, report: dict, save) -> None:
         )
         reset_peak(device)
         trainer.fit(module, train_dataloaders=loader)
-        widths = [padded_width(n, upstream) for n in timer.longest]
+        widths = [upstream.padded_width(max(n, upstream.min_samples), device) for n in timer.longest]
         untimed, timed = widths[:args.w2v2_warmup], widths[args.w2v2_warmup:]
         seen_widths.update(untimed)
         new = [w for w in timed if w not in seen_widths and not seen_widths.add(w)]
@@ -420,12 +429,6 @@ def w2v2_part(args, device, work: Path, report: dict, save) -> None:
             torch.cuda.empty_cache()
         save()
     part["seconds"] = round(time.monotonic() - started, 1)
-
-
-def padded_width(longest: int, upstream) -> int:
-    """The width (samples) the upstream runs a batch whose longest clip has `longest` samples (hf.py's forward)."""
-    width = max(longest, upstream.min_samples)
-    return -(-width // upstream.pad_multiple) * upstream.pad_multiple if upstream.pad_multiple else width
 
 
 def save_w2v2_config(directory: Path, size: str) -> Path:

@@ -174,6 +174,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
         assert 1 <= run["distinct_widths"] <= 2 and 0 <= run["new_widths"] <= run["distinct_widths"]
     assert (plain["pad_multiple_s"], plain["sampler_seed"], rounded["pad_multiple_s"], rounded["sampler_seed"]) == (
         0, 0, 0.25, 1)
+    assert w2v2["upstream"]["pad_multiple_s"] == "per run (runs[i])"
 
     table = out.with_suffix(".md").read_text()
     assert table in done.stdout
@@ -183,21 +184,36 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert "| 4 | 0.25 | 1 | 2 |" in table  # max_batch_seconds, pad_multiple_s, sampler seed, timed steps
 
 
-def test_a_measurement_that_is_not_seconds_or_seconds_over_pad_is_refused(tmp_path):
-    command = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--skip-whisper", "--w2v2-batch-seconds", "60,6O/0.5"]
+@pytest.mark.parametrize("spec,message", [("60,6O/0.5", "'6O/0.5' is not SECONDS or SECONDS/PAD"),
+                                          ("60/-0.5", "pad_multiple_s must be 0 (off) or"),
+                                          ("60/nan", "pad_multiple_s must be 0 (off) or"),
+                                          ("0/0.5", "max_batch_seconds must be a positive")])
+def test_a_measurement_that_is_not_seconds_or_seconds_over_pad_is_refused(spec, message):
+    command = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--skip-whisper", "--w2v2-batch-seconds", spec]
     done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2 and "'6O/0.5' is not SECONDS or SECONDS/PAD" in done.stderr
+    assert done.returncode == 2 and message in done.stderr
 
 
-def test_a_failing_part_is_reported_and_the_run_exits_non_zero(tmp_path):
+def test_a_failing_part_is_reported_and_the_run_exits_non_zero(tmp_path, monkeypatch, capsys):
+    # a part that breaks mid-run (on a GPU: an out-of-memory) must leave the others' figures and a non-zero exit
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # gpu_check imports _common and batching from beside it
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the check sets thread and hub variables: undone after
+    spec = importlib.util.spec_from_file_location("gpu_check_under_test", BENCHMARKS / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(gpu_check, "random_speech_loader", out_of_memory)
     out = tmp_path / "gpu_check.json"
-    command = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--out", str(out), "--threads", "1",
-               "--num-workers", "0", "--skip-whisper", "--w2v2-size", "tiny", "--w2v2-batch-seconds", "-1",
-               "--w2v2-steps", "1", "--w2v2-warmup", "1"]
-    done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    code = gpu_check.main(["--out", str(out), "--threads", "1", "--num-workers", "0", "--skip-whisper",
+                           "--w2v2-size", "tiny", "--w2v2-batch-seconds", "4", "--w2v2-steps", "1",
+                           "--w2v2-warmup", "1"])
 
-    assert done.returncode == 1
+    assert code == 1
     report = json.loads(out.read_text())
     assert report["whisper"] is None and [e["part"] for e in report["errors"]] == ["w2v2"]
-    assert report["w2v2"]["runs"] == []  # built, then the batch sampler refused the budget
-    assert "**Part w2v2 failed:**" in done.stdout
+    assert "CUDA out of memory (simulated)" in report["errors"][0]["traceback"]
+    assert report["w2v2"]["runs"] == []  # built, then the first measurement broke
+    assert "**Part w2v2 failed:**" in capsys.readouterr().out

@@ -170,26 +170,47 @@ def test_last_layer_is_the_encoders_final_output_and_its_norm_trains(tiny_speech
     assert final_norm.grad is not None and final_norm.grad.abs().sum() > 0
 
 
+def test_pad_multiple_rounds_the_width_on_an_accelerator_only():
+    upstream = HFSpeechUpstream.__new__(HFSpeechUpstream)  # the rule alone, no model
+    upstream.pad_multiple = 4000  # 0.25 s
+    assert [upstream.padded_width(n, torch.device("cuda")) for n in (400, 4000, 4001, 13280)] == [4000, 4000, 8000,
+                                                                                                  16000]
+    assert upstream.padded_width(13280, torch.device("cpu")) == 13280  # no first-time shape costs to save
+    upstream.pad_multiple = 0
+    assert upstream.padded_width(13280, torch.device("cuda")) == 13280
+
+
 @pytest.mark.parametrize("variant", ["wav2vec2-layer", "hubert-layer", "wavlm-layer"])
-def test_pad_multiple_rounds_the_width_and_leaves_every_real_frame(variant, tiny_speech_dirs, wave, batch,
-                                                                    same_real_frames):
-    # 0.25 s = 4000 samples: the 0.83 s clip (13280 samples) is run 16000 wide, i.e. 49 frames where it has 41
+def test_a_rounded_width_leaves_every_real_frame(variant, tiny_speech_dirs, wave, batch, same_real_frames):
+    # the width a GPU would run (0.25 s = 4000 samples: the 0.83 s clip, 13280 samples, runs 16000 wide, 49
+    # frames where it has 41), run here on the CPU; and on the CPU itself the option changes nothing
     plain = load(tiny_speech_dirs[variant])
     rounded = load(tiny_speech_dirs[variant], pad_multiple_s=0.25)
     rounded.load_state_dict(plain.state_dict())
     short, long = wave(0.45, seed=1), wave(0.83, seed=2)
     wavs, lens = batch([long, short])
     with torch.no_grad():
-        a, b = plain(wavs, lens), rounded(wavs, lens)
+        a, on_cpu = plain(wavs, lens), rounded(wavs, lens)
+        rounded.padded_width = lambda longest, device: HFSpeechUpstream.padded_width(rounded, longest, "cuda")
+        b = rounded(wavs, lens)
+    assert all(torch.equal(x, y) for x, y in zip(a.hidden, on_cpu.hidden))
     assert a.frame_lens.tolist() == b.frame_lens.tolist()
     assert a.hidden[0].shape[1] == int(a.frame_lens.max()) < b.hidden[0].shape[1] == 49
     for i, n in enumerate(a.frame_lens.tolist()):
         same_real_frames(b, i, type(a)([h[i:i + 1, :n] for h in a.hidden], a.frame_lens[i:i + 1]))
 
 
-def test_pad_multiple_is_refused_where_there_is_no_padded_width_or_it_is_not_a_duration(tiny_speech_dirs):
-    with pytest.raises(ConfigError, match="runs each utterance alone"):
-        load(tiny_speech_dirs["wav2vec2-group"], pad_multiple_s=0.5)
-    for bad in (-0.5, float("nan"), float("inf")):
+@pytest.mark.parametrize("variant,reason", [("wav2vec2-group", "a group-norm CNN"),
+                                            ("data2vec-audio", "stacked position convolutions")])
+def test_pad_multiple_is_refused_where_there_is_no_padded_width(variant, reason, tiny_speech_dirs):
+    with pytest.raises(ConfigError, match=f"runs each utterance alone, unpadded \\(.*{reason}"):
+        load(tiny_speech_dirs[variant], pad_multiple_s=0.5)
+
+
+def test_pad_multiple_is_refused_for_a_whisper_source_and_where_it_is_not_a_duration(tiny_speech_dirs,
+                                                                                     whisper_tiny_dir):
+    with pytest.raises(ConfigError, match="is a Whisper encoder: pad_multiple_s"):
+        build_upstream(HFConfig(source=str(whisper_tiny_dir), pad_multiple_s=0.5))
+    for bad in (-0.5, float("nan"), float("inf"), 1e-6):
         with pytest.raises(ConfigError, match="pad_multiple_s"):
             HFConfig(source=str(tiny_speech_dirs["wav2vec2-layer"]), pad_multiple_s=bad)

@@ -58,7 +58,8 @@ DTYPES = {"float16": torch.float16, "float32": torch.float32}
 # config fields that do not change what the upstream itself outputs (source: the weights and config files
 # are hashed instead, so one model under two paths shares its entries)
 _NOT_OUTPUT_FIELDS = ("source", "layers", "layer_norm", "freeze", "lora_rank", "lora_alpha", "lora_dropout",
-                      "lora_targets")  # LoRA: only ever in trained blocks, never in what is cached
+                      "lora_targets",  # LoRA: only ever in trained blocks, never in what is cached
+                      "pad_multiple_s")  # the padded width of a batch: every real frame is the same
 
 
 def caches(upstream: Upstream) -> bool:

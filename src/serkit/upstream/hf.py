@@ -33,10 +33,12 @@ yield one frame, rather than none.
 
 Shapes on a GPU (`pad_multiple_s`, batched models only). Every new input shape costs the GPU first-time work
 (kernel choices, the caching allocator growing), and a length-bucketed batch of clips of any duration has a
-new width nearly every step: on an H200, 30 steps of a wav2vec2-large fine-tuning ran at 18.9 utterances/s on
-new widths and 62.4 on the same widths again (docs/benchmarks.md, "GPU check"). Rounding the padded width up
-to a multiple of `pad_multiple_s` seconds leaves a few dozen widths; the added frames are masked like any
-padding, so every real frame is unchanged. Models run one utterance at a time have nothing to round.
+new width nearly every step: on an H200, the same 30 batches of a wav2vec2-large fine-tuning ran at 26.2
+utterances/s the first time and 62.4 the second (docs/benchmarks.md, "GPU check"). Rounding the padded width
+up to a multiple of `pad_multiple_s` seconds leaves a few dozen widths; the added frames are masked like any
+padding, so every real frame is unchanged. On a CPU there is no such cost to save, and the rounding is skipped
+(a bundle trained with it predicts on a CPU at the clips' own widths). Models run one utterance at a time have
+nothing to round and refuse the option.
 """
 
 from __future__ import annotations
@@ -73,11 +75,16 @@ def default_preprocessing(config) -> Wav2Vec2FeatureExtractor:
     )
 
 
-def padding_is_masked(config) -> bool:
-    """Whether an attention mask keeps padding out of every real frame (see the module docstring)."""
-    group_norm_cnn = getattr(config, "feat_extract_norm", "layer") == "group"
-    stacked_position_convs = config.model_type == "data2vec-audio"
-    return not group_norm_cnn and not stacked_position_convs
+def unbatched_reason(config, extractor: Wav2Vec2FeatureExtractor) -> str:
+    """Why padding would leak into a model's real frames, so it runs one utterance at a time (see the module
+    docstring); "" for a batched one (layer-norm CNN, trained with attention masks, no stacked position convs)."""
+    if getattr(config, "feat_extract_norm", "layer") == "group":
+        return "a group-norm CNN"
+    if config.model_type == "data2vec-audio":
+        return "data2vec-audio's stacked position convolutions"
+    if not extractor.return_attention_mask:
+        return "trained without an attention mask (return_attention_mask false)"
+    return ""
 
 
 def receptive_field(config) -> int:
@@ -91,17 +98,20 @@ def receptive_field(config) -> int:
 @dataclass
 class HFConfig(UpstreamConfig):
     """source: preset name (e.g. "wav2vec2-large-robust"), hub id, or local directory (see presets.py).
-    pad_multiple_s: > 0 rounds a batch's padded width up to a multiple of this many seconds (batched models
-    only; fewer distinct shapes for a GPU: see the module docstring); 0 (default): the longest clip's width."""
+    pad_multiple_s: > 0 rounds a batch's padded width up to a multiple of this many seconds on a GPU (batched
+    models only; fewer distinct shapes: see the module docstring); 0 (default): the longest clip's width. The
+    padded audio then exceeds data.max_batch_seconds by up to batch size x pad_multiple_s (memory: +5-12% at
+    0.5 s in the GPU check)."""
 
     name: str = "hf"
     source: str | None = None
     pad_multiple_s: float = 0.0
 
     def __post_init__(self):
-        if not (math.isfinite(self.pad_multiple_s) and self.pad_multiple_s >= 0):
+        if not (math.isfinite(self.pad_multiple_s) and (self.pad_multiple_s == 0
+                                                         or round(self.pad_multiple_s * SAMPLE_RATE) >= 1)):
             raise ConfigError(f"key 'pad_multiple_s' of upstream 'hf' is {self.pad_multiple_s!r}; expected 0 (off) "
-                              f"or a positive, finite number of seconds")
+                              f"or a finite number of seconds of at least one sample (1/{SAMPLE_RATE} s)")
 
 
 @UPSTREAMS.register("hf")
@@ -119,7 +129,7 @@ class HFSpeechUpstream(Upstream):
         self.feature_extractor = feature_extractor
         self.source = source
         self.do_normalize = bool(feature_extractor.do_normalize)
-        self.batched = bool(feature_extractor.return_attention_mask) and padding_is_masked(config)
+        self.batched = not unbatched_reason(config, feature_extractor)
         self.num_layers = config.num_hidden_layers + 1
         self.hidden_size = config.hidden_size
         self.frame_rate = SAMPLE_RATE / math.prod(config.conv_stride)
@@ -128,8 +138,8 @@ class HFSpeechUpstream(Upstream):
         if self.pad_multiple and not self.batched:
             raise ConfigError(
                 f"upstream.pad_multiple_s={pad_multiple_s:g}: {source or 'this model'} runs each utterance alone, "
-                f"unpadded (a group-norm CNN, no attention mask or data2vec's position convolutions: see "
-                f"serkit/upstream/hf.py), so there is no padded width to round; set it to 0"
+                f"unpadded ({unbatched_reason(config, feature_extractor)}: see serkit/upstream/hf.py), so there is "
+                f"no padded width to round; set it to 0"
             )
 
     @classmethod
@@ -181,9 +191,7 @@ class HFSpeechUpstream(Upstream):
     ) -> UpstreamOutput:
         wav_lens = check_batch(wavs, wav_lens)
         input_lens = wav_lens.clamp(min=self.min_samples)  # [B] samples the model reads
-        width = int(input_lens.max())
-        if self.pad_multiple and self.batched:  # masked like any padding: the real frames do not change
-            width = -(-width // self.pad_multiple) * self.pad_multiple
+        width = self.padded_width(int(input_lens.max()), wavs.device)
         if wavs.shape[1] < width:
             wavs = torch.nn.functional.pad(wavs, (0, width - wavs.shape[1]))
         wavs = wavs[:, :width].float() * length_mask(wav_lens, width)  # padding is exactly zero
@@ -195,6 +203,14 @@ class HFSpeechUpstream(Upstream):
         else:
             hidden = self._encode_unpadded(wavs, input_lens)
         return UpstreamOutput(hidden, frame_lens)
+
+    def padded_width(self, longest: int, device: torch.device) -> int:
+        """The width (samples) a batch runs at whose longest clip, clamped to the receptive field, has `longest`
+        samples: rounded up to a multiple of pad_multiple_s on an accelerator (masked like any padding: the
+        real frames do not change); not on a CPU, where there are no first-time shape costs to save."""
+        if not self.pad_multiple or torch.device(device).type == "cpu":
+            return longest
+        return -(-longest // self.pad_multiple) * self.pad_multiple
 
     def _encode(self, wavs: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """wavs [B, S] -> (num_layers) x [B, T, D]."""
