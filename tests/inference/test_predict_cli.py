@@ -154,13 +154,13 @@ def test_transcripts_table_errors_name_file_and_line(text_only_bundle, tmp_path,
 
 
 def test_predict_caps_onednn_primitive_cache_unless_the_user_set_it(tiny_bundle, odd_audio_dir, monkeypatch, capsys):
-    from serkit.util.onednn import ENV, LEGACY_ENV, PREDICT_CACHE_CAPACITY
+    from serkit.util.onednn import ENV, LEGACY_ENV, CACHE_CAPACITY
 
     path = str(odd_audio_dir / "phone_8k.wav")
     monkeypatch.delenv(ENV, raising=False)  # conftest restores it after the test
     monkeypatch.delenv(LEGACY_ENV, raising=False)
     assert main(["predict", str(tiny_bundle), path]) == 0
-    assert os.environ[ENV] == str(PREDICT_CACHE_CAPACITY)  # without a cap, memory grows with the file count
+    assert os.environ[ENV] == str(CACHE_CAPACITY)  # without a cap, memory grows with the file count
     monkeypatch.setenv(ENV, "512")
     assert main(["predict", str(tiny_bundle), path]) == 0
     assert os.environ[ENV] == "512"  # the user's own setting wins

@@ -22,6 +22,7 @@ from ..data.prepare import prepare_corpus
 from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
 from ..util.atomic import write_json
+from ..util.onednn import cap_primitive_cache
 from ..util.threads import compute_facts, torch_threads
 from .fold import FoldResult, run_fold
 from .progress import FoldClock
@@ -41,6 +42,7 @@ def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False, thre
     Progress lines (training/progress.py) go to stderr unless `quiet`.
     threads: torch's CPU threads while it runs (None: as they are); results depend on the count in their
     last bits (util/threads.py), so run.json records it, with `jobs` (runs side by side with this one)."""
+    cap_primitive_cache()  # clips of every length (crop mode: each at its own): util/onednn.py
     with torch_threads(threads):
         return _run_cv(cfg, Path(run_dir), quiet, jobs)
 
