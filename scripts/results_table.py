@@ -73,7 +73,8 @@ def merge_carried(fresh: dict, kept: dict) -> dict:
     in the tables); on a fold both hold, `fresh` wins. Mean and std (`mean_std`, as `serkit cv`) are taken again over
     all folds. The cost adds the kept folds' own (`carried_cpu_seconds`, kept with the row so that merging again
     does not count the fresh folds twice; unknown, so None, when only some of them are taken); the seconds per
-    epoch are the two parts' figures weighted by their folds (each fold runs the same recipe)."""
+    epoch are the two parts' figures weighted by their folds (each fold runs the same recipe, so the kept part's
+    rate holds for any of its folds, also when only some are taken)."""
     take = [f for f in kept["fold_ids"] if f not in fresh["fold_ids"]]
     folds = sorted(fresh["fold_ids"] + take, key=int)
     merged = {**fresh, "fold_ids": folds, "carried_folds": sorted(take, key=int)}
@@ -95,8 +96,8 @@ def merge_carried(fresh: dict, kept: dict) -> dict:
     kept_cost_folds = kept.get("carried_folds") or kept["fold_ids"]
     kept_cpu = kept.get("carried_cpu_seconds") if "carried_folds" in kept else kept["cpu_seconds"]
     kept_per_epoch = kept.get("carried_cpu_seconds_per_epoch" if "carried_folds" in kept else "cpu_seconds_per_epoch")
-    if sorted(take, key=int) != sorted(kept_cost_folds, key=int):  # its cost is not known fold by fold
-        kept_cpu = kept_per_epoch = None
+    if sorted(take, key=int) != sorted(kept_cost_folds, key=int):  # its total is not known fold by fold
+        kept_cpu = None
     merged["carried_cpu_seconds"], merged["carried_cpu_seconds_per_epoch"] = kept_cpu, kept_per_epoch
     merged["cpu_seconds"] = None if None in (fresh["cpu_seconds"], kept_cpu) else fresh["cpu_seconds"] + kept_cpu
     per_epoch = (fresh.get("cpu_seconds_per_epoch"), kept_per_epoch)

@@ -168,14 +168,16 @@ def test_a_run_resumed_elsewhere_takes_its_missing_folds_from_the_earlier_json(t
     assert "† on" not in table.summary_table([carried_whole], [{"id": "ft", "name": "ft"}])
 
 
-def test_on_a_fold_both_hold_the_fresh_run_wins_and_the_kept_cost_is_unknown(table):
+def test_on_a_fold_both_hold_the_fresh_run_wins_and_only_the_kept_total_cost_is_unknown(table):
     fresh = {**_row("ft", 8, 0.0, None), "fold_ids": ["3", "4", "6"], "ua_per_fold": [70.0, 90.0, 76.0],
              "wa_per_fold": [70.0, 90.0, 76.0], "cpu_seconds": 150.0, "cpu_seconds_per_epoch": 10.0}
     kept = {**_row("ft", 8, 0.0, None), "fold_ids": ["1", "2", "4", "5"], "ua_per_fold": [78.0, 77.0, 82.0, 81.0],
             "wa_per_fold": [78.0, 77.0, 82.0, 81.0], "cpu_seconds": 200.0, "cpu_seconds_per_epoch": 13.0}
     row = table.merge_carried(fresh, kept)
     assert row["ua_per_fold"] == [78.0, 77.0, 70.0, 90.0, 81.0, 76.0] and row["carried_folds"] == ["1", "2", "5"]
-    assert row["cpu_seconds"] is None and row["cpu_seconds_per_epoch"] is None  # not 350: fold 4 twice
+    assert row["cpu_seconds"] is None  # not 350: fold 4 twice
+    assert row["cpu_seconds_per_epoch"] == 11.5  # a rate: (10 * 3 + 13 * 3) / 6
+    assert table.merge_carried(fresh, row) == row  # merged again: the same row (the rate kept with it)
 
 
 def test_main_merges_a_partial_run_folder_with_the_earlier_rows_other_folds(table, tmp_path, monkeypatch):
