@@ -5,18 +5,21 @@ fixed width as the control.
 Usage: python benchmarks/train_memory.py [--steps 160] [--clips 3] [--encoder base|tiny] [--out FILE]
 
 Why: a `serkit cv` process fine-tuning Whisper base in crop mode grew from 3.2 to 6.3 GB of resident memory
-over an 8-class RAVDESS fold (docs/results.md). In crop mode every clip runs at its own length, so the
-encoder's input convolutions meet a new shape with nearly every clip, and oneDNN (torch's CPU convolutions)
+over an 8-class RAVDESS fold (docs/results.md). Crop mode runs a batch at its longest clip's width, so the
+encoder's input convolutions meet a new shape with nearly every batch, and oneDNN (torch's CPU convolutions)
 keeps the kernels it built per shape. Each side is a fresh subprocess (`--child`) that builds the model of
 configs/ravdess/whisper_base_finetune.yaml (the real Whisper base of ../shared, or with `--encoder tiny` a tiny
 random Whisper-shaped one) and runs --steps training steps (forward, backward, AdamW) on --clips clips of random
-audio, 2.5-5 s each (RAVDESS-like), seeded: the same clips on every side. It reports its resident memory
-(VmRSS) after 10 steps and at the end, and its peak (VmHWM). The sides run one after another, --repeats times,
-taking turns. No goal in an issue: informative (results.md, "Not done yet").
+audio, 2.5-5 s each (RAVDESS-like), seeded: the same clips on every side but the control (3 clips of 3.75 s,
+narrower than a varying batch's mean width, ~4.4 s). It reports its resident memory (VmRSS) after 10 steps
+and at the end (on the trimming side right after a trim, as both are multiples of 10), and its peak (VmHWM). The
+sides run one after another, --repeats times, taking turns. No goal in an issue: informative (results.md, "Not done
+yet").
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import subprocess
@@ -89,10 +92,10 @@ def main() -> int:
     p.add_argument("--clips", type=int, default=3, help="clips per step")
     p.add_argument("--encoder", choices=("base", "tiny"), default="base",
                    help="the real Whisper base of ../shared, or a tiny random Whisper-shaped encoder")
-    p.add_argument("--child", action="store_true", help=argparse_hidden())
-    p.add_argument("--widths", choices=("vary", "fixed"), default="vary", help=argparse_hidden())
-    p.add_argument("--source", help=argparse_hidden())
-    p.add_argument("--trim-every", type=int, default=0, help=argparse_hidden())
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # the options of one side's process
+    p.add_argument("--widths", choices=("vary", "fixed"), default="vary", help=argparse.SUPPRESS)
+    p.add_argument("--source", help=argparse.SUPPRESS)
+    p.add_argument("--trim-every", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.steps <= WARM_STEPS or args.clips < 1:
         sys.exit(f"--steps must be more than {WARM_STEPS} and --clips at least 1")
@@ -133,15 +136,10 @@ def main() -> int:
                   _common.fmt(m["seconds_per_step"]), f"{m['seconds_per_step'] / capped['seconds_per_step']:.2f}x")
     table.notes += [f"median of {args.repeats} run(s) per side; each run a fresh subprocess; RSS = its VmRSS, "
                     "peak = its VmHWM",
-                    "control: every clip of every step the same length (3.75 s), so every shape is met once"]
+                    "control: every clip of every step the same length (3.75 s), so every shape is met once",
+                    "the malloc_trim side trims every 10 steps, so its two RSS columns are read right after a trim"]
     _common.emit([table], args)
     return 0
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def tiny_whisper(directory: Path) -> str:

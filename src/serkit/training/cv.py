@@ -41,8 +41,10 @@ def run_cv(cfg: ExperimentConfig, run_dir: str | Path, quiet: bool = False, thre
     """Every selected fold of `cfg` in `run_dir/fold_K`, then the report in `run_dir`. None on non-zero ranks.
     Progress lines (training/progress.py) go to stderr unless `quiet`.
     threads: torch's CPU threads while it runs (None: as they are); results depend on the count in their
-    last bits (util/threads.py), so run.json records it, with `jobs` (runs side by side with this one)."""
-    cap_primitive_cache()  # clips of every length (crop mode: each at its own): util/onednn.py
+    last bits (util/threads.py), so run.json records it, with `jobs` (runs side by side with this one).
+    Sets ONEDNN_PRIMITIVE_CACHE_CAPACITY for this process and its children unless set (util/onednn.py): here,
+    not in the command, since `serkit paper`'s worker processes call run_cv directly."""
+    cap_primitive_cache()  # nearly every batch a new width (the longest clip's): util/onednn.py
     with torch_threads(threads):
         return _run_cv(cfg, Path(run_dir), quiet, jobs)
 

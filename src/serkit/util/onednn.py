@@ -5,8 +5,9 @@ default. A process that predicts files of every length meets a new shape with ne
 wav2vec2 models even run one utterance per call), so that cache only grows, and each entry holds memory:
 `serkit predict --threads 1` over 600 short files of a wav2vec2-shaped model peaked at ~1.2 GB, against
 ~0.65 GB with 64 entries, at the same speed (benchmarks/predict_files_memory.py). Training meets the same:
-length buckets decide which clips share a batch, not its width (the longest clip's), and Whisper's crop mode
-runs every clip at its own length; `run_cv` caps the cache too (benchmarks/train_memory.py).
+length buckets decide which clips share a batch, not its width (the longest clip's, also in Whisper's crop
+mode, which runs a batch at that width rather than the 30 s window), so nearly every batch is a new shape;
+`run_cv` caps the cache too (benchmarks/train_memory.py).
 """
 
 from __future__ import annotations
