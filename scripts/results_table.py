@@ -1,6 +1,7 @@
 """Build docs/results.json (and print the markdown tables) from finished run folders.
 
-    python scripts/results_table.py docs/results_runs.yaml RUNS_DIR [--json docs/results.json] [--fill docs/results.md]
+    python scripts/results_table.py docs/results_runs.yaml RUNS_DIR [RUNS_DIR ...] [--json docs/results.json]
+        [--fill docs/results.md]
 
 The YAML lists one entry per row: `system`, `encoder`, `classes` (8 or 4), `run` (a folder under RUNS_DIR
 holding a `serkit cv` run's cv.json + cost.json, or a `serkit baseline` run's cv.json + probe.json /
@@ -10,7 +11,8 @@ scored on its own) or "speaker" (features normalised per speaker over that speak
 a transductive protocol, tabled apart). Optional `summary`: `{id, name}` entries, the rows of a short "At a glance"
 table put first (each id's 8- and 4-class UA side by side, under a short name). Every number comes from the run
 folders, or with --keep-missing / --merge-partial from the earlier --json's rows of the same command: nothing is
-typed in by hand.
+typed in by hand. Several RUNS_DIRs are searched in order, the first holding a row's run (its cv.json) wins: e.g.
+a machine's run folders first, then docs/runs, the records archived in the repository (scripts/archive_runs.py).
 
 Refit runs (`train.refit`) report no best single checkpoint (theirs trained on other data than the tested
 model), so they get no averaged-vs-best comparison; their epochs per fold count the refit's too.
@@ -34,8 +36,12 @@ def mean_std(values) -> tuple[float, float]:
     return stat.mean, 0.0 if stat.std is None else stat.std
 
 
-def load_row(entry: dict, runs: Path) -> dict:
-    run = runs / entry["run"]
+def find_run(name: str, runs: list[Path]) -> Path | None:
+    """The first of runs/name holding a cv.json, or None."""
+    return next((folder / name for folder in runs if (folder / name / "cv.json").is_file()), None)
+
+
+def load_row(entry: dict, run: Path) -> dict:
     cv = json.loads((run / "cv.json").read_text())
     folds = cv["folds"]
     cost = {}
@@ -152,7 +158,7 @@ def markdown(rows: list[dict], classes: int, protocol: str = "clip") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec")
-    parser.add_argument("runs")
+    parser.add_argument("runs", nargs="+", type=Path, help="folders holding the run folders, searched in order")
     parser.add_argument("--json", default="docs/results.json")
     parser.add_argument("--keep-missing", action="store_true",
                         help="a row whose run folder is absent keeps its figures from the existing --json (same "
@@ -171,7 +177,8 @@ def main() -> None:
     if (args.keep_missing or args.merge_partial) and Path(args.json).is_file():
         earlier = {(r["id"], r["classes"]): r for r in json.loads(Path(args.json).read_text())["rows"]}
     for entry in spec["rows"]:
-        if not (Path(args.runs) / entry["run"] / "cv.json").is_file():
+        run = find_run(entry["run"], args.runs)
+        if run is None:
             kept = earlier.get((entry["id"], entry["classes"]))
             if kept is not None and kept["command"] == entry["command"]:
                 print(f"(kept from {args.json}: {entry['system']}, {entry['classes']} classes: {entry['run']})")
@@ -179,7 +186,7 @@ def main() -> None:
             else:
                 print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
             continue
-        row = load_row(entry, Path(args.runs))
+        row = load_row(entry, run)
         kept = earlier.get((entry["id"], entry["classes"]))
         if (args.merge_partial and kept is not None and kept["command"] == entry["command"]
                 and set(kept["fold_ids"]) - set(row["fold_ids"])):

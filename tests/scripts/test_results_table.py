@@ -216,3 +216,30 @@ def test_main_merges_a_partial_run_folder_with_the_earlier_rows_other_folds(tabl
             assert row["ua_per_fold"] == pytest.approx([78.0, 77.0, 70.0, 82.0, 81.0, 76.0])
         else:
             assert "carried_folds" not in row
+
+
+def test_several_run_folders_are_searched_in_order_the_first_holding_the_run_wins(table, tmp_path, monkeypatch):
+    """RUNS_DIR may be given several times (a machine's runs, then the archive in docs/runs): a row is read from
+    the first folder holding its cv.json; a folder holding the run but no cv.json (a run in progress) is passed."""
+    import json
+
+    import yaml
+
+    def run(folder: str, name: str, ua: float | None) -> None:
+        path = tmp_path / folder / name
+        path.mkdir(parents=True)
+        if ua is not None:
+            fold = {"fold": "1", "metrics": {"ua": ua, "wa": ua}}
+            path.joinpath("cv.json").write_text(json.dumps({"folds": [fold], "summary": {
+                "ua": {"mean": ua, "std": 0.0}, "wa": {"mean": ua, "std": 0.0}}}))
+
+    run("here", "a", 0.70), run("archive", "a", 0.60), run("here", "b", None), run("archive", "b", 0.50)
+    rows = [{"id": name, "system": name, "encoder": "enc", "classes": 8, "run": name, "command": f"serkit cv {name}"}
+            for name in ("a", "b", "c")]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"rows": rows}))
+    monkeypatch.setattr("sys.argv", ["results_table.py", str(tmp_path / "spec.yaml"), str(tmp_path / "here"),
+                                     str(tmp_path / "archive"), "--json", str(tmp_path / "r.json")])
+    table.main()
+    got = {row["id"]: row["ua"] for row in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert got == pytest.approx({"a": 70.0, "b": 50.0})  # c: in neither, not run yet
+    assert table.find_run("c", [tmp_path / "here", tmp_path / "archive"]) is None

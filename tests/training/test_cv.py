@@ -95,6 +95,31 @@ def test_finished_folds_are_skipped(cv_run, tiny_config, synth_iemocap_root, cap
     assert "mean ± std" in capsys.readouterr().out
 
 
+def test_a_run_restored_from_its_archived_records_skips_every_fold_and_reports_the_same(
+        cv_run, tiny_config, synth_iemocap_root, tmp_path):
+    """scripts/archive_runs.py keeps a run's records without its weights; copied back, `serkit cv` on it trains
+    nothing (every fold's result.json is there) and writes the same cv.json summary and predictions."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "archive_runs.py"
+    spec = importlib.util.spec_from_file_location("archive_runs", script)
+    archive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(archive)
+    archive.main([str(cv_run.parent), str(tmp_path / "archive"), cv_run.name])
+    assert not list((tmp_path / "archive").rglob("*.safetensors"))
+    restored = tmp_path / "restored"
+    shutil.copytree(tmp_path / "archive" / cv_run.name, restored)
+    assert main(["cv", str(tiny_config), "--root", str(synth_iemocap_root), "--out", str(restored), "--quiet"]) == 0
+    assert not list(restored.glob("fold_*/model")) and not list(restored.glob("fold_*/checkpoints"))  # no training
+    summary = json.loads((restored / "cv.json").read_text())["summary"]
+    assert summary == json.loads((cv_run / "cv.json").read_text())["summary"]
+    for fold in range(1, 6):
+        name = f"fold_{fold}/predictions.csv"
+        assert (restored / name).read_text() == (cv_run / name).read_text()
+
+
 def test_overrides_and_folds_reach_the_config(tiny_config):
     cfg = load_config(tiny_config, overrides=["train.max_epochs=3", "model.aggregators.0.channels=16", "folds=[1,3]"])
     assert cfg.train.max_epochs == 3 and cfg.model.aggregators[0].channels == 16 and cfg.folds == [1, 3]
