@@ -186,6 +186,8 @@ def main() -> None:
             else:
                 print(f"(not run yet: {entry['system']}, {entry['classes']} classes: {entry['run']})")
             continue
+        if len(args.runs) > 1:  # which copy each row came from: a stale one here shadows the archive's
+            print(f"(read from {run.parent}: {entry['system']}, {entry['classes']} classes)")
         row = load_row(entry, run)
         kept = earlier.get((entry["id"], entry["classes"]))
         if (args.merge_partial and kept is not None and kept["command"] == entry["command"]
