@@ -8,11 +8,12 @@ tens of MB a fold) around a few kB of records. What the tables and `serkit ensem
 cv.json / cost.json / probe.json / baseline.json / ensemble.json / run.json / config.yaml, and per fold
 result.json (which also marks a cv fold finished, so `serkit cv` on a restored folder skips it), cost.json,
 config.yaml and predictions.csv (the validation and test probabilities an ensemble combines). Kept: every
-.json / .csv / .md / .yaml / .txt file, except
+.json / .jsonl / .csv / .md / .yaml / .txt file, except
 - weights (`*.safetensors`, `*.ckpt`, `*.pt`, `*.bin`) and the folders that hold them: a fold's `model/`
   bundle and `checkpoints/`, or any other folder below a fold holding weights (a bundle's config goes with it);
-- `tensorboard/` logs, hidden folders (a writer's temporary ones) and the corpus audio check's cache
-  (`audio_check.json`: a run derives it again);
+- `tensorboard/` logs, hidden folders (a writer's temporary ones), the corpus audio check's cache
+  (`audio_check.json`: a run derives it again) and each fold's `split.json` (its utterance lists, which the
+  corpus and the folds option give again; nothing reads it);
 - a fold that has not finished: in a `serkit cv` run (it has run.json) one without result.json, which includes
   a fold killed during its refit (its predictions.csv would be the first fit's); in a baseline or ensemble run,
   one without predictions.csv;
@@ -37,10 +38,11 @@ from pathlib import Path
 
 from serkit.util.atomic import temp_folder
 
-KEPT_SUFFIXES = {".json", ".csv", ".md", ".yaml", ".txt"}
+KEPT_SUFFIXES = {".json", ".jsonl", ".csv", ".md", ".yaml", ".txt"}
 WEIGHT_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".bin"}
 LEFT_OUT_DIRS = {"model", "checkpoints", "tensorboard"}
-LEFT_OUT_NAMES = {"audio_check.json"}  # serkit.data.check.CACHE_NAME: a cache, not a record
+# serkit.data.check.CACHE_NAME, a cache; a fold's utterance lists (40 kB a fold), which its corpus and folds give
+LEFT_OUT_NAMES = {"audio_check.json", "split.json"}
 RECORDS = {"cv.json", "cost.json", "probe.json", "baseline.json", "ensemble.json", "run.json", "config.yaml",
            "result.json", "predictions.csv"}
 

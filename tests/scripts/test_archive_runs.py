@@ -52,6 +52,7 @@ def _run(root: Path, name: str, seed: int, unfinished: tuple[int, ...] = ()) -> 
     (run / "cv.json").write_text(json.dumps({"folds": []}))
     (run / "cost.json").write_text(json.dumps({"cpu_seconds": 2.0, "trainable_params": 5}))
     (run / "audio_check.json").write_text("{}")
+    (run / "fold_1" / "split.json").write_text("{}")
     (run / "train.log").write_text("x" * 5000)  # not a kept suffix
     (run / "fold_1" / "tensorboard").mkdir()
     (run / "fold_1" / "tensorboard" / "hparams.yaml").write_text("a: 1\n")
