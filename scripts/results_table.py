@@ -57,7 +57,8 @@ def load_row(entry: dict, run: Path) -> dict:
         "classes": entry["classes"], "command": entry["command"], "protocol": protocol_of(entry),
         "fold_ids": [f["fold"] for f in folds],
         "ua": 100 * cv["summary"]["ua"]["mean"], "wa": 100 * cv["summary"]["wa"]["mean"],
-        "ua_std": 100 * cv["summary"]["ua"]["std"], "wa_std": 100 * cv["summary"]["wa"]["std"],
+        # serkit cv writes no std for one fold (a run given --folds k); 0.0 as mean_std takes it
+        "ua_std": 100 * (cv["summary"]["ua"]["std"] or 0.0), "wa_std": 100 * (cv["summary"]["wa"]["std"] or 0.0),
         "ua_per_fold": [100 * f["metrics"]["ua"] for f in folds],
         "wa_per_fold": [100 * f["metrics"]["wa"] for f in folds],
         "trainable_params": cost.get("trainable_params", entry.get("trainable_params")),

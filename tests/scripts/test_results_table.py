@@ -243,3 +243,19 @@ def test_several_run_folders_are_searched_in_order_the_first_holding_the_run_win
     got = {row["id"]: row["ua"] for row in json.loads((tmp_path / "r.json").read_text())["rows"]}
     assert got == pytest.approx({"a": 70.0, "b": 50.0})  # c: in neither, not run yet
     assert table.find_run("c", [tmp_path / "here", tmp_path / "archive"]) is None
+
+
+def test_a_run_folder_of_one_fold_reads_with_a_zero_std(table, tmp_path):
+    """`serkit cv --folds 3` writes a cv.json whose std is null (one fold): the row reads, its std 0.0, as
+    mean_std gives for one value, instead of failing."""
+    import json
+
+    run = tmp_path / "one"
+    run.mkdir()
+    run.joinpath("cv.json").write_text(json.dumps({"folds": [{"fold": "3", "metrics": {"ua": 0.66, "wa": 0.67}}],
+                                                   "summary": {"ua": {"mean": 0.66, "std": None},
+                                                               "wa": {"mean": 0.67, "std": None}}}))
+    entry = {"id": "ft", "system": "ft", "encoder": "enc", "classes": 8, "run": "one", "command": "serkit cv ft"}
+    row = table.load_row(entry, run)
+    assert row["ua_std"] == 0.0 and row["wa_std"] == 0.0 and row["ua"] == pytest.approx(66.0)
+    assert row["fold_ids"] == ["3"]
