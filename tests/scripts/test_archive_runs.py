@@ -1,5 +1,6 @@
 """scripts/archive_runs.py: a run folder's records are kept and its weights left out; the archive is read by
-`serkit ensemble` as the run folder was; a restored partial run skips its finished folds; bad input is refused."""
+`serkit ensemble` as the run folder was; bad input is refused before anything is written. (A run restored from
+its archive skips its finished folds: tests/training/test_cv.py, on a real run.)"""
 
 from __future__ import annotations
 

@@ -96,18 +96,12 @@ def test_finished_folds_are_skipped(cv_run, tiny_config, synth_iemocap_root, cap
 
 
 def test_a_run_restored_from_its_archived_records_skips_every_fold_and_reports_the_same(
-        cv_run, tiny_config, synth_iemocap_root, tmp_path):
+        cv_run, tiny_config, synth_iemocap_root, tmp_path, load_script):
     """scripts/archive_runs.py keeps a run's records without its weights; copied back, `serkit cv` on it trains
     nothing (every fold's result.json is there) and writes the same cv.json summary and predictions."""
-    import importlib.util
     import shutil
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "archive_runs.py"
-    spec = importlib.util.spec_from_file_location("archive_runs", script)
-    archive = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(archive)
-    archive.main([str(cv_run.parent), str(tmp_path / "archive"), cv_run.name])
+    load_script("archive_runs").main([str(cv_run.parent), str(tmp_path / "archive"), cv_run.name])
     assert not list((tmp_path / "archive").rglob("*.safetensors"))
     restored = tmp_path / "restored"
     shutil.copytree(tmp_path / "archive" / cv_run.name, restored)
