@@ -12,7 +12,7 @@ from serkit.checkpoint import frozen_fingerprint
 from serkit.downstream import AggregatorConfig
 from serkit.errors import ConfigError
 from serkit.model import ModelConfig, build_model
-from serkit.upstream import build_layer_selector, build_upstream
+from serkit.upstream import LayerSelector, build_layer_selector, build_upstream
 from serkit.upstream.cache import (
     FeatureCache,
     content_key,
@@ -22,6 +22,7 @@ from serkit.upstream.cache import (
 )
 from serkit.upstream.fbank import FbankConfig
 from serkit.upstream.hf import HFConfig
+from serkit.upstream.layers import stacked_layers
 from serkit.upstream.whisper import WhisperConfig
 
 
@@ -83,6 +84,28 @@ def test_float16_storage_is_close_and_a_hit_equals_its_miss(tmp_path, tiny_whisp
         for b, n in enumerate(direct.frame_lens.tolist()):
             scale = d[b, :n].abs().max().item()
             assert (m[b, :n] - d[b, :n]).abs().max().item() <= 2e-3 * max(scale, 1.0), f"layer {layer}"
+
+
+def test_layers_come_as_views_of_one_zero_padded_block_the_selector_mixes_in_place(tmp_path, tiny_whisper_dir,
+                                                                                    wave, batch):
+    """float16 entries are served as float32 views of one [L, B, T, D] block: the stored values exactly, zeros past
+    each row's frames, and a weighted LayerSelector mixes that block itself (no stacked copy)."""
+    upstream, cfg = whisper(tiny_whisper_dir)
+    cache = cache_for(upstream, cfg, tmp_path, dtype="float16")
+    wavs, lens = batch([wave(0.4, seed=5), wave(0.9, seed=4)], extra=300)
+    out = cache(upstream, wavs, lens)
+    block = out.hidden[0]._base
+    assert block is not None and block.shape == (upstream.num_layers, *out.hidden[0].shape)
+    assert stacked_layers(out.hidden) is block
+    for b, key in enumerate(content_key(wavs[b, : int(n)]) for b, n in enumerate(lens.tolist())):
+        stored, n = cache._read(key), int(out.frame_lens[b])
+        for layer, frames in enumerate(stored):
+            assert torch.equal(out.hidden[layer][b, :n], frames.float())
+            assert not out.hidden[layer][b, n:].any()
+    assert out.frame_lens.tolist()[0] < out.hidden[0].shape[1]  # the short row is padded
+    for layer_norm in (False, True):
+        selector = LayerSelector(upstream.num_layers, "weighted", layer_norm=layer_norm)
+        assert torch.equal(selector(out.hidden), selector([h.clone() for h in out.hidden]))  # bit for bit
 
 
 def test_same_audio_shares_an_entry_and_an_edit_misses(tmp_path, wave, batch):

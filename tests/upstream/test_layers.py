@@ -4,6 +4,7 @@ from torch.nn import functional as F
 
 from serkit.errors import ConfigError
 from serkit.upstream import LayerSelector, UpstreamConfig, build_layer_selector
+from serkit.upstream.layers import stacked_layers
 
 
 def layers(num_layers=4, batch=2, frames=5, dim=3, seed=0) -> list[torch.Tensor]:
@@ -66,3 +67,32 @@ def test_built_from_the_upstream_config():
 class _Stub:
     def __init__(self, num_layers):
         self.num_layers = num_layers
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_views_of_one_block_mix_without_a_copy_and_give_the_stacked_result_bit_for_bit(layer_norm):
+    block = torch.stack(layers(seed=3))  # [L, B, T, D]: what a feature cache returns, each layer a view
+    views, copies = list(block), [h.clone() for h in block]
+    assert stacked_layers(views) is block
+    assert stacked_layers(copies) is not block and torch.equal(stacked_layers(copies), block)
+    selector = LayerSelector(4, "weighted", layer_norm=layer_norm)
+    with torch.no_grad():
+        selector.weights.copy_(torch.tensor([0.3, -1.0, 2.0, 0.5]))
+    results = []
+    for hidden in (views, copies):
+        selector.zero_grad()
+        out = selector(hidden)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), selector.weights.grad.clone()))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("pick", [
+    lambda block: list(block)[::-1],  # the block's views, out of order
+    lambda block: list(block)[:3],  # not all of the block
+    lambda block: [h[:, :4] for h in block],  # views of a part of each layer
+    lambda block: list(block.transpose(0, 1).contiguous().transpose(0, 1)),  # a block that is not contiguous
+])
+def test_anything_but_the_whole_block_in_order_is_stacked(pick):
+    hidden = pick(torch.stack(layers(seed=4)))
+    torch.testing.assert_close(stacked_layers(hidden), torch.stack([h.clone() for h in hidden]), rtol=0, atol=0)

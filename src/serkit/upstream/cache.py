@@ -44,7 +44,6 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import ConfigError
 from ..util.atomic import atomic_path, write_json
@@ -118,9 +117,9 @@ class FeatureCache:
     one): (encode, wavs [B, S], wav_lens [B]) -> UpstreamOutput, encode being that upstream or its encode_prefix.
 
     hidden: num_layers entries (frozen_blocks + 1 for a frozen bottom), [B, T, D] float32 for the stored layers
-    (T = max real frames in the batch, zero-padded) and None for the layers the selector never reads. Only the rows
-    missing from the cache are run through `encode` (as one smaller batch); `hits` / `misses` count rows,
-    `upstream_calls` batches.
+    (T = max real frames in the batch, zero-padded; views of one [L_stored, B, T, D] block, see `_pad`) and None for
+    the layers the selector never reads. Only the rows missing from the cache are run through `encode` (as one
+    smaller batch); `hits` / `misses` count rows, `upstream_calls` batches.
     """
 
     def __init__(self, directory: str | Path, fingerprint: str, num_layers: int, layers: tuple[int, ...],
@@ -174,9 +173,22 @@ class FeatureCache:
         per_row = [rows[key] for key in keys]
         frame_lens = torch.tensor([layers[0].shape[0] for layers in per_row], dtype=torch.long, device=wavs.device)
         hidden: list[torch.Tensor | None] = [None] * self.num_layers
-        for slot, layer in enumerate(self.layers):
-            hidden[layer] = pad_sequence([r[slot] for r in per_row], batch_first=True).to(wavs.device, torch.float32)
+        for layer, frames in zip(self.layers, self._pad(per_row, wavs.device)):
+            hidden[layer] = frames
         return UpstreamOutput(hidden, frame_lens)
+
+    @staticmethod
+    def _pad(per_row: list[list[torch.Tensor]], device: torch.device) -> list[torch.Tensor]:
+        """B rows of stored layers (each [T_b, D]) -> one [B, T, D] float32 tensor per stored layer, zero-padded.
+
+        They are views of one block [L_stored, B, T, D]: a weighted LayerSelector mixes that block itself instead
+        of stacking the layers into a copy (the stack was a fifth of a cached head's epoch)."""
+        frames_max = max(stored[0].shape[0] for stored in per_row)
+        block = torch.zeros(len(per_row[0]), len(per_row), frames_max, per_row[0][0].shape[-1])
+        for b, stored in enumerate(per_row):
+            for slot, frames in enumerate(stored):
+                block[slot, b, : frames.shape[0]] = frames  # float16 -> float32 is exact
+        return list(block.to(device))
 
     def _compute(self, encode, wavs, wav_lens, missing, keys, rows) -> None:
         """Run `encode` on the missing rows only (duplicates once), store them, put them in `rows`."""

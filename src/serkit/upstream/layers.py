@@ -35,6 +35,17 @@ def parse_layer_choice(layers: str | int, num_layers: int) -> str | int:
     return index % num_layers
 
 
+def stacked_layers(hidden: list[torch.Tensor]) -> torch.Tensor:
+    """num_layers x [B, T, D] -> [L, B, T, D]: the block the layers are consecutive views of (as a feature cache
+    returns them), without a copy; otherwise torch.stack's copy. Either way the same values, so the same mix."""
+    base = hidden[0]._base
+    if (base is not None and base.dim() == 4 and base.shape[0] == len(hidden) and base.is_contiguous()
+            and all(h._base is base and h.shape == base.shape[1:] and h.is_contiguous()
+                    and h.data_ptr() == base[i].data_ptr() for i, h in enumerate(hidden))):
+        return base
+    return torch.stack(hidden, dim=0)
+
+
 class LayerSelector(nn.Module):
     """hidden: num_layers x [B, T, D] -> frames [B, T, D].
 
@@ -60,7 +71,7 @@ class LayerSelector(nn.Module):
             raise ValueError(f"expected {self.num_layers} layers, got {len(hidden)}")
         if self.choice != "weighted":
             return hidden[self.choice]
-        stacked = torch.stack(hidden, dim=0)  # [L, B, T, D]
+        stacked = stacked_layers(hidden)  # [L, B, T, D]
         if self.layer_norm:
             stacked = F.layer_norm(stacked, stacked.shape[-1:])
         mix = F.softmax(self.weights, dim=0).to(stacked.dtype)
