@@ -60,7 +60,8 @@ def build(args, directory: Path):
 
 
 def make_step(cache_class, args, directory: Path, key: str, wavs, wav_lens, encode):
-    """-> a callable running --steps training steps of a fresh head (same initial weights on every side)."""
+    """-> (a callable running --steps training steps of a fresh head, its parameters); the same initial weights on
+    every side, so after the same number of steps the sides' parameters must be equal bit for bit."""
     import torch
     from torch.nn import functional as F
 
@@ -85,7 +86,7 @@ def make_step(cache_class, args, directory: Path, key: str, wavs, wav_lens, enco
         if cache.misses:
             sys.exit("the cache missed: the benchmark would time the fake encoder")
 
-    return run
+    return run, params
 
 
 def main() -> int:
@@ -102,8 +103,13 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="serkit_bench_layers_") as tmp:
         sides, wavs, wav_lens, encode, key = build(args, Path(tmp))
-        runs = {name: make_step(cls, args, Path(tmp), key, wavs, wav_lens, encode) for name, cls in sides.items()}
-        times = _common.time_sides(runs, args.repeats, args.warmup)
+        steps = {name: make_step(cls, args, Path(tmp), key, wavs, wav_lens, encode) for name, cls in sides.items()}
+        times = _common.time_sides({name: run for name, (run, _) in steps.items()}, args.repeats, args.warmup)
+    import torch
+
+    ours, before = (params for _, params in steps.values())
+    if not all(torch.equal(a, b) for a, b in zip(ours, before)):
+        sys.exit("the two sides trained different weights: the change is not a pure speed-up")
     baseline = _common.median(times["baseline: a tensor per layer, stacked (before)"])
     table = _common.Table(
         f"Cached head, training step: {args.batch} clips x {args.layers} layers x {args.dim} dims, float16 cache",
@@ -115,6 +121,7 @@ def main() -> int:
         f"{args.repeats} timed runs of {args.steps} steps per side after {args.warmup} untimed; the sides take turns",
         "step = cache lookup (safetensors read) and padding, weighted LayerSelector (layer_norm), statistics "
         "pooling, linear, cross-entropy, backward, AdamW; no audio decoding",
+        "checked: after the runs both sides hold the same weights bit for bit",
     ]
     _common.emit([table], args)
     return 0

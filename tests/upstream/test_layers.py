@@ -92,7 +92,12 @@ def test_views_of_one_block_mix_without_a_copy_and_give_the_stacked_result_bit_f
     lambda block: list(block)[:3],  # not all of the block
     lambda block: [h[:, :4] for h in block],  # views of a part of each layer
     lambda block: list(block.transpose(0, 1).contiguous().transpose(0, 1)),  # a block that is not contiguous
+    lambda block: [h[:1] for h in block],  # contiguous, at the right address, but not the whole layer
+    lambda block: [h.transpose(1, 2) for h in block],  # the right shape (T == D) and address, not contiguous
+    lambda block: [h.requires_grad_() for h in list(block)],  # views whose gradient the caller wants
 ])
 def test_anything_but_the_whole_block_in_order_is_stacked(pick):
-    hidden = pick(torch.stack(layers(seed=4)))
-    torch.testing.assert_close(stacked_layers(hidden), torch.stack([h.clone() for h in hidden]), rtol=0, atol=0)
+    hidden = pick(torch.stack(layers(batch=4, frames=5, dim=5, seed=4)))  # B = L, T = D: no check passes by accident
+    stacked = stacked_layers(hidden)
+    assert stacked is not hidden[0]._base
+    torch.testing.assert_close(stacked, torch.stack([h.clone() for h in hidden]), rtol=0, atol=0)

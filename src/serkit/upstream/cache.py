@@ -117,8 +117,8 @@ class FeatureCache:
     one): (encode, wavs [B, S], wav_lens [B]) -> UpstreamOutput, encode being that upstream or its encode_prefix.
 
     hidden: num_layers entries (frozen_blocks + 1 for a frozen bottom), [B, T, D] float32 for the stored layers
-    (T = max real frames in the batch, zero-padded; views of one [L_stored, B, T, D] block, see `_pad`) and None for
-    the layers the selector never reads. Only the rows missing from the cache are run through `encode` (as one
+    (T = max real frames in the batch, zero-padded; read-only views of one [L_stored, B, T, D] block, see `_pad`:
+    writing into one in place is an error under autograd) and None for the layers the selector never reads. Only the rows missing from the cache are run through `encode` (as one
     smaller batch); `hits` / `misses` count rows, `upstream_calls` batches.
     """
 

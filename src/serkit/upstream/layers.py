@@ -38,10 +38,13 @@ def parse_layer_choice(layers: str | int, num_layers: int) -> str | int:
 def stacked_layers(hidden: list[torch.Tensor]) -> torch.Tensor:
     """num_layers x [B, T, D] -> [L, B, T, D]: the block the layers are consecutive views of (as a feature cache
     returns them), without a copy; otherwise torch.stack's copy. Either way the same values, so the same mix."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return torch.stack(hidden, dim=0)  # data pointers are not readable there (and nothing is cached)
     base = hidden[0]._base
     if (base is not None and base.dim() == 4 and base.shape[0] == len(hidden) and base.is_contiguous()
-            and all(h._base is base and h.shape == base.shape[1:] and h.is_contiguous()
-                    and h.data_ptr() == base[i].data_ptr() for i, h in enumerate(hidden))):
+            and all(h._base is base and h.shape == base.shape[1:] and h.dtype == base.dtype and h.is_contiguous()
+                    and h.requires_grad == base.requires_grad and h.data_ptr() == base[i].data_ptr()
+                    for i, h in enumerate(hidden))):
         return base
     return torch.stack(hidden, dim=0)
 
