@@ -49,7 +49,7 @@ class UpstreamConfig:
 
 
 class UpstreamOutput(NamedTuple):
-    hidden: list[torch.Tensor]  # num_layers x [B, T, D]
+    hidden: list[torch.Tensor]  # num_layers x [B, T, D]; read-only (a FeatureCache's are views of one block)
     frame_lens: torch.Tensor  # [B] int64
 
 
