@@ -118,8 +118,9 @@ class FeatureCache:
 
     hidden: num_layers entries (frozen_blocks + 1 for a frozen bottom), [B, T, D] float32 for the stored layers
     (T = max real frames in the batch, zero-padded; read-only views of one [L_stored, B, T, D] block, see `_pad`:
-    writing into one in place is an error under autograd) and None for the layers the selector never reads. Only the rows missing from the cache are run through `encode` (as one
-    smaller batch); `hits` / `misses` count rows, `upstream_calls` batches.
+    writing into one in place is an error under autograd) and None for the layers the selector never reads. Only
+    the rows missing from the cache are run through `encode` (as one smaller batch); `hits` / `misses` count rows,
+    `upstream_calls` batches.
     """
 
     def __init__(self, directory: str | Path, fingerprint: str, num_layers: int, layers: tuple[int, ...],
