@@ -13,7 +13,8 @@ config.yaml and predictions.csv (the validation and test probabilities an ensemb
   bundle and `checkpoints/`, or any other folder below a fold holding weights (a bundle's config goes with it);
 - `tensorboard/` logs, hidden folders (a writer's temporary ones), the corpus audio check's cache
   (`audio_check.json`: a run derives it again) and each fold's `split.json` (its utterance lists, which the
-  corpus and the folds option give again; nothing reads it);
+  corpus and the folds option give again; a restored run's folds are then checked against the command by
+  config alone, training/resume_check.py);
 - a fold that has not finished: in a `serkit cv` run (it has run.json) one without result.json, which includes
   a fold killed during its refit (its predictions.csv would be the first fit's); in a baseline or ensemble run,
   one without predictions.csv;

@@ -104,6 +104,13 @@ def _load_yaml(path: Path):
 
 
 def _describe(e: Exception) -> str:
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem:  # its first line is the context, not what is wrong
+        mark = e.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        context = f", {e.context}" if e.context else ""
+        if e.context and e.context_mark is not None:
+            context += f" begun on line {e.context_mark.line + 1}"
+        return f"bad YAML: {e.problem}{where}{context}"
     # OmegaConf's messages carry a multi-line "full_key: ... object_type" trailer; keep the first line + key.
     first = str(e).splitlines()[0]
     key = getattr(e, "full_key", None)

@@ -157,3 +157,22 @@ def test_select_refuses_members_without_validation_and_weights_with_select(tmp_p
         ensemble_runs([run_a, nested], tmp_path / "s", select_rounds=2)
     with pytest.raises(ConfigError, match="not both"):
         ensemble_runs([run_a, run_b], tmp_path / "s", [1.0, 2.0], select_rounds=2)
+
+
+@pytest.mark.parametrize("out", ["a", "a/inner"])
+def test_an_out_folder_that_is_a_member_or_inside_one_is_refused_and_the_member_kept(tmp_path, out):
+    run_a = make_run(tmp_path / "a", {1: onehot([0, 0, 1, 1, 2, 2])})
+    run_b = make_run(tmp_path / "b", {1: onehot([1] * 6)})
+    before = (run_a / "fold_1" / "predictions.csv").read_bytes()
+    with pytest.raises(ConfigError, match="member run .* or inside it"):
+        ensemble_runs([run_b, run_a], tmp_path / out)
+    assert (run_a / "fold_1" / "predictions.csv").read_bytes() == before
+
+
+def test_select_0_and_negative_weights_are_refused_in_plain_words(tmp_path, capsys):
+    run_a, run_b = make_run(tmp_path / "a", {1: onehot([0] * 6)}), make_run(tmp_path / "b", {1: onehot([1] * 6)})
+    with pytest.raises(SystemExit):
+        main(["ensemble", str(run_a), str(run_b), "--out", str(tmp_path / "e"), "--select", "0"])
+    assert "expected 1 or more" in capsys.readouterr().err
+    assert main(["ensemble", str(run_a), str(run_b), "--out", str(tmp_path / "e"), "--weights", "1,-1"]) == 1
+    assert "got [1.0, -1.0]" in capsys.readouterr().err

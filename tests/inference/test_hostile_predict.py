@@ -184,7 +184,7 @@ def test_unreadable_subfolder_is_reported(tiny_bundle, tmp_path, capsys, monkeyp
     captured = capsys.readouterr()
     assert [r["file"] for r in jsonl(captured.out)] == [str(tmp_path / "in" / "a.wav")]
     assert f"{locked}: cannot list folder (permission denied)" in captured.err
-    assert "1 folders could not be listed" in captured.err
+    assert "1 folders could not be listed or held no audio" in captured.err
 
 
 def test_csv_cells_that_start_a_formula_are_quoted(tiny_bundle, tmp_path, capsys, monkeypatch):

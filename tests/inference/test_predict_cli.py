@@ -65,6 +65,19 @@ def test_paths_from_stdin(tiny_bundle, odd_audio_dir, monkeypatch, capsys):
     assert [r["file"] for r in jsonl(capsys.readouterr().out)] == [str(odd_audio_dir / n) for n in names]
 
 
+def test_an_empty_folder_or_an_empty_stdin_list_is_an_error_not_silence(tiny_bundle, tmp_path, monkeypatch, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no audio here")
+    assert main(["predict", str(tiny_bundle), str(tmp_path / "empty")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"{tmp_path / 'empty'}: no audio files in it or its sub-folders" in captured.err
+    assert main(["predict", str(tiny_bundle), str(tmp_path / "empty"), "--skip-errors"]) == 1
+    assert "1 folders could not be listed or held no audio" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
+    assert main(["predict", str(tiny_bundle), "-"]) == 1
+    assert "no paths on standard input" in capsys.readouterr().err
+
+
 def test_manifests_give_their_files_relative_to_their_folder(tiny_bundle, odd_audio_dir, tmp_path, capsys):
     names = ["tiny_0.1s.wav", "nested/voice_22k.flac"]
     (odd_audio_dir / "list.csv").write_text("id,path,speaker\n" + "".join(f"u{k},{n},x\n" for k, n in enumerate(names)))

@@ -139,3 +139,15 @@ def test_max_epochs_0_is_refused_before_training(tiny_config, synth_iemocap_root
     err = capsys.readouterr().err
     assert "key 'train.max_epochs' is 0; expected 1 or more" in err and "no checkpoint" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\ntrain: [1, 2\n", r"bad YAML: did not find expected ',' or '\]' \(line 3, column 1\), while parsing a "
+                                r"flow sequence begun on line 2"),
+    ("name: x\nname: y\n", r"bad YAML: found duplicate key name \(line 2, column 1\)"),
+])
+def test_a_yaml_syntax_error_says_what_and_where(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"bad\.yaml: " + message):
+        load_config(path)

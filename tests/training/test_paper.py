@@ -42,3 +42,13 @@ def test_unknown_experiment_is_refused_before_any_training(tmp_path, capsys):
     with pytest.raises(ConfigError, match="comma-separated"):
         from serkit.commands.parsing import parse_numbers
         parse_numbers("1,x", "--experiments")
+
+
+def test_an_override_that_fits_no_experiment_is_refused_before_any_training(tmp_path, capsys):
+    # experiment 9 is the filterbank ECAPA-TDNN, 1 uses mean pooling: `channels` is a key of ecapa only
+    assert main(["paper", "--root", str(tmp_path), "--experiments", "9,1", "--out", str(tmp_path / "p"),
+                 "model.aggregators.0.channels=16"]) == 1
+    assert "experiment 1 (" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+    assert main(["paper", "--root", str(tmp_path), "--experiments", ","]) == 1
+    assert "--experiments ','" in capsys.readouterr().err

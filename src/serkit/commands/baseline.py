@@ -110,7 +110,7 @@ def _wave_copies(args: argparse.Namespace):
     for flag in WAVE_RANGES:
         text = getattr(args, f"wave_{flag.replace('-', '_')}")
         if text is not None:
-            fields[flag.replace("-", "_")] = parse_numbers(text, f"--wave-{flag}", float) or []
+            fields[flag.replace("-", "_")] = parse_numbers(text, f"--wave-{flag}", float)
     check_wave_copies(**fields, name=lambda key: f"--wave-{key.replace('_', '-')}")
     return WaveCopies(**fields)
 

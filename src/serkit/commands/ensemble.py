@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from .parsing import positive_int
 from .registry import command
 
 
@@ -15,7 +16,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder: cv.md/csv/json, plots, ensemble.json, per-fold "
                                                 "predictions")
     p.add_argument("--weights", help="comma-separated weight per run (default: equal); normalised to sum to 1")
-    p.add_argument("--select", type=int, default=0, metavar="ROUNDS",
+    p.add_argument("--select", type=positive_int, metavar="ROUNDS",
                    help="choose the weights on the validation predictions instead: ROUNDS rounds of greedy forward "
                         "selection with replacement (a run may be picked several times), kept at the best round; "
                         "test labels are never read (try 2-3 times the number of runs)")
@@ -24,13 +25,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 @command("ensemble", "combine finished runs (e.g. a trained head and the linear probe) by averaging their "
                      "probabilities, fold by fold", _arguments)
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..evaluation.ensemble import ensemble_runs
     from .parsing import parse_numbers
 
-    if args.select < 0:
-        raise ConfigError(f"--select is {args.select}; expected a number of rounds, 1 or more")
-    summary = ensemble_runs(args.runs, args.out, parse_numbers(args.weights, "--weights", float), args.select)
+    summary = ensemble_runs(args.runs, args.out, parse_numbers(args.weights, "--weights", float), args.select or 0)
     print(summary.to_markdown())
     print(f"report: {args.out}")
     return 0

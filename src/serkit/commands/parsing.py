@@ -41,11 +41,15 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 def parse_numbers(text: str | None, what: str, kind: Callable[[str], int | float] = int) -> list | None:
-    """"1,7,9" -> [1, 7, 9] (kind float: "0.1,1" -> [0.1, 1.0]); None or "" -> None. `what` names the flag."""
-    if not text:
+    """"1,7,9" -> [1, 7, 9] (kind float: "0.1,1" -> [0.1, 1.0]); None -> None; "" or "," is refused.
+    `what` names the flag."""
+    if text is None:
         return None
+    example = "1,7,9" if kind is int else "0.01,0.1,1"
     try:
-        return [kind(part) for part in text.split(",") if part.strip()]
+        numbers = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        example = "1,7,9" if kind is int else "0.01,0.1,1"
-        raise ConfigError(f"{what} {text!r}: expected comma-separated numbers such as {example}") from None
+        numbers = []
+    if not numbers:  # "" or "," would otherwise read as "not given": every fold, every experiment
+        raise ConfigError(f"{what} {text!r}: expected comma-separated numbers such as {example}")
+    return numbers

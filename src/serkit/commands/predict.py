@@ -140,7 +140,7 @@ def _run_local(args: argparse.Namespace, segments, recognizer, transcripts) -> i
     if failed:
         print(f"serkit predict: {failed} of {len(paths)} files failed (error rows written)", file=sys.stderr)
     if unlisted:
-        print(f"serkit predict: {len(unlisted)} folders could not be listed (their files are left out)",
+        print(f"serkit predict: {len(unlisted)} folders could not be listed or held no audio (left out)",
               file=sys.stderr)
     # --skip-errors goes on past bad files, but a run that predicted nothing is a failure for the caller
     return 1 if (paths or unlisted) and failed == len(paths) else 0

@@ -73,12 +73,19 @@ def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequ
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise ConfigError(f"an ensemble needs at least two runs, got {len(runs)}")
+    if select_rounds < 0:
+        raise ConfigError(f"--select is {select_rounds}; expected a number of rounds, 1 or more")
+    out_dir = Path(out_dir)
+    for run in runs:  # writing there would replace the member's own fold predictions with the ensemble's
+        if out_dir.resolve() == run.resolve() or run.resolve() in out_dir.resolve().parents:
+            raise ConfigError(f"--out {out_dir} is member run {run} or inside it: give the ensemble a folder of "
+                              "its own")
     if select_rounds and weights is not None:
         raise ConfigError("--weights and --select: give the weights, or let validation choose them, not both")
     weights = np.ones(len(runs)) if weights is None else np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(runs),) or not (weights >= 0).all() or not weights.sum() > 0:
         raise ConfigError(f"--weights: expected {len(runs)} non-negative numbers (one per run), not all 0; "
-                          f"got {list(weights)}")
+                          f"got {[float(w) for w in weights]}")
     files = [fold_predictions(run) for run in runs]
     for run, found in zip(runs, files):
         if not found:
@@ -95,7 +102,6 @@ def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequ
     if select_rounds:
         weights, selection = select_weights(runs, files, folds, select_rounds)
     weights = weights / weights.sum()
-    out_dir = Path(out_dir)
     scores, member_ua = [], {str(run): [] for run in runs}
     for fold in folds:
         labels, reference, members = _fold_members(runs, files, fold, "test")

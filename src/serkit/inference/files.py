@@ -50,7 +50,7 @@ def audio_paths(
 ) -> list[str]:
     """Expand command-line arguments into file paths, in order: `-` reads one path per line from stdin
     (only the line ending comes off; empty lines are skipped), a directory gives its audio files recursively
-    (sorted), anything else is kept.
+    (sorted), anything else is kept. An empty stdin list or a folder without audio files is a DataError.
     A folder that cannot be listed raises a DataError naming it, or with `on_unreadable` is handed to it
     (as that DataError) and its files are left out."""
     extensions = audio_extensions()
@@ -60,11 +60,27 @@ def audio_paths(
             stream = stdin if stdin is not None else sys.stdin
             # only the line ending ("\n", or "\r\n" from a list made on Windows) comes off: spaces at either
             # end are part of a file's name on Linux
-            paths.extend(name for name in (line.removesuffix("\n").removesuffix("\r") for line in stream) if name)
+            listed = [name for name in (line.removesuffix("\n").removesuffix("\r") for line in stream) if name]
+            if not listed:  # a list that came out empty upstream: say so rather than print nothing
+                raise DataError("no paths on standard input ('-' reads one audio path per line)")
+            paths.extend(listed)
         elif is_manifest(argument):
             paths.extend(path for _, _, path in manifest_rows(Path(argument)))
         elif os.path.isdir(argument):
-            paths.extend(str(p) for p in sorted(_folder_audio(argument, extensions, on_unreadable)))
+            reported: list[DataError] = []  # a folder that could not be listed is not also "without audio"
+
+            def report(problem: DataError) -> None:
+                reported.append(problem)
+                on_unreadable(problem)
+
+            found = sorted(_folder_audio(argument, extensions, report if on_unreadable else None))
+            if not found and not reported:
+                problem = DataError(f"no audio files in it or its sub-folders (extensions read: "
+                                    f"{', '.join(sorted(extensions))})", argument)
+                if on_unreadable is None:
+                    raise problem
+                on_unreadable(problem)
+            paths.extend(str(p) for p in found)
         else:
             paths.append(argument)
     return paths

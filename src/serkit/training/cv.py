@@ -19,6 +19,7 @@ from ..config import ExperimentConfig, save_config
 from ..data.check import CACHE_NAME as CHECK_CACHE
 from ..data.corpora import Prepared
 from ..data.prepare import prepare_corpus
+from ..errors import ConfigError
 from ..evaluation.report import write_cv_report
 from ..evaluation.tables import CVSummary, FoldScores
 from ..util.atomic import write_json
@@ -26,6 +27,7 @@ from ..util.onednn import cap_primitive_cache
 from ..util.threads import compute_facts, torch_threads
 from .fold import FoldResult, run_fold
 from .progress import FoldClock
+from .resume_check import check_fold_record
 
 
 @dataclass
@@ -55,6 +57,14 @@ def _run_cv(cfg: ExperimentConfig, run_dir: Path, quiet: bool, jobs: int) -> CVR
     corpus_data = prepare_corpus(cfg.data, check_cache=run_dir / CHECK_CACHE)
     prepared, labels = corpus_data.prepared, corpus_data.classes
     folds = corpus_data.select_folds(cfg.folds)
+    splits = {fold: corpus_data.split(fold) for fold in folds}
+    for fold, split in splits.items():  # before the run's records are written or anything trains
+        for part, what in (("train", "training"), ("valid", "validation")):
+            if not getattr(split, part):  # without validation no checkpoint is ranked, kept or averaged
+                raise ConfigError(f"fold {fold} has no {what} utterances (serkit cv trains on one part of the "
+                                  "corpus's speakers and chooses checkpoints on another): its corpus has too few "
+                                  "speakers or groups for its folds (3 at least: test, validation, training)")
+        check_fold_record(run_dir / f"fold_{fold}", cfg, split)
     rank_zero = _is_rank_zero()
     if rank_zero:
         save_config(cfg, run_dir / "config.yaml")
@@ -63,7 +73,7 @@ def _run_cv(cfg: ExperimentConfig, run_dir: Path, quiet: bool, jobs: int) -> CVR
     results = []
     clock = FoldClock(len(folds))
     for position, fold in enumerate(folds, start=1):
-        split = corpus_data.split(fold)
+        split = splits[fold]
         finished = (run_dir / f"fold_{fold}" / "result.json").is_file()
         result = run_fold(cfg, split, labels, run_dir / f"fold_{fold}",
                           progress=None if quiet else f"{cfg.name} fold {fold} ({position}/{len(folds)})")

@@ -85,4 +85,5 @@ class FitLog(Callback):
                 checksum = sum(float(p.double().sum()) for p in pl_module.parameters())
             (self.fold_dir / "ranks").mkdir(exist_ok=True)
             write_json(self.fold_dir / "ranks" / f"{trainer.global_rank}.json",
-                       {"param_checksum": checksum, "train_batches": self.train_batches, "epoch": trainer.current_epoch})
+                       {"param_checksum": checksum, "train_batches": self.train_batches,
+                        "epoch": trainer.current_epoch})

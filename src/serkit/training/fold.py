@@ -2,11 +2,12 @@
 
 Read top to bottom: `run_fold` is the whole recipe. A finished fold leaves `result.json` and is skipped on
 the next call; an interrupted one resumes from `checkpoints/last.ckpt` (Lightning restores the optimiser,
-scheduler, epoch, the top-k ModelCheckpoint's state and our RNG states from it). Once `result.json` is
-written, the fold's `checkpoints/` (top-k files, last.ckpt) is removed unless `train.keep_checkpoints` (nothing
-reads it any more: the bundle holds the reported model); a crash between the two leaves a finished fold whose
-next call removes them. With `train.refit`, a second fit on train + valid follows the first and its model is
-the one tested and bundled (training/refit.py).
+scheduler, epoch, the top-k ModelCheckpoint's state and our RNG states from it). Neither happens under
+another config or split than the fold's own: that is refused (training/resume_check.py). Once `result.json`
+is written, the fold's `checkpoints/` (top-k files, last.ckpt) is removed unless `train.keep_checkpoints`
+(nothing reads it any more: the bundle holds the reported model); a crash between the two leaves a finished
+fold whose next call removes them. With `train.refit`, a second fit on train + valid follows the first and its
+model is the one tested and bundled (training/refit.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..bundle import save_bundle
 from ..checkpoint import CONFIG_HASH, load_state_dict, load_trained_state_dict, read_metadata
@@ -38,6 +40,7 @@ from .module import SERModule
 from .predictions import evaluate_splits
 from .progress import ProgressLines
 from .refit import refit_and_test, require_one_process
+from .resume_check import check_fold_record
 from .rng_state import RNGState
 
 
@@ -100,6 +103,7 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
               progress: str | None) -> FoldResult | None:
     result_path = fold_dir / "result.json"
     ckpt_dir = fold_dir / "checkpoints"
+    check_fold_record(fold_dir, cfg, split)  # run_cv checked every fold already; run_fold may be called alone
     if result_path.is_file():
         if not cfg.train.keep_checkpoints and _removal_was_asked(fold_dir):  # a crash came before the removal
             _remove_checkpoints(ckpt_dir)
@@ -188,19 +192,25 @@ def _first_fit(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_
     datamodule = FoldDataModule(split, labels, cfg.data, seed=cfg.seed, copies=cfg.train.augment.wave_copies(),
                                 epochs=cfg.train.max_epochs)
     topk = TopKCheckpoint(ckpt_dir, k=cfg.train.top_k, monitor=cfg.train.monitor)
-    trainer = L.Trainer(
-        **_trainer_options(cfg),
-        default_root_dir=fold_dir,
-        max_epochs=cfg.train.max_epochs,
-        # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them).
-        # Lightning runs the ModelCheckpoints last, in this order: last.ckpt holds this validation's top-k state.
-        callbacks=[FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train),
-                   *([ProgressLines(progress)] if progress else []), topk, last_checkpoint(ckpt_dir)],
-        # top-k files as safetensors weights, last.ckpt renamed into place (never half written), weights-only loads
-        plugins=[CheckpointFiles({CONFIG_HASH: config_hash(cfg.model), **OMITS})],
-        logger=_loggers(fold_dir),
-        num_sanity_val_steps=0,
-    )
+    try:
+        trainer = L.Trainer(
+            **_trainer_options(cfg),
+            default_root_dir=fold_dir,
+            max_epochs=cfg.train.max_epochs,
+            # RNGState: a resumed fit continues the uninterrupted run's random streams (Lightning does not save them).
+            # Lightning runs the ModelCheckpoints last, in this order: last.ckpt holds this validation's top-k state.
+            callbacks=[FitLog(fold_dir), RNGState(), *_early_stopping(cfg.train),
+                       *([ProgressLines(progress)] if progress else []), topk, last_checkpoint(ckpt_dir)],
+            # top-k files as safetensors weights, last.ckpt renamed into place (never half written),
+            # weights-only loads
+            plugins=[CheckpointFiles({CONFIG_HASH: config_hash(cfg.model), **OMITS})],
+            logger=_loggers(fold_dir),
+            num_sanity_val_steps=0,
+        )
+    except (MisconfigurationException, ValueError) as error:  # an accelerator, device or strategy it cannot use
+        train = cfg.train
+        raise ConfigError(f"train.accelerator={train.accelerator!r}, train.devices={train.devices!r}, train.strategy="
+                          f"{train.strategy!r}: Lightning cannot train so here ({str(error).splitlines()[0]})") from None
     if cfg.train.refit:  # refused before the fit, not after hours of it
         require_one_process(trainer)
     if trainer.is_global_zero:

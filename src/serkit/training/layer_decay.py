@@ -7,8 +7,8 @@ the input embedding (CNN, positions) slowest, so the general-purpose lower layer
     every other parameter:               lr_upstream * decay ** n        (CNN / conv stem, position embedding)
 
 Blocks are found as for LoRA (`Upstream.lora_root`: the module holding them and their count; names
-`[encoder.]layers.<i>....` inside it), so LoRA adapters inside block i decay with it; what runs after the top block is the
-upstream's to say (`Upstream.modules_after_blocks`: Whisper's final layer norm, a pre-LN wav2vec2's / HuBERT's /
+`[encoder.]layers.<i>....` inside it), so LoRA adapters inside block i decay with it; what runs after the top block is
+the upstream's to say (`Upstream.modules_after_blocks`: Whisper's final layer norm, a pre-LN wav2vec2's / HuBERT's /
 WavLM's encoder.layer_norm), since the order parameters are registered in is not the order they run in.
 """
 

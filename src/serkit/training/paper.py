@@ -52,6 +52,11 @@ def run_paper(
     out_dir = Path(out_dir)
     numbers = experiments or sorted(PAPER_TABLE1)
     configs = {n: paper_config(n) for n in numbers}  # every path checked before hours of training
+    for number, path in configs.items():  # and every override against every experiment's config (its components)
+        try:
+            _load(path, root, overrides)
+        except ConfigError as error:
+            raise ConfigError(f"experiment {number} ({path.name}): {error}") from None
     if threads is None and jobs > 1:
         threads = default_threads(jobs)
     check_threads(threads, "threads")
@@ -85,8 +90,13 @@ def run_paper(
 def _run_experiment(number, path, root, overrides, adapt, out_dir, threads, jobs):
     """-> (experiment number, config name, CV summary or None on non-zero ranks, seconds)."""
     began = time.perf_counter()
-    cfg = load_config(path, overrides=[f"data.root={root}", *overrides])
+    cfg = _load(path, root, overrides)
     if adapt is not None:
         cfg = adapt(cfg)
     cv = run_cv(cfg, Path(out_dir) / cfg.name, threads=threads, jobs=jobs)
     return number, cfg.name, None if cv is None else summarize(cv.folds), time.perf_counter() - began
+
+
+def _load(path: Path, root: str | Path, overrides) -> ExperimentConfig:
+    """The experiment's config with data.root = root (a plain string, not YAML text) and the overrides."""
+    return load_config(path, {"data": {"root": str(root)}}, overrides=list(overrides))
