@@ -113,6 +113,8 @@ def _describe(e: Exception) -> str:
         return f"bad YAML: {e.problem}{where}{context}"
     # OmegaConf's messages carry a multi-line "full_key: ... object_type" trailer; keep the first line + key.
     first = str(e).splitlines()[0]
+    if "is not a ListConfig, TupleConfig, list, or tuple" in first:  # OmegaConf's words for "not a list"
+        first = "expected a list, e.g. [1, 3] in YAML or key=[1,3] on the command line; got one value"
     key = getattr(e, "full_key", None)
     return f"key {key!r}: {first}" if key else first
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from serkit_synth.iemocap import build_synthetic_iemocap
 
 from .config import ExperimentConfig
-from .training.paper import run_paper
+from .training.paper import paper_config, run_paper
 from .upstream.tiny import save_tiny_bert, save_tiny_speech_model
 from .util.threads import available_cores
 
@@ -96,6 +96,8 @@ def run_demo(out: str | Path = "demo", experiments: list[int] | None = None, see
     out = Path(out)
     jobs = jobs or default_jobs()
     threads = threads or DEMO_THREADS
+    for number in experiments or ():  # before the corpus and the stand-in models are built
+        paper_config(number)
     began = time.perf_counter()
     corpus, sources = prepare_demo(out, seed)
     print(f"corpus: {corpus}; stand-in upstreams: {sources}; {jobs} job(s) side by side, {threads} thread(s) "

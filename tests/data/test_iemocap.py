@@ -355,3 +355,13 @@ def test_subset_of_superb_ids_keeps_superb_membership(superb_id_utterances, supe
     want_train, want_valid = s3prl_split([i for i, _ in superb_lists["train"][1]])
     assert ids(split.train) == [i for i in want_train if i in keep]
     assert ids(split.valid) == [i for i in want_valid if i in keep]
+
+
+@pytest.mark.parametrize("text", ["calm:neutral:x", "exc", ":hap", "exc:"])
+def test_a_label_map_pair_that_is_not_from_to_is_refused(text):
+    from serkit.data.labels import parse_label_map
+    from serkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected 'from:to' pairs"):
+        parse_label_map(f"sur:hap,{text}")
+    assert parse_label_map("exc:hap, sur:hap") == {"exc": "hap", "sur": "hap"}

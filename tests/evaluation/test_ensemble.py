@@ -68,6 +68,14 @@ def test_folds_not_in_every_run_are_left_out_and_named(tmp_path):
     assert json.loads((tmp_path / "e" / "ensemble.json").read_text())["skipped_folds"] == [2]
 
 
+def test_the_cli_shows_left_out_folds_as_its_own_note(tmp_path, capsys):
+    a = onehot(TARGETS)
+    run_a, run_b = make_run(tmp_path / "a", {1: a, 2: a}), make_run(tmp_path / "b", {1: a})
+    assert main(["ensemble", str(run_a), str(run_b), "--out", str(tmp_path / "e")]) == 0
+    err = capsys.readouterr().err
+    assert "serkit ensemble: folds [2] are not finished in every run" in err and "UserWarning" not in err
+
+
 def test_mismatched_runs_are_refused_with_the_run_named(tmp_path):
     a = onehot(TARGETS)
     good = make_run(tmp_path / "good", {1: a})

@@ -151,3 +151,9 @@ def test_a_yaml_syntax_error_says_what_and_where(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"bad\.yaml: " + message):
         load_config(path)
+
+
+@pytest.mark.parametrize("source, overrides, key", [({"folds": 1}, [], "folds"), ({}, ["data.labels=a,b"], "data.labels")])
+def test_one_value_where_a_list_is_expected_says_so(source, overrides, key):
+    with pytest.raises(ConfigError, match=rf"key '{key}': expected a list, e\.g\. \[1, 3\]"):
+        load_config(source, overrides=overrides)

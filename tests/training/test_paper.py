@@ -52,3 +52,9 @@ def test_an_override_that_fits_no_experiment_is_refused_before_any_training(tmp_
     assert not (tmp_path / "p").exists()
     assert main(["paper", "--root", str(tmp_path), "--experiments", ","]) == 1
     assert "--experiments ','" in capsys.readouterr().err
+
+
+def test_demo_refuses_an_unknown_experiment_before_building_anything(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--experiments", "3,12"]) == 1
+    assert "experiment 12" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -4,6 +4,8 @@ by fold, with equal weights, given ones, or weights chosen on validation."""
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from .parsing import positive_int
 from .registry import command
@@ -28,7 +30,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.ensemble import ensemble_runs
     from .parsing import parse_numbers
 
-    summary = ensemble_runs(args.runs, args.out, parse_numbers(args.weights, "--weights", float), args.select or 0)
+    with warnings.catch_warnings(record=True) as caught:  # shown as the command's notes, not Python's warnings
+        warnings.simplefilter("always")
+        summary = ensemble_runs(args.runs, args.out, parse_numbers(args.weights, "--weights", float),
+                                args.select or 0)
+    for warning in caught:
+        print(f"serkit ensemble: {warning.message}", file=sys.stderr)
     print(summary.to_markdown())
     print(f"report: {args.out}")
     return 0

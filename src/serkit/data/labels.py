@@ -41,7 +41,7 @@ def parse_label_map(value: str | Mapping[str, str] | None) -> dict[str, str]:
     mapping = {}
     for pair in filter(None, (p.strip() for p in value.split(","))):
         source, sep, target = pair.partition(":")
-        if not sep or not source.strip() or not target.strip():
+        if not sep or not source.strip() or not target.strip() or ":" in target:
             raise ConfigError(f"label_map: expected 'from:to' pairs separated by commas, got {pair!r}")
         mapping[source.strip()] = target.strip()
     return mapping
