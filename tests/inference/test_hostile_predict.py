@@ -122,9 +122,11 @@ def test_predict_reads_names_that_are_not_utf8_and_writes_them_escaped(tiny_bund
 
 
 TINY_WINDOWS = [
-    (["--window", "1e-9", "--hop", "1e-9"], "window_seconds is 1e-09; expected a number of seconds >= 0.1"),
-    (["--window", "0.05", "--hop", "0.05"], "window_seconds is 0.05"),
-    (["--hop", "1e-9"], "hop_seconds is 1e-09; expected a number of seconds >= 0.01"),
+    (["--window", "1e-9", "--hop", "1e-9"], "--window is 1e-09; expected a number of seconds >= 0.1"),
+    (["--window", "0.05", "--hop", "0.05"], "--window is 0.05"),
+    (["--hop", "1e-9"], "--hop is 1e-09; expected a number of seconds >= 0.01"),
+    (["--window", "2", "--hop", "3"], "--hop is 3.0; expected a number of seconds >= 0.01, at most --window (2.0)"),
+    (["--batch-seconds", "0"], "--batch-seconds is 0.0; expected a positive number of seconds"),
 ]
 
 

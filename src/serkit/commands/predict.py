@@ -90,6 +90,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..inference import EmotionRecognizer
     from ..inference.transcripts import Transcripts
+    from ..inference.windows import check_windowing
     from ..util.onednn import cap_primitive_cache
 
     cap_primitive_cache()  # files of every length: without a cap, memory grows with the number of files
@@ -101,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         options = _ray_options(args)
     elif given:
         raise ConfigError(f"{', '.join(given)} apply to --engine ray")
+    check_windowing(args.window, args.hop, names=("--window", "--hop"))  # named as the user typed them
+    if args.batch_seconds is not None and not args.batch_seconds > 0:
+        raise ConfigError(f"--batch-seconds is {args.batch_seconds}; expected a positive number of seconds")
     segments = _segments(args)  # before the model loads: a bad segments file or a missing extra fails at once
     # with --engine ray loaded here, on the CPU, only to fail early with the model's own error and to learn its
     # labels: the actors load it again where they run

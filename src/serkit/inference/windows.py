@@ -30,16 +30,18 @@ MIN_WINDOW_SECONDS = 0.1
 MIN_HOP_SECONDS = 0.01
 
 
-def check_windowing(window_seconds: float, hop_seconds: float) -> None:
+def check_windowing(window_seconds: float, hop_seconds: float,
+                    names: tuple[str, str] = ("window_seconds", "hop_seconds")) -> None:
     """ConfigError unless MIN_WINDOW_SECONDS <= window_seconds and MIN_HOP_SECONDS <= hop_seconds <=
-    window_seconds (all finite)."""
+    window_seconds (all finite). names: what the caller calls the two (the command line: --window, --hop)."""
+    window_name, hop_name = names
     if not (math.isfinite(window_seconds) and window_seconds >= MIN_WINDOW_SECONDS):
-        raise ConfigError(f"window_seconds is {window_seconds}; expected a number of seconds >= "
+        raise ConfigError(f"{window_name} is {window_seconds}; expected a number of seconds >= "
                           f"{MIN_WINDOW_SECONDS} (shorter windows hold too little speech to judge)")
     if not (math.isfinite(hop_seconds) and MIN_HOP_SECONDS <= hop_seconds <= window_seconds):
         raise ConfigError(
-            f"hop_seconds is {hop_seconds}; expected a number of seconds >= {MIN_HOP_SECONDS}, at most "
-            f"window_seconds ({window_seconds}) so that the windows cover the whole input"
+            f"{hop_name} is {hop_seconds}; expected a number of seconds >= {MIN_HOP_SECONDS}, at most "
+            f"{window_name} ({window_seconds}) so that the windows cover the whole input"
         )
 
 

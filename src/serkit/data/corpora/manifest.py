@@ -88,12 +88,17 @@ class Manifest(Corpus):
             if problems:
                 return Prepared([], Counter(), list(problems))
             raise DataError("manifest has no rows", manifest)
-        if not utterances[0].group:
-            utterances = _deal_speakers(utterances, options.get("num_folds"))
-        mapped = {label_map.get(utt.label, utt.label) for utt in utterances}
-        absent = [label for label in labels if label not in mapped]
-        if absent:
-            raise ConfigError(f"labels: {absent} never occur in {manifest}; found: {', '.join(sorted(mapped))}")
+        try:
+            if not utterances[0].group:
+                utterances = _deal_speakers(utterances, options.get("num_folds"))
+            mapped = {label_map.get(utt.label, utt.label) for utt in utterances}
+            absent = [label for label in labels if label not in mapped]
+            if absent:
+                raise ConfigError(f"labels: {absent} never occur in {manifest}; found: {', '.join(sorted(mapped))}")
+        except ConfigError:
+            if problems:  # (keep_going) the unusable rows may be the cause: `serkit data --check` lists them
+                return Prepared([], Counter(), list(problems))
+            raise
         kept, skipped = apply_labels(utterances, labels, label_map)
         return Prepared(kept, skipped, list(problems))
 
