@@ -118,6 +118,13 @@ def test_serve_refuses_a_port_that_is_no_tcp_port(tiny_bundle, monkeypatch, caps
     assert f"--port is {port}; expected a TCP port from 1 to 65535" in capsys.readouterr().err and not calls
 
 
+@pytest.mark.parametrize("host", ["999.1.1.1"])
+def test_serve_refuses_a_host_that_is_no_address_before_loading_the_model(tmp_path, capsys, host):
+    # the model path does not exist: the host is refused first
+    assert main(["serve", str(tmp_path / "no_model"), "--host", host]) == 1
+    assert f"--host {host}: not an IP address or a host name this machine resolves" in capsys.readouterr().err
+
+
 def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     """`serkit data ... | head -1` used to end in a BrokenPipeError traceback."""
     rows = ["path,label,speaker"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import socket
 import sys
 
 from ..errors import ConfigError
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     # free port) is refused too, since the address printed below would not be the one listened on
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port is {args.port}; expected a TCP port from 1 to 65535")
+    _check_host(args.host, args.port)
     try:
         import uvicorn
 
@@ -62,6 +64,17 @@ def run(args: argparse.Namespace) -> int:
     uvicorn.run(create_app(recognizer, limits), host=args.host, port=args.port, log_level="info",
                 **limits.uvicorn_options())
     return 0
+
+
+def _check_host(host: str, port: int) -> None:
+    """ConfigError unless `host` is an address or a name this machine resolves (uvicorn would log a bare
+    "Name or service not known" after the model has loaded). Whether the address is this machine's is left to
+    the bind, whose error names it."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConfigError(f"--host {host}: not an IP address or a host name this machine resolves "
+                          f"({error.args[-1] if error.args else error})") from None
 
 
 def _is_loopback(host: str) -> bool:
