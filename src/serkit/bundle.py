@@ -93,6 +93,11 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SERModel, ExperimentConfig, lis
     if not bundle_dir.exists() and aside.is_dir():
         raise DataError(f"bundle missing: a save was interrupted while replacing it; the previous bundle is {aside} "
                         "(rename it back, or save again)", bundle_dir)
+    if not bundle_dir.exists():
+        raise DataError("no such file or folder (expected a model bundle: a run's fold_K/model folder)", bundle_dir)
+    folds = sorted(bundle_dir.glob("fold_*/model"))
+    if folds and not (bundle_dir / WEIGHTS).is_file():  # a `serkit cv` run folder: one bundle per fold
+        raise DataError(f"a run folder, not a model bundle: give one fold's bundle, e.g. {folds[0]}", bundle_dir)
     for name in (WEIGHTS, CONFIG, LABELS):
         if not (bundle_dir / name).is_file():
             raise DataError(f"not a serkit model bundle: {name} is missing", bundle_dir)

@@ -189,3 +189,18 @@ def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tiny_bundle, 
     assert main(["predict", str(bundle), str(odd_audio_dir / "mono_16k.wav")]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "not finite" in captured.err
+
+
+def test_a_missing_path_or_a_run_folder_is_named_for_what_it_is(tiny_bundle, tmp_path):
+    import shutil
+
+    from serkit.bundle import load_bundle
+    from serkit.errors import DataError
+
+    with pytest.raises(DataError, match=r"nowhere: no such file or folder"):
+        load_bundle(tmp_path / "nowhere")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_bundle, run / "fold_2" / "model")
+    with pytest.raises(DataError, match=r"a run folder, not a model bundle: give one fold's bundle, e\.g\. .*fold_2"):
+        load_bundle(run)
+    assert load_bundle(run / "fold_2" / "model")[2]  # the bundle itself loads

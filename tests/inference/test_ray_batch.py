@@ -233,7 +233,7 @@ def test_an_error_in_a_worker_reaches_the_caller_as_serkits_own(ray_session, odd
     from serkit.inference.ray_batch import ArchiveJob, RayOptions, predict_archive
 
     job = ArchiveJob(model=str(tmp_path / "gone"), out=str(tmp_path / "r.parquet"), labels=tuple(LABELS))
-    with pytest.raises(DataError, match=r"gone: not a serkit model bundle.* \(in a model actor on "):
+    with pytest.raises(DataError, match=r"gone: no such file or folder.* \(in a model actor on "):
         predict_archive(job, archive_inputs([str(odd_audio_dir)]), RayOptions(actors=1), progress=False)
 
 
