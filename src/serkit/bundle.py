@@ -95,7 +95,7 @@ def load_bundle(bundle_dir: str | Path) -> tuple[SERModel, ExperimentConfig, lis
                         "(rename it back, or save again)", bundle_dir)
     if not bundle_dir.exists():
         raise DataError("no such file or folder (expected a model bundle: a run's fold_K/model folder)", bundle_dir)
-    folds = sorted(bundle_dir.glob("fold_*/model"))
+    folds = sorted(bundle_dir.glob("fold_*/model"), key=lambda p: (len(p.parent.name), p.parent.name))  # 2 < 10
     if folds and not (bundle_dir / WEIGHTS).is_file():  # a `serkit cv` run folder: one bundle per fold
         raise DataError(f"a run folder, not a model bundle: give one fold's bundle, e.g. {folds[0]}", bundle_dir)
     for name in (WEIGHTS, CONFIG, LABELS):

@@ -169,11 +169,15 @@ def test_ravdess_unreadable_file_is_listed(tmp_path):
     assert [p.path for p in prepared.problems] == [str(broken)] and len(prepared.utterances) == 1
 
 
-def test_check_lists_the_unusable_rows_even_when_too_few_speakers_are_left_for_folds(tmp_path, capsys):
-    """3 speakers, 2 of them only in missing files: the fold dealing would refuse (1 speaker left); --check lists
-    the missing files, which are the cause, instead of that refusal."""
+def test_too_few_speakers_left_for_folds_names_the_unusable_rows_that_left_them_out(tmp_path, capsys):
+    """3 speakers, 2 of them only in missing files: the fold dealing refuses (1 speaker left); the refusal names
+    the missing files, which are the cause, whether or not a skip list leaves them out."""
     sf.write(tmp_path / "ok.wav", np.zeros(8000, dtype="float32"), 16000)
     (tmp_path / "m.csv").write_text("path,label,speaker\nok.wav,a,s1\ngone1.wav,b,s2\ngone2.wav,a,s3\n")
-    assert main(["data", "manifest", "--root", str(tmp_path / "m.csv"), "--check"]) == 1
-    out = capsys.readouterr().out
-    assert "gone1.wav: audio file" in out and "gone2.wav: audio file" in out and "2 problems in 2 files" in out
+    skip = tmp_path / "skip.txt"
+    skip.write_text("gone1.wav\ngone2.wav\n")  # a skip list naming them does not make the corpus usable
+    for extra in ([], ["--skip", str(skip)]):
+        assert main(["data", "manifest", "--root", str(tmp_path / "m.csv"), "--check", *extra]) == 1
+        err = capsys.readouterr().err
+        assert "folds need at least 2 speakers" in err and "once the 2 unusable rows were left out" in err
+        assert "gone1.wav: audio file" in err and "gone2.wav: audio file" in err

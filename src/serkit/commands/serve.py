@@ -70,6 +70,8 @@ def _check_host(host: str, port: int) -> None:
     """ConfigError unless `host` is an address or a name this machine resolves (uvicorn would log a bare
     "Name or service not known" after the model has loaded). Whether the address is this machine's is left to
     the bind, whose error names it."""
+    if host == "":  # asyncio's "every interface"
+        return
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:

@@ -95,9 +95,11 @@ class Manifest(Corpus):
             absent = [label for label in labels if label not in mapped]
             if absent:
                 raise ConfigError(f"labels: {absent} never occur in {manifest}; found: {', '.join(sorted(mapped))}")
-        except ConfigError:
-            if problems:  # (keep_going) the unusable rows may be the cause: `serkit data --check` lists them
-                return Prepared([], Counter(), list(problems))
+        except ConfigError as error:
+            if problems:  # (keep_going) the unusable rows left out may be the cause: name them with it
+                shown = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3])
+                raise ConfigError(f"{error} once the {len(problems)} unusable rows were left out ({shown}"
+                                  f"{'; ...' if len(problems) > 3 else ''})") from None
             raise
         kept, skipped = apply_labels(utterances, labels, label_map)
         return Prepared(kept, skipped, list(problems))
