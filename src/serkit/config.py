@@ -51,7 +51,8 @@ def load_config(*sources: str | Path | dict, overrides: list[str] | tuple[str, .
                 raise ConfigError(f"{where}: expected a mapping of config keys (name:, data:, ...) at the top level, "
                                   f"found a {type(layer).__name__}")
             merged = OmegaConf.merge(merged, layer)
-        except (OmegaConfBaseException, yaml.YAMLError) as e:  # YAML errors: bad syntax, a !!python tag, ...
+        except (OmegaConfBaseException, yaml.YAMLError, TypeError) as e:  # bad syntax, a !!python tag, ...
+            # (TypeError: a mapping where the schema has a list, "Cannot merge incompatible container types")
             raise ConfigError(f"{where}: {_describe(e)}") from None
         except (UnicodeDecodeError, OSError) as e:
             raise ConfigError(f"{where}: cannot read the config file ({e})") from None
@@ -113,6 +114,8 @@ def _describe(e: Exception) -> str:
         return f"bad YAML: {e.problem}{where}{context}"
     # OmegaConf's messages carry a multi-line "full_key: ... object_type" trailer; keep the first line + key.
     first = str(e).splitlines()[0]
+    if isinstance(e, TypeError) and "incompatible container types" in first:
+        return "a mapping (key: value) where the config expects a list, e.g. folds: [1, 3]"
     if "is not a ListConfig, TupleConfig, list, or tuple" in first:  # OmegaConf's words for "not a list"
         first = "expected a list, e.g. [1, 3] in YAML or key=[1,3] on the command line; got one value"
     key = getattr(e, "full_key", None)

@@ -157,3 +157,10 @@ def test_a_yaml_syntax_error_says_what_and_where(tmp_path, text, message):
 def test_one_value_where_a_list_is_expected_says_so(source, overrides, key):
     with pytest.raises(ConfigError, match=rf"key '{key}': expected a list, e\.g\. \[1, 3\]"):
         load_config(source, overrides=overrides)
+
+
+def test_a_mapping_where_a_list_is_expected_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("folds: {a: 1}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: a mapping \(key: value\) where the config expects a list"):
+        load_config(path)
