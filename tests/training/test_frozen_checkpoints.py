@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from serkit.bundle import load_bundle
 from serkit.cli import main
-from serkit.config import load_config
+from serkit.config import load_config, save_config
 from serkit.errors import ConfigError
 from serkit.model import build_model
 from serkit.checkpoint import (frozen_fingerprint, frozen_keys, load_trained_state_dict,
@@ -27,6 +27,13 @@ def frozen_config(source, max_epochs: int) -> list[str]:
             "model.aggregators=[{name: mean}]", f"train.max_epochs={max_epochs}", "train.top_k=2",
             "train.progress_bar=false", "train.lr_downstream=3e-3", "data.max_batch_seconds=40",
             "train.keep_checkpoints=true"]  # what these tests look into
+
+
+def killed_under(fold, overrides: list[str]) -> None:
+    """Make a finished fold look like one of the command with `overrides`, killed after its last epoch: its
+    result gone, its recorded config that command's (serkit resumes a fold only under its own config)."""
+    (fold / "result.json").unlink()
+    save_config(load_config(fold / "config.yaml", overrides=overrides), fold / "config.yaml")
 
 
 def keys(path) -> set[str]:
@@ -74,7 +81,7 @@ def test_bundle_carries_the_frozen_source_weights(frozen_run):
 def test_a_fold_resumes_from_a_last_ckpt_without_frozen_weights(frozen_run):
     out, source, args = frozen_run
     fold = out / "fold_1"
-    (fold / "result.json").unlink()  # unfinished again: the next call resumes from last.ckpt (epoch 2 done)
+    killed_under(fold, frozen_config(source, 3))  # a 3-epoch run killed after epoch 2: resumes from last.ckpt
     assert main([*args, *frozen_config(source, 3)]) == 0
     fits = [json.loads(line) for line in (fold / "fits.jsonl").read_text().splitlines()]
     assert [fit["start_epoch"] for fit in fits] == [0, 2]
@@ -130,8 +137,8 @@ def test_resuming_with_a_changed_frozen_source_is_refused(frozen_run, tmp_path, 
     out, _, args = frozen_run
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
-    (copy / "fold_1" / "result.json").unlink()
     changed = save_tiny_speech_model(tmp_path / "w2v2_retrained", "wav2vec2", seed=1)  # same shapes, new values
+    killed_under(copy / "fold_1", frozen_config(changed, 3))  # as if its source folder had been rewritten since
     assert main([*resume_args(args, copy), *frozen_config(changed, 3)]) == 1
     err = capsys.readouterr().err
     assert "last.ckpt: the frozen upstream weights differ from those this run was trained with" in err
