@@ -153,3 +153,26 @@ def test_names_read_from_stdin_keep_their_spaces(tiny_bundle, clip, tmp_path, mo
     assert main(["predict", str(tiny_bundle), "-"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["file"] for row in rows] == names
+
+
+# ------------------------------------------------------------------ arguments in any order
+
+
+def test_files_after_an_option_are_files_and_an_unknown_option_names_the_command(tiny_bundle, clip, tmp_path,
+                                                                                  capsys):
+    other = tmp_path / "b.wav"
+    other.write_bytes(clip.read_bytes())
+    assert main(["predict", str(tiny_bundle), str(clip), "--skip-errors", str(other)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["file"] for row in rows] == [str(clip), str(other)]
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(tiny_bundle), str(clip), "--skip-everything"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "usage: serkit predict" in err and "unrecognized arguments: --skip-everything" in err
+
+
+def test_after_the_options_a_config_command_takes_only_key_value_overrides(capsys):
+    with pytest.raises(SystemExit):
+        main(["cv", "a.yaml", "--root", "data", "seed=1", "b.yaml"])
+    err = capsys.readouterr().err
+    assert "usage: serkit cv" in err and "unrecognized arguments: seed=1 b.yaml" in err and "key=value" in err

@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"serkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.subcommands = {}  # name -> its parser: errors about a command's arguments show that command's usage
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = parser.subcommands[name] = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
     return parser
 
@@ -35,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     # one block): commands with an `overrides` argument collect the leftovers that look like key=value.
     args, extras = parser.parse_known_args(argv)
     if extras:
-        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extras):
-            parser.error(f"unrecognized arguments: {' '.join(extras)}")
-        args.overrides = list(args.overrides) + extras
+        _take_leftovers(parser.subcommands[args.command], args, extras)
     if args.command is None:
         parser.print_help()
         return 2
@@ -57,3 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):  # a stdout without a file descriptor (embedded, captured): nothing to flush
             pass
         return 0
+
+
+def _take_leftovers(command: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
+    """Arguments argparse left over: key=value overrides anywhere (commands with `overrides`), and more of a
+    command's trailing list of paths given after an option (`predict M a.wav --skip-errors b.wav`: argparse takes
+    one run of positionals only). Anything else is an error under the command's own usage."""
+    if any(e.startswith("-") for e in extras):
+        command.error(f"unrecognized arguments: {' '.join(extras)}")
+    if hasattr(args, "overrides"):
+        if any("=" not in e for e in extras):
+            command.error(f"unrecognized arguments: {' '.join(extras)} (after the options, only key=value "
+                          "overrides may follow)")
+        args.overrides = list(args.overrides) + extras
+        return
+    listed = [a for a in command._actions if not a.option_strings and a.nargs in ("+", "*")]
+    if not listed:
+        command.error(f"unrecognized arguments: {' '.join(extras)}")
+    dest = listed[-1].dest
+    setattr(args, dest, list(getattr(args, dest) or []) + extras)
+

@@ -67,6 +67,25 @@ def test_a_component_added_or_renamed_is_a_difference(tiny_config, split, tmp_pa
         check_fold_record(fold_dir, load_config(tiny_config, overrides=["model.aggregators=[{name: mean}]"]), split)
 
 
+def test_a_source_written_relative_then_absolute_is_the_same_folder_and_another_folder_is_not(
+        tiny_config, split, tmp_path, monkeypatch):
+    for name in ("encoder", "other"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+
+    def hf(source):  # an upstream with a source; nothing is loaded by the check
+        return load_config(tiny_config, overrides=[f"model.upstreams=[{{name: hf, source: '{source}'}}]"])
+
+    fold_dir = _fold(tmp_path, hf("models/encoder"), split)
+    check_fold_record(fold_dir, hf(str(tmp_path / "models" / "encoder")), split)
+    check_fold_record(fold_dir, hf("./models/../models/encoder"), split)
+    with pytest.raises(ConfigError, match=r"model\.upstreams\.0\.source: 'models/encoder' then, '.*other' now"):
+        check_fold_record(fold_dir, hf(str(tmp_path / "models" / "other")), split)
+    (tmp_path / "models" / "encoder").rmdir()  # gone: nothing says the two spellings were one folder
+    with pytest.raises(ConfigError, match=r"model\.upstreams\.0\.source"):
+        check_fold_record(fold_dir, hf(str(tmp_path / "models" / "encoder")), split)
+
+
 def test_a_free_mapping_entry_set_on_one_side_only_is_a_difference(tiny_config, split, tmp_path):
     fold_dir = _fold(tmp_path, load_config(tiny_config, overrides=["data.options.folds=emobox"]), split)
     with pytest.raises(ConfigError, match=r"data\.options\.folds: 'emobox' then, unset now"):

@@ -11,10 +11,11 @@ the fold selection, the corpus's folder, loader workers, the audio check, progre
 checkpoints are kept, and the feature cache's folder (whether one is used, and its dtype, still count). For a
 finished fold also (PLACEMENT) the accelerator, devices, strategy and nodes, so that a fold trained on a GPU
 can be gathered on a CPU; a fit resumed half way must go on where it began. Components are compared entry by
-entry (their count and names first). A key that only one side has (an option a different serkit version did
-not have) is compared with the schema default where the schema has one (a new option left at its default is
-the old behaviour); a component's option without one is let pass, an entry of a free mapping (data.options) is
-not.
+entry (their count and names first); a component's `source` written relative one time and absolute the other
+counts as the same when both name the one existing folder from where the command runs. A key that only one
+side has (an option a different serkit version did not have) is compared with the schema default where the
+schema has one (a new option left at its default is the old behaviour); a component's option without one is
+let pass, an entry of a free mapping (data.options) is not.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _config_differences(path: Path, cfg: ExperimentConfig, ignored: tuple[str, .
         before, after = was.get(key, default.get(key, _ABSENT)), now.get(key, default.get(key, _ABSENT))
         if (before is _ABSENT or after is _ABSENT) and key.startswith(COMPONENTS):
             continue  # an option of a component (same name, same place: compared below) one version lacks
-        if before != after:
+        if before != after and not _same_local_path(key, before, after):
             differences.append(f"{key}: {_show(before)} then, {_show(after)} now")
     return differences
 
@@ -89,6 +90,17 @@ def _comparable(tree: dict) -> dict:
     if not cache:
         flat.pop("train.feature_cache_dtype", None)
     return flat
+
+
+def _same_local_path(key: str, before, after) -> bool:
+    """A component's `source` written once relative, once absolute (or `./a` and `a`): the same folder when both,
+    resolved from here, are the one existing path. Equal strings were already equal whatever the working folder,
+    so this lets through only spellings that name the same place from where the command runs now."""
+    if not (key.startswith(COMPONENTS) and key.endswith(".source")
+            and isinstance(before, str) and isinstance(after, str)):
+        return False
+    then, now = Path(before).expanduser().resolve(), Path(after).expanduser().resolve()
+    return then == now and now.exists()
 
 
 def _lookup(tree: dict, dotted: str):
@@ -135,5 +147,7 @@ def _flat(tree, prefix: str = "") -> dict:
 def _show(value) -> str:
     if value is _ABSENT:
         return "unset"
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if isinstance(value, str):  # paths differ at their end: keep it
+        return repr(value) if len(value) <= 58 else repr("..." + value[-55:])
+    text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
