@@ -159,12 +159,19 @@ def test_names_read_from_stdin_keep_their_spaces(tiny_bundle, clip, tmp_path, mo
 
 
 def test_files_after_an_option_are_files_and_an_unknown_option_names_the_command(tiny_bundle, clip, tmp_path,
-                                                                                  capsys):
+                                                                                  capsys, monkeypatch):
     other = tmp_path / "b.wav"
     other.write_bytes(clip.read_bytes())
     assert main(["predict", str(tiny_bundle), str(clip), "--skip-errors", str(other)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["file"] for row in rows] == [str(clip), str(other)]
+    dashed = tmp_path / "-c.wav"  # a name that looks like an option: after "--"
+    dashed.write_bytes(clip.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(str(other)))  # "-": the names on stdin
+    assert main(["predict", str(tiny_bundle), str(clip), "--skip-errors", "-", "--", "-c.wav"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["file"] for row in rows] == [str(clip), str(other), "-c.wav"]
     with pytest.raises(SystemExit) as exit_:
         main(["predict", str(tiny_bundle), str(clip), "--skip-everything"])
     err = capsys.readouterr().err
@@ -172,7 +179,14 @@ def test_files_after_an_option_are_files_and_an_unknown_option_names_the_command
 
 
 def test_after_the_options_a_config_command_takes_only_key_value_overrides(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         main(["cv", "a.yaml", "--root", "data", "seed=1", "b.yaml"])
     err = capsys.readouterr().err
+    assert exit_.value.code == 2
     assert "usage: serkit cv" in err and "unrecognized arguments: seed=1 b.yaml" in err and "key=value" in err
+
+
+def test_an_unknown_option_before_any_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--bogus"])
+    assert exit_.value.code == 2 and "serkit: error: unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     # key=value overrides may stand anywhere after the options (argparse alone would only take them in
     # one block): commands with an `overrides` argument collect the leftovers that look like key=value.
     args, extras = parser.parse_known_args(argv)
-    if extras:
-        _take_leftovers(parser.subcommands[args.command], args, extras)
+    if extras:  # a command's parser says what it takes; with no command, the top-level one does
+        _take_leftovers(parser.subcommands.get(args.command, parser), args, extras)
     if args.command is None:
         parser.print_help()
         return 2
@@ -61,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
 def _take_leftovers(command: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
     """Arguments argparse left over: key=value overrides anywhere (commands with `overrides`), and more of a
     command's trailing list of paths given after an option (`predict M a.wav --skip-errors b.wav`: argparse takes
-    one run of positionals only). Anything else is an error under the command's own usage."""
-    if any(e.startswith("-") for e in extras):
+    one run of positionals only). "-" is a positional (stdin), and after a "--" everything is. Anything else is an
+    error under the command's own usage."""
+    if "--" in extras:  # argparse leaves a second run of positionals with its "--" in front
+        cut = extras.index("--")
+        extras = extras[:cut] + extras[cut + 1:]
+    else:
+        cut = len(extras)
+    if any(e.startswith("-") and e != "-" for e in extras[:cut]):
         command.error(f"unrecognized arguments: {' '.join(extras)}")
     if hasattr(args, "overrides"):
         if any("=" not in e for e in extras):

@@ -86,6 +86,24 @@ def test_a_source_written_relative_then_absolute_is_the_same_folder_and_another_
         check_fold_record(fold_dir, hf(str(tmp_path / "models" / "encoder")), split)
 
 
+def test_a_preset_name_or_a_link_is_not_taken_for_the_folder_it_resembles(tiny_config, split, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wav2vec2-base").mkdir()  # beside a preset's name: the preset still loads the hub model
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "current").symlink_to(tmp_path / "v1")
+
+    def hf(source):
+        return load_config(tiny_config, overrides=[f"model.upstreams=[{{name: hf, source: '{source}'}}]"])
+
+    fold_dir = _fold(tmp_path, hf("wav2vec2-base"), split)
+    with pytest.raises(ConfigError, match=r"source: 'wav2vec2-base' then"):
+        check_fold_record(fold_dir, hf(str(tmp_path / "wav2vec2-base")), split)
+    fold_dir = _fold(tmp_path / "second", hf("current"), split)  # trained through the link
+    with pytest.raises(ConfigError, match=r"source: 'current' then"):
+        check_fold_record(fold_dir, hf(str(tmp_path / "v1")), split)
+    check_fold_record(fold_dir, hf(str(tmp_path / "current")), split)  # the same link, written absolute
+
+
 def test_a_free_mapping_entry_set_on_one_side_only_is_a_difference(tiny_config, split, tmp_path):
     fold_dir = _fold(tmp_path, load_config(tiny_config, overrides=["data.options.folds=emobox"]), split)
     with pytest.raises(ConfigError, match=r"data\.options\.folds: 'emobox' then, unset now"):

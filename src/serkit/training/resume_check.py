@@ -21,6 +21,7 @@ let pass, an entry of a free mapping (data.options) is not.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,7 @@ import yaml
 from ..config import ExperimentConfig, to_dict
 from ..data.corpora import FoldSplit
 from ..errors import ConfigError
+from ..upstream.presets import PACKAGED_PRESETS, PRESETS
 
 IGNORED = ("name", "folds", "data.root", "data.num_workers", "data.check", "train.progress_bar",
            "train.log_every_n_steps", "train.keep_checkpoints")
@@ -94,13 +96,17 @@ def _comparable(tree: dict) -> dict:
 
 def _same_local_path(key: str, before, after) -> bool:
     """A component's `source` written once relative, once absolute (or `./a` and `a`): the same folder when both,
-    resolved from here, are the one existing path. Equal strings were already equal whatever the working folder,
-    so this lets through only spellings that name the same place from where the command runs now."""
+    made absolute from here, are the one existing folder. Equal strings were already equal whatever the working
+    folder, so this lets through only spellings that name the same place from where the command runs now. Not
+    a preset name (it loads what it names, even beside a folder of that name), and links are not followed (a
+    link moved to another model since is another source)."""
     if not (key.startswith(COMPONENTS) and key.endswith(".source")
             and isinstance(before, str) and isinstance(after, str)):
         return False
-    then, now = Path(before).expanduser().resolve(), Path(after).expanduser().resolve()
-    return then == now and now.exists()
+    if any(name in PRESETS or name in PACKAGED_PRESETS for name in (before, after)):
+        return False
+    then, now = (os.path.normpath(Path(name).expanduser().absolute()) for name in (before, after))
+    return then == now and Path(now).is_dir()
 
 
 def _lookup(tree: dict, dotted: str):
@@ -147,7 +153,7 @@ def _flat(tree, prefix: str = "") -> dict:
 def _show(value) -> str:
     if value is _ABSENT:
         return "unset"
-    if isinstance(value, str):  # paths differ at their end: keep it
-        return repr(value) if len(value) <= 58 else repr("..." + value[-55:])
+    if isinstance(value, str):  # long paths: their start and their end, where two of them differ
+        return repr(value) if len(value) <= 58 else repr(value[:20] + "..." + value[-35:])
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
