@@ -9,8 +9,10 @@ config: the same chosen epochs and validation predictions, tests/training/test_s
 training + validation speakers (training/refit.py). For each FOLD this writes into DEST/fold_<k> what a refit
 fold leaves when it is killed after its first fit: its config (the source fold's, with `train.refit: true`), the
 first fit's record (`train_only.json`: the source's result.json, epochs and cost) and its predictions.csv, plus
-the source's split.json, fits.jsonl and logs where it has them (an archived run, docs/runs, keeps no split.json).
-`serkit cv ... train.refit=true` then runs only the refits; its cost.json counts the first fit's CPU seconds too.
+the source's split.json, fits.jsonl and logs where it has them (an archived run, docs/runs, keeps no split.json:
+the refit then checks the first fit's validation and test predictions against its split, and writes split.json).
+`serkit cv ... train.refit=true` then runs only the refits; its cost.json counts the first fit's CPU seconds too
+(those of the source's cost.json, which counts a resumed fit only since its last resume: the script says so).
 How the refit rows of docs/results.md were made, to save CPU.
 
 The source folds must be finished (result.json) and must not be refit runs themselves. A DEST fold that exists is
@@ -55,8 +57,7 @@ def seed_fold(source: Path, dest: Path) -> str:
     if recorded["train"].get("refit") or result.get("reported") == "refit":
         raise SystemExit(f"{source}: already a refit fold; seed from the run without train.refit")
     if not result.get("chosen_epochs"):
-        raise SystemExit(f"{source}/result.json: no chosen_epochs (a fold from before serkit recorded them, or one "
-                         "with train.average false: rerun it)")
+        raise SystemExit(f"{source}/result.json: no chosen_epochs (a fold from before serkit recorded them: rerun it)")
     if not (source / "predictions.csv").is_file():
         raise SystemExit(f"{source}: no predictions.csv")
     recorded["train"]["refit"] = True
@@ -76,13 +77,18 @@ def seed_fold(source: Path, dest: Path) -> str:
         if (source / "logs").is_dir():
             shutil.copytree(source / "logs", tmp / "logs")
         write_json(tmp / TRAIN_ONLY, {
-            "result": {**result, "reported": "averaged", "refit": None}, "epochs_run": cost["epochs"],
-            CONFIG_HASH: model_hash, "cpu_seconds": cost["cpu_seconds"], "wall_seconds": cost["wall_seconds"]})
+            "result": {**result, "refit": None}, "epochs_run": cost["epochs"], CONFIG_HASH: model_hash,
+            "cpu_seconds": cost["cpu_seconds"], "wall_seconds": cost["wall_seconds"],
+            "seeded_from": str(source)})  # not read by serkit: says where the first fit came from
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return f"{dest}: first fit from {source} (chosen epochs {result['chosen_epochs']}, {cost['cpu_seconds']} CPU s)"
+    note = ""
+    if (source / "fits.jsonl").is_file() and len((source / "fits.jsonl").read_text().splitlines()) > 1:
+        note = " (its fit was resumed: those CPU seconds count only since the last resume)"
+    return (f"{dest}: first fit from {source} (chosen epochs {result['chosen_epochs']}, {cost['cpu_seconds']} "
+            f"CPU s{note})")
 
 
 def main(argv: list[str] | None = None) -> int:

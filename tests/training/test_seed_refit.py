@@ -5,6 +5,8 @@ first time again; bad sources are refused before anything is written."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -55,8 +57,12 @@ def test_a_seeded_refit_is_the_refit_from_scratch_without_a_second_first_fit(run
     for split in ("valid", "test"):
         assert a[split].ids == b[split].ids
         np.testing.assert_allclose(a[split].probabilities, b[split].probabilities, atol=1e-6)
-    plain_cpu = json.loads((root / "plain" / "fold_1" / "cost.json").read_text())["cpu_seconds"]
-    assert json.loads((fold / "cost.json").read_text())["cpu_seconds"] > plain_cpu  # both fits counted
+    timing = ("cpu_seconds", "wall_seconds", "seeded_from")
+    seeded_record = json.loads((fold / "train_only.json").read_text())
+    scratch_record = json.loads((root / "scratch" / "fold_1" / "train_only.json").read_text())
+    assert seeded_record["seeded_from"] == str(root / "plain" / "fold_1")
+    assert {k: v for k, v in seeded_record.items() if k not in timing} == \
+        {k: v for k, v in scratch_record.items() if k not in timing}  # what a killed refit leaves, but the times
     assert seed_refit.main([str(root / "plain"), str(root / "seeded"), "1"]) == 0  # again: left as it is
     assert "exists, left as it is" in capsys.readouterr().out
 
@@ -76,3 +82,27 @@ def test_unfinished_missing_or_refit_sources_are_refused_and_nothing_is_written(
     with pytest.raises(SystemExit, match="same folder"):
         seed_refit.main([str(root / "plain"), str(root / "plain"), "1"])
     assert not dest.exists() or not any(dest.iterdir())
+
+
+def test_a_seed_without_split_json_is_checked_by_its_predictions_and_given_one(runs, seed_refit, tiny_config,
+                                                                              synth_iemocap_root, tmp_path, capsys):
+    """An archived source (docs/runs) keeps no split.json: the refit checks the first fit's predicted utterances
+    against the split instead, and writes split.json for the runs after it."""
+    root, cv = runs
+    archived = tmp_path / "archived"
+    shutil.copytree(root / "plain", archived)
+    (archived / "fold_1" / "split.json").unlink()
+    seed_refit.main([str(archived), str(tmp_path / "a"), "1"])
+    assert not (tmp_path / "a" / "fold_1" / "split.json").exists()
+    cv(tmp_path / "a", "train.refit=true")
+    assert json.loads((tmp_path / "a" / "fold_1" / "split.json").read_text()) == \
+        json.loads((root / "plain" / "fold_1" / "split.json").read_text())
+    seed_refit.main([str(archived), str(tmp_path / "b"), "1"])
+    predictions = tmp_path / "b" / "fold_1" / "predictions.csv"
+    predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))  # one test row fewer
+    capsys.readouterr()
+    assert main(["cv", str(tiny_config), "--root", str(synth_iemocap_root), "--out", str(tmp_path / "b"), *ARGS,
+                 "train.refit=true"]) == 1
+    assert re.search(r"its first fit predicted \d+ test utterances, this split has \d+ \(1 differ\)",
+                     capsys.readouterr().err)
+    assert not (tmp_path / "b" / "fold_1" / "result.json").exists()

@@ -112,6 +112,7 @@ def _run_fold(cfg: ExperimentConfig, split: FoldSplit, labels: list[str], fold_d
     started = _cpu_and_wall()
     if cfg.train.refit and (fold_dir / TRAIN_ONLY).is_file():  # killed during its refit: the first fit is done
         first = FirstFit.read(fold_dir, config_hash(cfg.model))
+        first.check_split(fold_dir, split)
         started = (started[0] - first.cpu_seconds, started[1] - first.wall_seconds)  # cost.json counts both fits
     else:
         first = _first_fit(cfg, split, labels, fold_dir, progress)
@@ -155,6 +156,20 @@ class FirstFit:
     model: SERModel | None = None
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
+
+    def check_split(self, fold_dir: Path, split: FoldSplit) -> None:
+        """The first fit's predictions must be of this split's validation and test utterances: a record without
+        split.json (seeded from an archived run, scripts/seed_refit.py) is checked by them, and is given the
+        split.json that later runs compare against (training/resume_check.py)."""
+        for name in ("valid", "test"):
+            recorded, now = set(self.predictions[name].ids), {u.id for u in getattr(split, name)}
+            if recorded != now:
+                raise ConfigError(f"{fold_dir / TRAIN_ONLY}: its first fit predicted {len(recorded)} {name} "
+                                  f"utterances, this split has {len(now)} ({len(recorded ^ now)} differ): another "
+                                  "corpus or folds option; delete the fold folder to train it afresh")
+        if not (fold_dir / "split.json").is_file():
+            write_json(fold_dir / "split.json", {name: [u.id for u in getattr(split, name)]
+                                                 for name in ("train", "valid", "test")})
 
     def write(self, fold_dir: Path, labels: list[str], model_hash: str) -> None:
         write_predictions(fold_dir / "predictions.csv", labels, self.predictions)
