@@ -4,7 +4,7 @@ recipe's model) in float32 vs under bf16 autocast (`train.precision=bf16-mixed`)
 Usage: python benchmarks/cpu_precision.py [--batch 4] [--seconds 3.7] [--threads 1] [--out FILE]
 
 CPUs with AVX512_BF16 or AMX (Intel Sapphire Rapids and later, AMD Zen 4 and later) run bfloat16 matrix products
-in hardware through oneDNN; older ones emulate them, slower than float32. Each side trains its own copy of the
+in hardware through oneDNN; older ones emulate them, which can make bf16 slower than float32 (not measured here). Each side trains its own copy of the
 same model (freeze "cnn", weighted layers -> statistics pooling -> linear) on the same batch: forward,
 cross-entropy, backward, AdamW step; the weights and the optimiser stay float32 on both (mixed precision). The
 recipe's dropout, mixup and label smoothing cost little and are left out; so are data loading, validation and

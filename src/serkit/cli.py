@@ -81,4 +81,3 @@ def _take_leftovers(command: argparse.ArgumentParser, args: argparse.Namespace, 
         command.error(f"unrecognized arguments: {' '.join(extras)}")
     dest = listed[-1].dest
     setattr(args, dest, list(getattr(args, dest) or []) + extras)
-
