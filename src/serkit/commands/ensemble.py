@@ -1,4 +1,4 @@
-"""`serkit ensemble RUN RUN... --out DIR [--weights W,W... | --select N]`: average finished runs' probabilities fold
+"""`serkit ensemble RUN RUN... --out DIR [--weights W,W... | --select N] [--calibrate]`: average finished runs' probabilities fold
 by fold, with equal weights, given ones, or weights chosen on validation."""
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="choose the weights on the validation predictions instead: ROUNDS rounds of greedy forward "
                         "selection with replacement (a run may be picked several times), kept at the best round; "
                         "test labels are never read (try 2-3 times the number of runs)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="temperature-scale each member's probabilities first, one temperature per member and fold "
+                        "fitted on that fold's validation predictions (members of unlike confidence: probes and "
+                        "networks); test labels are never read")
 
 
 @command("ensemble", "combine finished runs (e.g. a trained head and the linear probe) by averaging their "
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:  # shown as the command's notes, not Python's warnings
         warnings.simplefilter("always")
         summary = ensemble_runs(args.runs, args.out, parse_numbers(args.weights, "--weights", float),
-                                args.select or 0)
+                                args.select or 0, calibrate=args.calibrate)
     for warning in caught:
         print(f"serkit ensemble: {warning.message}", file=sys.stderr)
     print(summary.to_markdown())

@@ -4,7 +4,8 @@ Members are run folders of `serkit cv`, `serkit baseline` or `serkit ensemble` (
 `fold_<k>/predictions.csv`, evaluation/prediction_table.py). Per fold every member must have predicted the
 same test utterances with the same classes in the same order (the same corpus, labels and folds); the
 ensemble's probabilities are the weighted mean of the members' (weights normalised to sum to 1), its class the
-most probable one. Only folds every member finished are scored; the rest are named, not silently dropped.
+most probable one. With calibration, each member's probabilities are first temperature-scaled, one temperature
+per member and fold fitted on that fold's validation predictions (calibration.py). Only folds every member finished are scored; the rest are named, not silently dropped.
 
 Writes, like a cv run: cv.md / cv.csv / cv.json, the plots, fold_<k>/predictions.csv (so ensembles nest),
 cost.json (members' trainable parameters and CPU seconds summed: what the ensemble cost to train) and
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..util.atomic import write_json
+from .calibration import fit_temperature, scale
 from .metrics import compute_metrics
 from .prediction_table import SplitPredictions, read_predictions, write_predictions
 from .report import write_cv_report
@@ -48,28 +50,33 @@ def _align(member: SplitPredictions, reference: SplitPredictions, where: str) ->
     return member.probabilities[order]
 
 
-def _fold_members(runs: list[Path], files: list[dict[int, Path]], fold: int, part: str
+def _fold_members(runs: list[Path], files: list[dict[int, Path]], fold: int, part: str,
+                  temperatures: Sequence[float] | None = None, purpose: str = "select"
                   ) -> tuple[list[str], SplitPredictions, list[np.ndarray]]:
     """One fold of every run -> (labels, the first member's `part` split, every member's probabilities [N, C] in
-    its utterance order); DataError naming the run when one differs in classes or utterances or lacks `part`."""
+    its utterance order, each scaled by its temperature when given); DataError naming the run when one differs in
+    classes or utterances or lacks `part`."""
     loaded = [read_predictions(found[fold]) for found in files]
     labels = loaded[0][0]
     for run, (member_labels, parts) in zip(runs, loaded):
         if member_labels != labels:
             raise DataError(f"{run} fold {fold}: classes {member_labels} differ from the first member's {labels}")
         if part not in parts:  # every writer writes test rows; an ensemble's folds hold no validation rows
-            raise DataError(f"{run} fold {fold}: no validation predictions to select on (an ensemble's folds "
-                            "hold test predictions only: select among the runs themselves)")
+            raise DataError(f"{run} fold {fold}: no validation predictions to {purpose} on (an ensemble's folds "
+                            f"hold test predictions only: {purpose} on the runs themselves)")
     reference = loaded[0][1][part]
     where = " (validation)" if part == "valid" else ""
-    return labels, reference, [_align(parts[part], reference, f"{run} fold {fold}{where}")
-                               for run, (_, parts) in zip(runs, loaded)]
+    members = [_align(parts[part], reference, f"{run} fold {fold}{where}") for run, (_, parts) in zip(runs, loaded)]
+    if temperatures is not None:
+        members = [scale(member, t) for member, t in zip(members, temperatures)]
+    return labels, reference, members
 
 
 def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequence[float] | None = None,
-                  select_rounds: int = 0) -> CVSummary:
+                  select_rounds: int = 0, calibrate: bool = False) -> CVSummary:
     """Average `runs` fold by fold into `out_dir`. weights: one per run (default: equal). select_rounds > 0: the
-    weights are chosen on validation instead (select_weights), never on test."""
+    weights are chosen on validation instead (select_weights), never on test. calibrate: each member's
+    probabilities temperature-scaled first, fitted per fold on validation (fit_temperatures)."""
     runs = [Path(r) for r in runs]
     if len(runs) < 2:
         raise ConfigError(f"an ensemble needs at least two runs, got {len(runs)}")
@@ -98,13 +105,14 @@ def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequ
     skipped = sorted(set.union(*(set(f) for f in files)) - set(folds))
     if skipped:
         warnings.warn(f"folds {skipped} are not finished in every run and are left out of the ensemble", stacklevel=2)
+    temperatures = fit_temperatures(runs, files, folds) if calibrate else {}
     selection = None
     if select_rounds:
-        weights, selection = select_weights(runs, files, folds, select_rounds)
+        weights, selection = select_weights(runs, files, folds, select_rounds, temperatures)
     weights = weights / weights.sum()
     scores, member_ua = [], {str(run): [] for run in runs}
     for fold in folds:
-        labels, reference, members = _fold_members(runs, files, fold, "test")
+        labels, reference, members = _fold_members(runs, files, fold, "test", temperatures.get(fold))
         probs = sum(weight * member for weight, member in zip(weights, members))
         for run, member in zip(runs, members):
             member_ua[str(run)].append(compute_metrics(member.argmax(-1), reference.targets, labels).ua)
@@ -117,16 +125,32 @@ def ensemble_runs(runs: Sequence[str | Path], out_dir: str | Path, weights: Sequ
     write_json(out_dir / "ensemble.json", {
         "members": [str(r) for r in runs], "weights": weights.tolist(), "selection": selection, "folds": folds,
         "skipped_folds": skipped,
+        "calibration": {"by": "one temperature per member and fold, negative log-likelihood on the fold's "
+                              "validation predictions", "temperatures": {str(fold): t for fold, t in
+                                                                        temperatures.items()}} if calibrate else None,
         "test_ua_per_fold": {"ensemble": [s.metrics.ua for s in scores], **member_ua}})
     return summary
 
 
-def select_weights(runs: list[Path], files: list[dict[int, Path]], folds: list[int], rounds: int
-                   ) -> tuple[np.ndarray, dict]:
-    """Greedy forward selection with replacement (Caruana et al. 2004) on the validation predictions: each round
-    adds the member whose addition gives the highest mean validation UA over the folds (ties: the earlier run);
-    the weights are how often each was added, taken at the best round. Test labels are never read."""
-    valid = [_fold_members(runs, files, fold, "valid") for fold in folds]
+def fit_temperatures(runs: list[Path], files: list[dict[int, Path]], folds: list[int]) -> dict[int, list[float]]:
+    """{fold: one temperature per run}, each fitted on that run's validation predictions of the fold (test labels
+    are never read)."""
+    temperatures = {}
+    for fold in folds:
+        _, reference, members = _fold_members(runs, files, fold, "valid", purpose="calibrate")
+        temperatures[fold] = [fit_temperature(member, reference.targets, f"{run} fold {fold}")
+                              for run, member in zip(runs, members)]
+    return temperatures
+
+
+def select_weights(runs: list[Path], files: list[dict[int, Path]], folds: list[int], rounds: int,
+                   temperatures: dict[int, list[float]] | None = None) -> tuple[np.ndarray, dict]:
+    """Greedy forward selection with replacement (Caruana et al. 2004) on the validation predictions (scaled by
+    `temperatures` when given): each round adds the member whose addition gives the highest mean validation UA
+    over the folds (ties: the earlier run); the weights are how often each was added, taken at the best round.
+    Test labels are never read."""
+    temperatures = temperatures or {}
+    valid = [_fold_members(runs, files, fold, "valid", temperatures.get(fold)) for fold in folds]
 
     def valid_ua(counts: np.ndarray) -> float:
         scores = []
