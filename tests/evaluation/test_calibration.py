@@ -14,22 +14,23 @@ from serkit.cli import main
 from serkit.errors import DataError
 from serkit.evaluation.calibration import T_RANGE, fit_temperature, scale
 from serkit.evaluation.ensemble import ensemble_runs
+from serkit.evaluation.metrics import compute_metrics
 from serkit.evaluation.prediction_table import SplitPredictions, write_predictions
 
 LABELS = ["ang", "hap", "neu", "sad"]
 
 
-def sampled(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def sampled(n: int, seed: int, spread: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Logits [n, 4] and labels drawn from softmax(logits): probabilities calibrated at T = 1 by construction."""
     rng = np.random.default_rng(seed)
-    logits = rng.normal(scale=2.0, size=(n, len(LABELS)))
+    logits = rng.normal(scale=spread, size=(n, len(LABELS)))
     targets = np.array([rng.choice(len(LABELS), p=p) for p in softmax(logits, axis=-1)])
     return logits, targets
 
 
-@pytest.mark.parametrize("true_t", [0.5, 1.0, 3.0])
-def test_the_fit_recovers_the_temperature_that_made_the_probabilities(true_t):
-    logits, targets = sampled(4000, seed=0)
+@pytest.mark.parametrize("spread, true_t, seed", [(1.0, 0.5, 0), (2.0, 1.0, 1), (4.0, 3.0, 2)])
+def test_the_fit_recovers_the_temperature_that_made_the_probabilities(spread, true_t, seed):
+    logits, targets = sampled(4000, seed=seed, spread=spread)
     # a member that reports softmax(logits / true_t) is miscalibrated by exactly true_t
     fitted = fit_temperature(softmax(logits / true_t, axis=-1), targets)
     assert fitted == pytest.approx(1.0 / true_t, rel=0.1)
@@ -49,17 +50,36 @@ def test_scaling_keeps_every_decision_and_a_distribution():
 def test_a_degenerate_fit_stays_inside_the_bounds_and_empty_input_is_refused():
     targets = np.array([0, 1, 2, 3])
     assert T_RANGE[0] <= fit_temperature(np.eye(4), targets) < 1.0  # all right: sharpen (the loss is flat near 0)
-    assert fit_temperature(np.eye(4)[[1, 2, 3, 0]], targets) == pytest.approx(T_RANGE[1], rel=1e-3)  # all wrong
+    with pytest.warns(UserWarning, match="run x fold 1: its temperature reached the bound 20"):
+        assert fit_temperature(np.eye(4)[[1, 2, 3, 0]], targets, "run x fold 1") == pytest.approx(T_RANGE[1], rel=1e-3)
     with pytest.raises(DataError, match="run x fold 2: no validation predictions"):
         fit_temperature(np.zeros((0, 4)), np.zeros(0, int), "run x fold 2")
+    with pytest.raises(DataError, match="run x fold 3: validation probabilities that are not finite"):
+        fit_temperature(np.full((4, 4), np.nan), targets, "run x fold 3")
+
+
+def test_a_class_given_probability_0_is_named_when_it_flattens_the_member():
+    """A probe whose training split lacked a class writes 0 for it; validation holding that class drives T to the
+    bound, which flattens the member to near uniform: the fit warns rather than dropping it unseen."""
+    logits, targets = sampled(2000, seed=3)
+    probabilities = softmax(logits, axis=-1)
+    probabilities[:, 0] = 0.0
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    with pytest.warns(UserWarning, match="a class it gives probability 0 on validation"):
+        assert fit_temperature(probabilities, targets, "probe fold 4") > 0.99 * T_RANGE[1]
 
 
 def write_run(path, valid: tuple, test: tuple, folds=(1, 2)):
     """valid / test: (probabilities [N, 4], targets [N]); the same every fold."""
     for fold in folds:
-        write_predictions(path / f"fold_{fold}" / "predictions.csv", LABELS, {
-            name: SplitPredictions([f"{name}{i}" for i in range(len(t))], p, t)
-            for name, (p, t) in (("valid", valid), ("test", test))})
+        write_fold(path, fold, valid, test)
+    return path
+
+
+def write_fold(path, fold: int, valid: tuple, test: tuple):
+    write_predictions(path / f"fold_{fold}" / "predictions.csv", LABELS, {
+        name: SplitPredictions([f"{name}{i}" for i in range(len(t))], p, t)
+        for name, (p, t) in (("valid", valid), ("test", test))})
     return path
 
 
@@ -90,6 +110,41 @@ def test_calibration_stops_an_overconfident_weak_member_from_outvoting_a_better_
     t_unsure, t_sure = record["calibration"]["temperatures"]["1"]
     assert t_unsure < 1.0 < t_sure  # the unsure member sharpened, the sure one softened
     assert json.loads((tmp_path / "raw" / "ensemble.json").read_text())["calibration"] is None
+
+
+def test_each_fold_is_scaled_by_its_own_temperatures(tmp_path):
+    """Fold 1: a unsure, b sure; fold 2 the other way round. Each fold's temperatures must follow its own members
+    (fold 1's applied to fold 2 would sharpen the weak sure member there and let it outvote the better one)."""
+    (unsure_v, t_v), (sure_v, _) = members(400, seed=2)
+    (unsure_t, t_t), (sure_t, _) = members(400, seed=3)
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_fold(a, 1, (unsure_v, t_v), (unsure_t, t_t)), write_fold(b, 1, (sure_v, t_v), (sure_t, t_t))
+    write_fold(a, 2, (sure_v, t_v), (sure_t, t_t)), write_fold(b, 2, (unsure_v, t_v), (unsure_t, t_t))
+    ensemble_runs([a, b], tmp_path / "cal", calibrate=True)
+    temperatures = json.loads((tmp_path / "cal" / "ensemble.json").read_text())["calibration"]["temperatures"]
+    assert temperatures["1"][0] < 1.0 < temperatures["1"][1] and temperatures["2"][1] < 1.0 < temperatures["2"][0]
+    folds = json.loads((tmp_path / "cal" / "cv.json").read_text())["folds"]
+    assert [str(f["fold"]) for f in folds] == ["1", "2"] and all(f["metrics"]["ua"] > 0.75 for f in folds)
+
+
+def test_selection_chooses_on_the_scaled_validation_predictions(tmp_path):
+    """Runs [sure, unsure]: round 1 takes the unsure (better) one; in round 2 adding the sure one leaves the scaled
+    mix at the unsure one's UA (a tie, which goes to the earlier run), while unscaled it would fall to ~0.5.
+    Every recorded step must be the scaled mix's validation UA."""
+    (unsure_v, t_v), (sure_v, _) = members(400, seed=2)
+    sure = write_run(tmp_path / "sure", (sure_v, t_v), (sure_v, t_v))
+    unsure = write_run(tmp_path / "unsure", (unsure_v, t_v), (unsure_v, t_v))
+    ensemble_runs([sure, unsure], tmp_path / "cal", select_rounds=2, calibrate=True)
+    record = json.loads((tmp_path / "cal" / "ensemble.json").read_text())
+    t_sure, t_unsure = record["calibration"]["temperatures"]["1"]
+    scaled, raw = (scale(sure_v, t_sure), scale(unsure_v, t_unsure)), (sure_v, unsure_v)
+    counts = np.zeros(2)
+    for step in record["selection"]["history"]:
+        counts[0 if step["added"] == str(sure) else 1] += 1
+        def ua(members) -> float:
+            return compute_metrics(sum(c * m for c, m in zip(counts, members)).argmax(-1), t_v, LABELS).ua
+        assert step["valid_ua"] == pytest.approx(ua(scaled))
+    assert record["selection"]["history"][1]["added"] == str(sure) and ua(raw) < 0.6 < ua(scaled)
 
 
 def test_temperatures_and_weights_never_read_test_labels(tmp_path):

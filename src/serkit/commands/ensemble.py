@@ -1,5 +1,6 @@
-"""`serkit ensemble RUN RUN... --out DIR [--weights W,W... | --select N] [--calibrate]`: average finished runs' probabilities fold
-by fold, with equal weights, given ones, or weights chosen on validation."""
+"""`serkit ensemble RUN RUN... --out DIR [--weights W,W... | --select N] [--calibrate]`: average finished runs'
+probabilities fold by fold, with equal weights, given ones, or weights chosen on validation, optionally each
+member temperature-scaled on validation first."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="temperature-scale each member's probabilities first, one temperature per member and fold "
                         "fitted on that fold's validation predictions (members of unlike confidence: probes and "
-                        "networks); test labels are never read")
+                        "networks); test labels are never read. A refit member's validation predictions are its "
+                        "first fit's, so its temperature comes from that model")
 
 
 @command("ensemble", "combine finished runs (e.g. a trained head and the linear probe) by averaging their "

@@ -5,11 +5,13 @@ Members are run folders of `serkit cv`, `serkit baseline` or `serkit ensemble` (
 same test utterances with the same classes in the same order (the same corpus, labels and folds); the
 ensemble's probabilities are the weighted mean of the members' (weights normalised to sum to 1), its class the
 most probable one. With calibration, each member's probabilities are first temperature-scaled, one temperature
-per member and fold fitted on that fold's validation predictions (calibration.py). Only folds every member finished are scored; the rest are named, not silently dropped.
+per member and fold fitted on that fold's validation predictions (calibration.py). Only folds every member
+finished are scored; the rest are named, not silently dropped.
 
 Writes, like a cv run: cv.md / cv.csv / cv.json, the plots, fold_<k>/predictions.csv (so ensembles nest),
 cost.json (members' trainable parameters and CPU seconds summed: what the ensemble cost to train) and
-ensemble.json (members, weights, every member's test UA per fold beside the ensemble's).
+ensemble.json (members, weights, every member's test UA per fold beside the ensemble's, and with calibration the
+temperatures: per fold, a list in member order).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def _align(member: SplitPredictions, reference: SplitPredictions, where: str) ->
     row = {utt_id: i for i, utt_id in enumerate(member.ids)}
     missing = [utt_id for utt_id in reference.ids if utt_id not in row]
     if missing or len(row) != len(reference.ids):
-        raise DataError(f"{where}: its test utterances are not the first member's ({len(missing)} of "
+        part = "validation" if where.endswith("(validation)") else "test"
+        raise DataError(f"{where}: its {part} utterances are not the first member's ({len(missing)} of "
                         f"{len(reference.ids)} missing, e.g. {missing[:3]}; {len(row)} rows): the runs must share "
                         "corpus, labels and folds")
     order = np.array([row[utt_id] for utt_id in reference.ids])
