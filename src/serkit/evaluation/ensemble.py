@@ -38,12 +38,11 @@ def fold_predictions(run: Path) -> dict[int, Path]:
     return {int(suffix): path for path, suffix in suffixes.items() if suffix.isdigit()}
 
 
-def _align(member: SplitPredictions, reference: SplitPredictions, where: str) -> np.ndarray:
+def _align(member: SplitPredictions, reference: SplitPredictions, where: str, part: str = "test") -> np.ndarray:
     """member's probabilities [N, C] in reference's utterance order; DataError when the sets or labels differ."""
     row = {utt_id: i for i, utt_id in enumerate(member.ids)}
     missing = [utt_id for utt_id in reference.ids if utt_id not in row]
     if missing or len(row) != len(reference.ids):
-        part = "validation" if where.endswith("(validation)") else "test"
         raise DataError(f"{where}: its {part} utterances are not the first member's ({len(missing)} of "
                         f"{len(reference.ids)} missing, e.g. {missing[:3]}; {len(row)} rows): the runs must share "
                         "corpus, labels and folds")
@@ -68,8 +67,9 @@ def _fold_members(runs: list[Path], files: list[dict[int, Path]], fold: int, par
             raise DataError(f"{run} fold {fold}: no validation predictions to {purpose} on (an ensemble's folds "
                             f"hold test predictions only: {purpose} on the runs themselves)")
     reference = loaded[0][1][part]
-    where = " (validation)" if part == "valid" else ""
-    members = [_align(parts[part], reference, f"{run} fold {fold}{where}") for run, (_, parts) in zip(runs, loaded)]
+    where, split = (" (validation)", "validation") if part == "valid" else ("", "test")
+    members = [_align(parts[part], reference, f"{run} fold {fold}{where}", split)
+               for run, (_, parts) in zip(runs, loaded)]
     if temperatures is not None:
         members = [scale(member, t) for member, t in zip(members, temperatures)]
     return labels, reference, members
